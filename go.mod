@@ -1,0 +1,3 @@
+module github.com/daemoneye/daemoneye
+
+go 1.26
