@@ -1,0 +1,367 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/daemoneye/daemoneye/topic"
+)
+
+// Broker routes messages from publishers to the subscriptions whose
+// patterns match their topics. It is safe for concurrent use. Create one
+// with [New]; stop it with [Broker.Shutdown] or [Broker.Close].
+type Broker struct {
+	maxPayload int
+	maxTopics  int
+	log        *slog.Logger
+	index      *topic.Index[*Subscription]
+
+	closing atomic.Bool // no new publishes or subscriptions
+	nextID  atomic.Uint64
+
+	topicsMu sync.RWMutex
+	topics   map[string]*topicState
+	evicted  atomic.Uint64
+
+	retiredDelivered atomic.Uint64 // Delivered of removed subscriptions
+
+	mu     sync.Mutex // guards subs and closed
+	subs   map[*Subscription]struct{}
+	closed bool
+
+	handlers sync.WaitGroup // SubscribeFunc goroutines
+}
+
+// topicState is what the broker keeps per topic: the sequence, the cached
+// route and the counters.
+type topicState struct {
+	name  string
+	route atomic.Pointer[route]
+
+	// mu makes sequence assignment and enqueueing one step, so that every
+	// subscriber sees a topic's messages (of one priority) in sequence order.
+	mu       sync.Mutex
+	seq      atomic.Uint64 // messages published; written under mu
+	enqueued uint64        // copies queued for subscribers; under mu
+
+	unrouted atomic.Uint64
+	dropped  [numDropReasons]atomic.Uint64
+}
+
+// route is the deduplicated set of subscriptions for a topic, valid while
+// the index generation equals gen.
+type route struct {
+	gen  uint64
+	subs []*Subscription
+}
+
+// New returns a running broker. It returns an error wrapping
+// ErrInvalidOptions when an option is out of range.
+func New(opts Options) (*Broker, error) {
+	if opts.MaxPayload < 0 || opts.MaxTopics < 0 {
+		return nil, fmt.Errorf("%w: MaxPayload and MaxTopics must not be negative", ErrInvalidOptions)
+	}
+	idx, err := topic.NewIndex[*Subscription](topic.IndexOptions{Policy: opts.Policy, CacheSize: opts.MatchCacheSize})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	b := &Broker{
+		maxPayload: cmpOr(opts.MaxPayload, DefaultMaxPayload),
+		maxTopics:  cmpOr(opts.MaxTopics, DefaultMaxTopics),
+		log:        opts.Logger,
+		index:      idx,
+		topics:     make(map[string]*topicState),
+		subs:       make(map[*Subscription]struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	return b, nil
+}
+
+func cmpOr(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Policy returns the topic policy the broker validates with.
+func (b *Broker) Policy() *topic.Policy { return b.index.Policy() }
+
+// MaxPayload returns the largest payload Publish accepts, in bytes.
+func (b *Broker) MaxPayload() int { return b.maxPayload }
+
+// Publish delivers m to every subscription whose pattern matches m.Topic,
+// at most once per subscriber (see [Subscriber]). The broker assigns
+// m.Seq. It does not copy the payload.
+//
+// Publish waits only for a subscription with OverflowBlock whose queue is
+// full, and at most until ctx is done or that subscription's BlockTimeout
+// passes. A message that some subscriber did not get is counted and reported:
+// the error wraps ErrSlowConsumer or ErrQueueFull and names the subscriber;
+// every other subscriber got the message. It returns an error wrapping
+// topic.ErrInvalidTopic, ErrPayloadTooLarge, ErrInvalidPriority or ErrClosed
+// without delivering anything.
+func (b *Broker) Publish(ctx context.Context, m Message) error {
+	if b.closing.Load() {
+		return fmt.Errorf("%w: cannot publish to %q: the broker is shutting down", ErrClosed, m.Topic)
+	}
+	if len(m.Payload) > b.maxPayload {
+		return fmt.Errorf("%w: %d bytes to %q; the limit is %d bytes: split the payload or raise Options.MaxPayload",
+			ErrPayloadTooLarge, len(m.Payload), m.Topic, b.maxPayload)
+	}
+	lvl, ok := m.Priority.level()
+	if !ok {
+		return fmt.Errorf("%w: %d: use PriorityLow to PriorityCritical", ErrInvalidPriority, m.Priority)
+	}
+	ts, err := b.topicState(m.Topic)
+	if err != nil {
+		return fmt.Errorf("eventbus: publish: %w", err)
+	}
+	r := ts.route.Load()
+	if r == nil || r.gen != b.index.Generation() {
+		r = b.reroute(ts)
+	}
+
+	var blockedBuf, goneBuf [4]*Subscription
+	blocked, gone := blockedBuf[:0], goneBuf[:0]
+	var evicted []Message
+	var errs error
+	ts.mu.Lock()
+	m.Seq = ts.seq.Add(1)
+	if len(r.subs) == 0 {
+		ts.unrouted.Add(1)
+	}
+	n := uint64(0)
+	for _, s := range r.subs {
+		switch s.q.push(&m, lvl, &evicted) {
+		case pushOK:
+			n++
+		case pushEvicted:
+			n++
+			b.countDrops(s, DropOldest, evicted)
+			evicted = evicted[:0]
+		case pushFull:
+			blocked = append(blocked, s)
+		case pushDropped:
+			s.drops[DropQueueFull].Add(1)
+			ts.dropped[DropQueueFull].Add(1)
+			errs = joinErr(errs, s.errFull)
+		case pushDisconnected:
+			s.drops[DropDisconnect].Add(1)
+			ts.dropped[DropDisconnect].Add(1)
+			b.countDrops(s, DropDisconnect, evicted)
+			evicted = evicted[:0]
+			errs = joinErr(errs, s.errSlow)
+			gone = append(gone, s)
+		case pushClosed: // unsubscribed meanwhile: no longer interested
+		}
+	}
+	ts.enqueued += n
+	ts.mu.Unlock()
+
+	for _, s := range gone {
+		b.log.Warn("subscription disconnected: its queue was full", "subscription", s.name, "pattern", s.pattern)
+		s.unsubscribe()
+	}
+	for _, s := range blocked {
+		if err := b.waitPush(ctx, ts, s, &m, lvl); err != nil {
+			errs = joinErr(errs, err)
+		}
+	}
+	return errs
+}
+
+func joinErr(errs, err error) error {
+	if errs == nil {
+		return err
+	}
+	return errors.Join(errs, err)
+}
+
+// waitPush waits for room in a blocking subscription's queue.
+func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, m *Message, lvl int) error {
+	var timer *time.Timer
+	var timeout <-chan time.Time
+	if s.blockTimeout > 0 {
+		timer = time.NewTimer(s.blockTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	var none []Message
+	for {
+		switch s.q.push(m, lvl, &none) {
+		case pushOK:
+			ts.mu.Lock()
+			ts.enqueued++
+			ts.mu.Unlock()
+			return nil
+		case pushClosed:
+			return nil
+		case pushDropped: // larger than the whole queue
+			s.drops[DropQueueFull].Add(1)
+			ts.dropped[DropQueueFull].Add(1)
+			return s.errFull
+		}
+		room := s.q.waitRoom(m.size())
+		if room == nil {
+			continue
+		}
+		var why error
+		select {
+		case <-room:
+			continue
+		case <-ctx.Done():
+			why = ctx.Err()
+		case <-timeout:
+			why = fmt.Errorf("waited %v for room", s.blockTimeout)
+		}
+		s.drops[DropTimeout].Add(1)
+		ts.dropped[DropTimeout].Add(1)
+		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.errSlow, m.Seq, m.Topic, why)
+	}
+}
+
+// countDrops counts messages a subscription lost, against their topics.
+func (b *Broker) countDrops(s *Subscription, why DropReason, msgs []Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	s.drops[why].Add(uint64(len(msgs)))
+	b.topicsMu.RLock()
+	defer b.topicsMu.RUnlock()
+	for i := range msgs {
+		if ts := b.topics[msgs[i].Topic]; ts != nil {
+			ts.dropped[why].Add(1)
+		}
+	}
+}
+
+// topicState returns the state of a valid topic, creating it if needed.
+func (b *Broker) topicState(name string) (*topicState, error) {
+	b.topicsMu.RLock()
+	ts := b.topics[name]
+	b.topicsMu.RUnlock()
+	if ts != nil {
+		return ts, nil
+	}
+	if err := b.index.Policy().Validate(name); err != nil {
+		return nil, err
+	}
+	b.topicsMu.Lock()
+	defer b.topicsMu.Unlock()
+	if ts := b.topics[name]; ts != nil {
+		return ts, nil
+	}
+	if len(b.topics) >= b.maxTopics {
+		drop := max(1, b.maxTopics/8)
+		for k := range b.topics {
+			if drop--; drop < 0 {
+				break
+			}
+			delete(b.topics, k)
+			b.evicted.Add(1)
+		}
+	}
+	ts = &topicState{name: name}
+	b.topics[name] = ts
+	return ts, nil
+}
+
+// reroute refreshes the topic's cached route from the index.
+func (b *Broker) reroute(ts *topicState) *route {
+	gen := b.index.Generation() // read first: a change racing with Match leaves the route stale, not wrong
+	subs, _ := b.index.Match(ts.name)
+	r := &route{gen: gen, subs: subs}
+	ts.route.Store(r)
+	return r
+}
+
+// NewSubscriber returns a subscriber: a group of subscriptions that receives
+// each message at most once. name identifies it in stats; empty means
+// "subscriber-<id>".
+func (b *Broker) NewSubscriber(name string) *Subscriber {
+	id := b.nextID.Add(1)
+	if name == "" {
+		name = fmt.Sprintf("subscriber-%d", id)
+	}
+	return &Subscriber{b: b, id: id, name: name}
+}
+
+// Subscribe creates a subscription of its own subscriber; see
+// [Subscriber.Subscribe].
+func (b *Broker) Subscribe(pattern string, opts SubscribeOptions) (*Subscription, error) {
+	return b.NewSubscriber(opts.Name).Subscribe(pattern, opts)
+}
+
+// SubscribeFunc creates a subscription of its own subscriber that calls fn
+// for every message; see [Subscriber.SubscribeFunc].
+func (b *Broker) SubscribeFunc(pattern string, opts SubscribeOptions, fn func(Delivery)) (*Subscription, error) {
+	return b.NewSubscriber(opts.Name).SubscribeFunc(pattern, opts, fn)
+}
+
+// Shutdown stops the broker gracefully: it refuses new publishes and
+// subscriptions at once, waits until every subscription has taken what is
+// queued for it (and every handler has returned from its last message),
+// then closes everything. If ctx ends first, it closes at once, counts the
+// messages still queued as dropped, and returns ctx's error.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.closing.Store(true)
+	poll := time.Millisecond
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
+	for !b.drained() {
+		select {
+		case <-ctx.Done():
+			b.log.Warn("shutdown deadline passed with messages queued; closing", "err", ctx.Err())
+			b.Close()
+			return fmt.Errorf("eventbus: shutdown: %w", ctx.Err())
+		case <-timer.C:
+			poll = min(2*poll, 50*time.Millisecond)
+			timer.Reset(poll)
+		}
+	}
+	b.Close()
+	return nil
+}
+
+func (b *Broker) drained() bool {
+	for _, s := range b.subscriptions() {
+		if !s.q.idle(s.handler != nil) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Broker) subscriptions() []*Subscription {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close stops the broker at once: publishes fail with ErrClosed, every
+// subscription is closed (messages still queued are counted as dropped with
+// DropClosed), and Close waits for SubscribeFunc handlers to return. It must
+// not be called from a handler. Calling it again does nothing.
+func (b *Broker) Close() error {
+	b.closing.Store(true)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	for _, s := range b.subscriptions() {
+		s.close(fmt.Errorf("%w: the broker closed", ErrClosed))
+	}
+	b.handlers.Wait()
+	return nil
+}

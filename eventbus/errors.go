@@ -1,0 +1,26 @@
+package eventbus
+
+import "errors"
+
+// Sentinel errors. The broker wraps them with detail (which topic, which
+// subscriber, which limit); test for them with errors.Is.
+var (
+	// ErrClosed is returned by operations on a broker that is shutting
+	// down or closed, and by Next on a closed subscription.
+	ErrClosed = errors.New("eventbus: closed")
+	// ErrSlowConsumer is returned to a publisher whose message a subscriber
+	// could not take in time (overflow policy block, after the wait), or
+	// that caused a subscriber to be disconnected (overflow policy
+	// disconnect); Next returns it on a subscription that was disconnected.
+	ErrSlowConsumer = errors.New("eventbus: slow consumer")
+	// ErrQueueFull is returned to a publisher whose message was discarded
+	// because a subscriber's queue was full (overflow policy drop-newest, or
+	// drop-oldest when every queued message outranks the new one).
+	ErrQueueFull = errors.New("eventbus: subscriber queue full")
+	// ErrPayloadTooLarge is returned for a payload over Options.MaxPayload.
+	ErrPayloadTooLarge = errors.New("eventbus: payload too large")
+	// ErrInvalidPriority is returned for a priority outside low..critical.
+	ErrInvalidPriority = errors.New("eventbus: invalid priority")
+	// ErrInvalidOptions is returned for options out of range.
+	ErrInvalidOptions = errors.New("eventbus: invalid options")
+)

@@ -1,0 +1,89 @@
+package eventbus
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Priority orders messages in a subscriber's queue: a subscriber receives
+// queued messages of a higher priority first. Within one priority, messages
+// from one publisher keep their order. The zero value means
+// [PriorityNormal].
+type Priority uint8
+
+// The priorities, lowest first.
+const (
+	PriorityLow      Priority = 1
+	PriorityNormal   Priority = 2
+	PriorityHigh     Priority = 3
+	PriorityCritical Priority = 4
+
+	numPriorities = 4
+)
+
+// level maps a priority to a queue level, 0 (low) to 3 (critical).
+func (p Priority) level() (int, bool) {
+	switch {
+	case p == 0:
+		return int(PriorityNormal) - 1, true
+	case p <= PriorityCritical:
+		return int(p) - 1, true
+	}
+	return 0, false
+}
+
+// String returns "low", "normal", "high" or "critical".
+func (p Priority) String() string {
+	switch p {
+	case PriorityLow:
+		return "low"
+	case 0, PriorityNormal:
+		return "normal"
+	case PriorityHigh:
+		return "high"
+	case PriorityCritical:
+		return "critical"
+	}
+	return fmt.Sprintf("priority(%d)", uint8(p))
+}
+
+// ParsePriority parses the names String returns.
+func ParsePriority(s string) (Priority, error) {
+	for p := PriorityLow; p <= PriorityCritical; p++ {
+		if strings.EqualFold(s, p.String()) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %q: use low, normal, high or critical", ErrInvalidPriority, s)
+}
+
+// Message is what a publisher hands to the broker and what subscribers
+// receive. The broker never serializes or copies the payload: every
+// subscriber receives the same Payload slice, so neither the publisher nor a
+// subscriber may modify it after Publish.
+type Message struct {
+	// Topic is the concrete topic the message was published to.
+	Topic string
+	// Payload is opaque to the broker. At most [Options.MaxPayload] bytes.
+	Payload []byte
+	// Priority defaults to PriorityNormal.
+	Priority Priority
+	// Seq is set by the broker: 1 for the first message published to Topic,
+	// then one more for each message, so a subscriber that sees a jump knows
+	// how many it missed. A value set by the publisher is ignored. If the
+	// broker evicts an idle topic's state (see [Options.MaxTopics]), the
+	// topic's sequence starts again at 1.
+	Seq uint64
+}
+
+// size is what a message counts against a queue's byte limit.
+func (m *Message) size() int64 { return int64(len(m.Payload) + len(m.Topic)) }
+
+// Delivery is a message as one subscription received it.
+type Delivery struct {
+	Message
+	// Pattern is the pattern of the subscription that received the
+	// message: of all the subscriber's patterns that match the topic, the
+	// most specific (see topic.Specificity).
+	Pattern string
+}

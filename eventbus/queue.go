@@ -1,0 +1,251 @@
+package eventbus
+
+import "sync"
+
+// ring is a FIFO of messages in a power-of-two buffer that grows on demand
+// and is released when it drains after a burst, so an idle subscription
+// costs no buffer at all.
+type ring struct {
+	buf  []Message
+	head int
+	n    int
+}
+
+const (
+	ringMin     = 8
+	ringRelease = 1024 // a drained ring larger than this frees its buffer
+)
+
+func (r *ring) push(m *Message) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.n)&(len(r.buf)-1)] = *m
+	r.n++
+}
+
+func (r *ring) grow() {
+	nb := make([]Message, max(ringMin, 2*len(r.buf)))
+	for i := range r.n {
+		nb[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
+	}
+	r.buf, r.head = nb, 0
+}
+
+// pop removes the oldest message into *m.
+func (r *ring) pop(m *Message) {
+	*m = r.buf[r.head]
+	r.buf[r.head] = Message{} // let the payload be collected
+	r.head = (r.head + 1) & (len(r.buf) - 1)
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+		if len(r.buf) > ringRelease {
+			r.buf = nil
+		}
+	}
+}
+
+// pushResult says what became of a message offered to a queue.
+type pushResult uint8
+
+const (
+	pushOK           pushResult = iota
+	pushEvicted                 // queued; older messages were dropped for it
+	pushFull                    // not queued; the publisher may wait (block)
+	pushDropped                 // not queued; dropped (drop-newest, or outranked)
+	pushDisconnected            // not queued; the subscription was closed for it
+	pushClosed                  // not queued; the subscription is closed
+)
+
+// queue is a subscription's bounded priority queue. Publishers push under
+// mu; the single consumer pops batches under mu and sleeps on ready.
+type queue struct {
+	mu       sync.Mutex
+	levels   [numPriorities]ring
+	count    int   // queued messages
+	bytes    int64 // queued bytes (payload + topic)
+	hwm      int   // most messages ever queued at once
+	maxCount int
+	maxBytes int64
+	overflow Overflow
+	waiting  bool          // the consumer found the queue empty and sleeps
+	ready    chan struct{} // capacity 1; a token wakes the consumer
+	space    chan struct{} // closed when room appears; made by a waiting publisher
+	closed   bool
+	closeErr error         // why it closed (ErrClosed or ErrSlowConsumer, wrapped)
+	done     chan struct{} // closed with the queue
+	errSlow  error         // closeErr after a disconnect for overflow
+}
+
+func (q *queue) init(o *SubscribeOptions, errSlow error) {
+	q.maxCount, q.maxBytes, q.overflow, q.errSlow = o.MaxMessages, o.MaxBytes, o.Overflow, errSlow
+	q.ready = make(chan struct{}, 1)
+	q.done = make(chan struct{})
+}
+
+// push offers m at the given level. evicted receives the messages dropped
+// to make room (drop-oldest) or discarded by a disconnect; the caller counts
+// them outside the lock.
+func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
+	size := m.size()
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return pushClosed
+	}
+	res := pushOK
+	if q.count >= q.maxCount || q.bytes+size > q.maxBytes {
+		switch {
+		case size > q.maxBytes:
+			q.mu.Unlock()
+			return pushDropped // could never fit, not even after waiting
+		case q.overflow == OverflowBlock:
+			q.mu.Unlock()
+			return pushFull
+		case q.overflow == OverflowDropNewest:
+			q.mu.Unlock()
+			return pushDropped
+		case q.overflow == OverflowDisconnect:
+			q.drainLocked(evicted)
+			q.closeLocked(q.errSlow)
+			q.mu.Unlock()
+			return pushDisconnected
+		}
+		if !q.evictLocked(lvl, size, evicted) {
+			q.mu.Unlock()
+			return pushDropped
+		}
+		res = pushEvicted
+	}
+	q.levels[lvl].push(m)
+	q.count++
+	q.bytes += size
+	if q.count > q.hwm {
+		q.hwm = q.count
+	}
+	wake := q.waiting
+	q.waiting = false
+	q.mu.Unlock()
+	if wake {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return res
+}
+
+// evictLocked drops the oldest messages of the lowest levels not above lvl
+// until a message of size fits. It changes nothing and returns false if
+// that is impossible.
+func (q *queue) evictLocked(lvl int, size int64, evicted *[]Message) bool {
+	count, bytes := q.count, q.bytes
+	for l := 0; l <= lvl && (count >= q.maxCount || bytes+size > q.maxBytes); l++ {
+		r := &q.levels[l]
+		for i := 0; i < r.n && (count >= q.maxCount || bytes+size > q.maxBytes); i++ {
+			count--
+			bytes -= r.buf[(r.head+i)&(len(r.buf)-1)].size()
+		}
+	}
+	if count >= q.maxCount || bytes+size > q.maxBytes {
+		return false
+	}
+	for l := 0; l <= lvl && (q.count >= q.maxCount || q.bytes+size > q.maxBytes); l++ {
+		r := &q.levels[l]
+		for r.n > 0 && (q.count >= q.maxCount || q.bytes+size > q.maxBytes) {
+			var m Message
+			r.pop(&m)
+			q.count--
+			q.bytes -= m.size()
+			*evicted = append(*evicted, m)
+		}
+	}
+	return true
+}
+
+// pop moves up to len(dst) messages into dst, highest priority first. When
+// the queue is empty it marks the consumer as waiting and returns the close
+// error if the queue is closed.
+func (q *queue) pop(dst []Message) (int, error) {
+	q.mu.Lock()
+	n := 0
+	for l := numPriorities - 1; l >= 0 && n < len(dst); l-- {
+		r := &q.levels[l]
+		for r.n > 0 && n < len(dst) {
+			r.pop(&dst[n])
+			q.bytes -= dst[n].size()
+			n++
+		}
+	}
+	q.count -= n
+	if n > 0 && q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	var err error
+	if n == 0 {
+		q.waiting = true
+		err = q.closeErr
+	}
+	q.mu.Unlock()
+	return n, err
+}
+
+// waitRoom returns a channel that is closed when the consumer next takes
+// messages or the queue closes, or nil if a message of size fits now or the
+// queue is closed (either way the caller should push again at once).
+func (q *queue) waitRoom(size int64) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || (q.count < q.maxCount && q.bytes+size <= q.maxBytes) {
+		return nil
+	}
+	if q.space == nil {
+		q.space = make(chan struct{})
+	}
+	return q.space
+}
+
+// drainLocked moves every queued message into out.
+func (q *queue) drainLocked(out *[]Message) {
+	for l := range q.levels {
+		r := &q.levels[l]
+		for r.n > 0 {
+			var m Message
+			r.pop(&m)
+			*out = append(*out, m)
+		}
+		r.buf = nil
+	}
+	q.count, q.bytes = 0, 0
+}
+
+// closeLocked closes the queue; Next reports err once the queue is empty.
+func (q *queue) closeLocked(err error) {
+	if q.closed {
+		return
+	}
+	q.closed = true
+	q.closeErr = err
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	close(q.done)
+}
+
+// idle reports whether the queue is empty and, if waitConsumer, whether its
+// consumer has come back for more since taking the last batch.
+func (q *queue) idle(waitConsumer bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count == 0 && (!waitConsumer || q.waiting || q.closed)
+}
+
+// depth returns the queue's current and peak fill.
+func (q *queue) depth() (count int, bytes int64, hwm int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count, q.bytes, q.hwm
+}

@@ -1,0 +1,221 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// batchSize is how many messages a consumer takes from its queue at a time.
+// Priority holds across batches: a critical message queued while a batch is
+// being consumed is next after that batch.
+const batchSize = 64
+
+// Subscriber is a group of subscriptions that receives every message at
+// most once: when several of its patterns match a topic, only the
+// subscription with the most specific pattern receives the message, and its
+// options apply. A network connection is one subscriber; in process, each
+// [Broker.Subscribe] call makes a subscriber of its own. Safe for concurrent
+// use.
+type Subscriber struct {
+	b    *Broker
+	id   uint64
+	name string
+
+	mu   sync.Mutex
+	subs []*Subscription
+}
+
+// Name returns the subscriber's name.
+func (s *Subscriber) Name() string { return s.name }
+
+// Subscribe adds a pull subscription: read it with [Subscription.Next]. A
+// subscriber may subscribe to each pattern once. It returns an error wrapping
+// topic.ErrInvalidPattern, topic.ErrDuplicate, ErrInvalidOptions or
+// ErrClosed.
+func (s *Subscriber) Subscribe(pattern string, opts SubscribeOptions) (*Subscription, error) {
+	return s.subscribe(pattern, opts, nil)
+}
+
+// SubscribeFunc adds a subscription whose messages are handed to fn, one at
+// a time and in queue order, on a goroutine the broker owns. fn must not
+// call [Broker.Close] or [Broker.Shutdown]; it may unsubscribe. The
+// goroutine ends when the subscription closes.
+func (s *Subscriber) SubscribeFunc(pattern string, opts SubscribeOptions, fn func(Delivery)) (*Subscription, error) {
+	if fn == nil {
+		return nil, fmt.Errorf("%w: SubscribeFunc needs a handler", ErrInvalidOptions)
+	}
+	return s.subscribe(pattern, opts, fn)
+}
+
+func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(Delivery)) (*Subscription, error) {
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	b := s.b
+	sub := &Subscription{
+		b: b, owner: s, id: b.nextID.Add(1), pattern: pattern, name: opts.Name,
+		overflow: opts.Overflow, blockTimeout: opts.BlockTimeout, handler: fn,
+	}
+	if sub.name == "" {
+		sub.name = fmt.Sprintf("sub-%d", sub.id)
+	}
+	desc := fmt.Sprintf("subscription %q (pattern %q, queue %d msgs / %d bytes)", sub.name, pattern, opts.MaxMessages, opts.MaxBytes)
+	sub.errFull = fmt.Errorf("%w: %s: message dropped for it; give it larger queue limits or a faster consumer", ErrQueueFull, desc)
+	sub.errSlow = fmt.Errorf("%w: %s did not keep up (overflow policy %s)", ErrSlowConsumer, desc, opts.Overflow)
+	sub.q.init(&opts, sub.errSlow)
+
+	b.mu.Lock()
+	if b.closed || b.closing.Load() {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: cannot subscribe to %q: the broker is shutting down", ErrClosed, pattern)
+	}
+	b.subs[sub] = struct{}{}
+	b.mu.Unlock()
+
+	s.mu.Lock()
+	err := b.index.Insert(pattern, s.id, sub)
+	if err == nil {
+		s.subs = append(s.subs, sub)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		b.mu.Lock()
+		delete(b.subs, sub)
+		b.mu.Unlock()
+		return nil, fmt.Errorf("eventbus: subscribe %s: %w", s.name, err)
+	}
+	if fn != nil {
+		b.handlers.Go(sub.run)
+	}
+	return sub, nil
+}
+
+// Close unsubscribes all of the subscriber's subscriptions.
+func (s *Subscriber) Close() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.Unsubscribe()
+	}
+}
+
+// Subscription is one pattern of a subscriber with its bounded queue. Next
+// may be called from one goroutine at a time; every other method is safe for
+// concurrent use.
+type Subscription struct {
+	b            *Broker
+	owner        *Subscriber
+	id           uint64
+	pattern      string
+	name         string
+	overflow     Overflow
+	blockTimeout time.Duration
+	handler      func(Delivery)
+	errFull      error // returned to publishers on drop-newest
+	errSlow      error // returned to publishers on block timeout and disconnect
+
+	q         queue
+	delivered atomic.Uint64
+	drops     [numDropReasons]atomic.Uint64
+	removed   atomic.Bool
+
+	// Consumer side, touched only by the goroutine calling Next.
+	batch  []Message
+	bi, bn int
+}
+
+// Pattern returns the subscription's pattern.
+func (s *Subscription) Pattern() string { return s.pattern }
+
+// Name returns the subscription's name.
+func (s *Subscription) Name() string { return s.name }
+
+// Next returns the next message, highest priority first, waiting until one
+// arrives, ctx ends, or the subscription closes. After Unsubscribe it
+// returns an error wrapping ErrClosed; after a disconnect for overflow, one
+// wrapping ErrSlowConsumer. Messages already taken from the queue (at most
+// one batch of 64) are returned before that error.
+func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
+	for {
+		if s.bi < s.bn {
+			d := Delivery{Message: s.batch[s.bi], Pattern: s.pattern}
+			s.batch[s.bi] = Message{}
+			s.bi++
+			return d, nil
+		}
+		if s.batch == nil {
+			s.batch = make([]Message, batchSize)
+		}
+		n, err := s.q.pop(s.batch)
+		if n > 0 {
+			s.delivered.Add(uint64(n))
+			s.bi, s.bn = 0, n
+			continue
+		}
+		if err != nil {
+			return Delivery{}, err
+		}
+		select {
+		case <-s.q.ready:
+		case <-s.q.done:
+		case <-ctx.Done():
+			return Delivery{}, ctx.Err()
+		}
+	}
+}
+
+// run is the handler goroutine of a SubscribeFunc subscription.
+func (s *Subscription) run() {
+	ctx := context.Background() // the queue's done channel ends Next
+	for {
+		d, err := s.Next(ctx)
+		if err != nil {
+			return
+		}
+		s.handler(d)
+	}
+}
+
+// Unsubscribe removes the subscription. Messages still queued are dropped
+// and counted with DropClosed; Next then returns ErrClosed. It does not wait
+// for a SubscribeFunc handler to finish its current message. Calling it
+// again does nothing.
+func (s *Subscription) Unsubscribe() {
+	s.close(fmt.Errorf("%w: subscription %q was unsubscribed", ErrClosed, s.name))
+}
+
+// close closes the queue with err and removes the subscription.
+func (s *Subscription) close(err error) {
+	var lost []Message
+	s.q.mu.Lock()
+	s.q.drainLocked(&lost)
+	s.q.closeLocked(err)
+	s.q.mu.Unlock()
+	s.b.countDrops(s, DropClosed, lost)
+	s.unsubscribe()
+}
+
+// unsubscribe removes a closed subscription from the index and the broker.
+func (s *Subscription) unsubscribe() {
+	if s.removed.Swap(true) {
+		return
+	}
+	s.owner.mu.Lock()
+	s.b.index.Remove(s.pattern, s.owner.id, s)
+	for i, o := range s.owner.subs {
+		if o == s {
+			s.owner.subs = append(s.owner.subs[:i], s.owner.subs[i+1:]...)
+			break
+		}
+	}
+	s.owner.mu.Unlock()
+	s.b.mu.Lock()
+	delete(s.b.subs, s)
+	s.b.retiredDelivered.Add(s.delivered.Load())
+	s.b.mu.Unlock()
+}
