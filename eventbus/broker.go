@@ -24,8 +24,13 @@ type Broker struct {
 	closing atomic.Bool // no new publishes or subscriptions
 	nextID  atomic.Uint64
 
-	topicsMu sync.RWMutex
-	topics   map[string]*topicState
+	// topics maps a topic name to its *topicState. A sync.Map because
+	// publishers only read it, and its reads write no shared memory, unlike
+	// an RWMutex's reader count that every publisher would bounce between
+	// cores. topicsMu serializes inserts and eviction.
+	topics   sync.Map
+	topicsMu sync.Mutex
+	ntopics  int // under topicsMu
 	evicted  atomic.Uint64
 
 	retiredDelivered atomic.Uint64 // Delivered of removed subscriptions
@@ -75,7 +80,6 @@ func New(opts Options) (*Broker, error) {
 		maxTopics:  cmpOr(opts.MaxTopics, DefaultMaxTopics),
 		log:        opts.Logger,
 		index:      idx,
-		topics:     make(map[string]*topicState),
 		subs:       make(map[*Subscription]struct{}),
 	}
 	if b.log == nil {
@@ -234,43 +238,39 @@ func (b *Broker) countDrops(s *Subscription, why DropReason, msgs []Message) {
 		return
 	}
 	s.drops[why].Add(uint64(len(msgs)))
-	b.topicsMu.RLock()
-	defer b.topicsMu.RUnlock()
 	for i := range msgs {
-		if ts := b.topics[msgs[i].Topic]; ts != nil {
-			ts.dropped[why].Add(1)
+		if v, ok := b.topics.Load(msgs[i].Topic); ok {
+			v.(*topicState).dropped[why].Add(1)
 		}
 	}
 }
 
 // topicState returns the state of a valid topic, creating it if needed.
 func (b *Broker) topicState(name string) (*topicState, error) {
-	b.topicsMu.RLock()
-	ts := b.topics[name]
-	b.topicsMu.RUnlock()
-	if ts != nil {
-		return ts, nil
+	if v, ok := b.topics.Load(name); ok {
+		return v.(*topicState), nil
 	}
 	if err := b.index.Policy().Validate(name); err != nil {
 		return nil, err
 	}
 	b.topicsMu.Lock()
 	defer b.topicsMu.Unlock()
-	if ts := b.topics[name]; ts != nil {
-		return ts, nil
+	if v, ok := b.topics.Load(name); ok {
+		return v.(*topicState), nil
 	}
-	if len(b.topics) >= b.maxTopics {
+	if b.ntopics >= b.maxTopics {
 		drop := max(1, b.maxTopics/8)
-		for k := range b.topics {
-			if drop--; drop < 0 {
-				break
-			}
-			delete(b.topics, k)
+		b.topics.Range(func(k, _ any) bool {
+			b.topics.Delete(k)
+			b.ntopics--
 			b.evicted.Add(1)
-		}
+			drop--
+			return drop > 0
+		})
 	}
-	ts = &topicState{name: name}
-	b.topics[name] = ts
+	ts := &topicState{name: name}
+	b.topics.Store(name, ts)
+	b.ntopics++
 	return ts, nil
 }
 

@@ -36,7 +36,7 @@
 // Locks are taken in this order and never the other way round:
 //
 //	Subscriber.mu -> topic.Index (internal)
-//	Broker.topicsMu (released before the next)
+//	Broker.topicsMu (alone; only to create and evict topics)
 //	topicState.mu -> queue.mu
 //	Broker.mu (alone)
 //

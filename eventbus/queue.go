@@ -2,30 +2,35 @@ package eventbus
 
 import "sync"
 
-// ring is a FIFO of messages in a power-of-two buffer that grows on demand
-// and is released when it drains after a burst, so an idle subscription
-// costs no buffer at all.
+// ring is a FIFO of messages in a power-of-two buffer. It grows on demand
+// and shrinks by half after ringQuiet drain cycles in a row that each used
+// less than a quarter of it, so bursty traffic does not reallocate over and
+// over and a buffer grown for a rare burst is given back over time. A
+// subscription that never received anything holds no buffer.
 type ring struct {
-	buf  []Message
-	head int
-	n    int
+	buf   []Message
+	head  int
+	n     int
+	peak  int // most messages held since the ring was last empty
+	quiet int // drain cycles in a row with peak under a quarter of the buffer
 }
 
 const (
-	ringMin     = 8
-	ringRelease = 1024 // a drained ring larger than this frees its buffer
+	ringMin   = 8
+	ringQuiet = 64
 )
 
 func (r *ring) push(m *Message) {
 	if r.n == len(r.buf) {
-		r.grow()
+		r.resize(max(ringMin, 2*len(r.buf)))
 	}
 	r.buf[(r.head+r.n)&(len(r.buf)-1)] = *m
 	r.n++
+	r.peak = max(r.peak, r.n)
 }
 
-func (r *ring) grow() {
-	nb := make([]Message, max(ringMin, 2*len(r.buf)))
+func (r *ring) resize(size int) {
+	nb := make([]Message, size)
 	for i := range r.n {
 		nb[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
 	}
@@ -40,9 +45,13 @@ func (r *ring) pop(m *Message) {
 	r.n--
 	if r.n == 0 {
 		r.head = 0
-		if len(r.buf) > ringRelease {
-			r.buf = nil
+		if r.peak >= len(r.buf)/4 {
+			r.quiet = 0
+		} else if r.quiet++; r.quiet >= ringQuiet && len(r.buf) > ringMin {
+			r.resize(len(r.buf) / 2)
+			r.quiet = 0
 		}
+		r.peak = 0
 	}
 }
 

@@ -125,12 +125,11 @@ type Stats struct {
 // that have gone; they miss topics evicted under Options.MaxTopics.
 func (b *Broker) Stats() Stats {
 	var st Stats
-	b.topicsMu.RLock()
-	topics := make([]*topicState, 0, len(b.topics))
-	for _, ts := range b.topics {
-		topics = append(topics, ts)
-	}
-	b.topicsMu.RUnlock()
+	var topics []*topicState
+	b.topics.Range(func(_, v any) bool {
+		topics = append(topics, v.(*topicState))
+		return true
+	})
 	for _, ts := range topics {
 		ts.mu.Lock()
 		t := TopicStats{Topic: ts.name, Published: ts.seq.Load(), Enqueued: ts.enqueued}

@@ -160,6 +160,9 @@ func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
 		if err != nil {
 			return Delivery{}, err
 		}
+		// Park until a publisher wakes us. Do not spin here: the wake-up
+		// latency is what lets a fast consumer take messages in batches
+		// instead of contending for the queue lock on every message.
 		select {
 		case <-s.q.ready:
 		case <-s.q.done:
