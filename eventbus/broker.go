@@ -156,13 +156,13 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		case pushDropped:
 			s.drops[DropQueueFull].Add(1)
 			ts.dropped[DropQueueFull].Add(1)
-			errs = joinErr(errs, s.errFull)
+			errs = joinErr(errs, s.fullErr())
 		case pushDisconnected:
 			s.drops[DropDisconnect].Add(1)
 			ts.dropped[DropDisconnect].Add(1)
 			b.countDrops(s, DropDisconnect, evicted)
 			evicted = evicted[:0]
-			errs = joinErr(errs, s.errSlow)
+			errs = joinErr(errs, s.slowErr())
 			gone = append(gone, s)
 		case pushClosed: // unsubscribed meanwhile: no longer interested
 		}
@@ -171,7 +171,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 	ts.mu.Unlock()
 
 	for _, s := range gone {
-		b.log.Warn("subscription disconnected: its queue was full", "subscription", s.name, "pattern", s.pattern)
+		b.log.Warn("subscription disconnected: its queue was full", "subscription", s.Name(), "pattern", s.pattern)
 		s.unsubscribe()
 	}
 	for _, s := range blocked {
@@ -211,7 +211,7 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 		case pushDropped: // larger than the whole queue
 			s.drops[DropQueueFull].Add(1)
 			ts.dropped[DropQueueFull].Add(1)
-			return s.errFull
+			return s.fullErr()
 		}
 		room := s.q.waitRoom(m.size())
 		if room == nil {
@@ -228,7 +228,7 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 		}
 		s.drops[DropTimeout].Add(1)
 		ts.dropped[DropTimeout].Add(1)
-		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.errSlow, m.Seq, m.Topic, why)
+		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.slowErr(), m.Seq, m.Topic, why)
 	}
 }
 
@@ -288,9 +288,6 @@ func (b *Broker) reroute(ts *topicState) *route {
 // "subscriber-<id>".
 func (b *Broker) NewSubscriber(name string) *Subscriber {
 	id := b.nextID.Add(1)
-	if name == "" {
-		name = fmt.Sprintf("subscriber-%d", id)
-	}
 	return &Subscriber{b: b, id: id, name: name}
 }
 

@@ -1,6 +1,9 @@
 package eventbus
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // ring is a FIFO of messages in a power-of-two buffer. It grows on demand
 // and shrinks by half after ringQuiet drain cycles in a row that each used
@@ -71,10 +74,10 @@ const (
 // mu; the single consumer pops batches under mu and sleeps on ready.
 type queue struct {
 	mu       sync.Mutex
-	levels   [numPriorities]ring
-	count    int   // queued messages
-	bytes    int64 // queued bytes (payload + topic)
-	hwm      int   // most messages ever queued at once
+	levels   *[numPriorities]ring // allocated by the first push
+	count    int                  // queued messages
+	bytes    int64                // queued bytes (payload + topic)
+	hwm      int                  // most messages ever queued at once
 	maxCount int
 	maxBytes int64
 	overflow Overflow
@@ -82,15 +85,24 @@ type queue struct {
 	ready    chan struct{} // capacity 1; a token wakes the consumer
 	space    chan struct{} // closed when room appears; made by a waiting publisher
 	closed   bool
-	closeErr error         // why it closed (ErrClosed or ErrSlowConsumer, wrapped)
-	done     chan struct{} // closed with the queue
-	errSlow  error         // closeErr after a disconnect for overflow
+	closeErr error // why it closed: errDisconnected or an error wrapping ErrClosed
 }
 
-func (q *queue) init(o *SubscribeOptions, errSlow error) {
-	q.maxCount, q.maxBytes, q.overflow, q.errSlow = o.MaxMessages, o.MaxBytes, o.Overflow, errSlow
+// errDisconnected is the close error of a queue that overflowed under
+// OverflowDisconnect; the subscription turns it into a descriptive error.
+var errDisconnected = errors.New("eventbus: disconnected")
+
+func (q *queue) init(o *SubscribeOptions) {
+	q.maxCount, q.maxBytes, q.overflow = o.MaxMessages, o.MaxBytes, o.Overflow
 	q.ready = make(chan struct{}, 1)
-	q.done = make(chan struct{})
+}
+
+// wake makes sure the consumer is, or will be, awake.
+func (q *queue) wake() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
 }
 
 // push offers m at the given level. evicted receives the messages dropped
@@ -117,7 +129,7 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
 			return pushDropped
 		case q.overflow == OverflowDisconnect:
 			q.drainLocked(evicted)
-			q.closeLocked(q.errSlow)
+			q.closeLocked(errDisconnected)
 			q.mu.Unlock()
 			return pushDisconnected
 		}
@@ -126,6 +138,9 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
 			return pushDropped
 		}
 		res = pushEvicted
+	}
+	if q.levels == nil {
+		q.levels = new([numPriorities]ring)
 	}
 	q.levels[lvl].push(m)
 	q.count++
@@ -137,10 +152,7 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
 	q.waiting = false
 	q.mu.Unlock()
 	if wake {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
+		q.wake()
 	}
 	return res
 }
@@ -149,6 +161,9 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
 // until a message of size fits. It changes nothing and returns false if
 // that is impossible.
 func (q *queue) evictLocked(lvl int, size int64, evicted *[]Message) bool {
+	if q.levels == nil {
+		return false
+	}
 	count, bytes := q.count, q.bytes
 	for l := 0; l <= lvl && (count >= q.maxCount || bytes+size > q.maxBytes); l++ {
 		r := &q.levels[l]
@@ -179,7 +194,7 @@ func (q *queue) evictLocked(lvl int, size int64, evicted *[]Message) bool {
 func (q *queue) pop(dst []Message) (int, error) {
 	q.mu.Lock()
 	n := 0
-	for l := numPriorities - 1; l >= 0 && n < len(dst); l-- {
+	for l := numPriorities - 1; l >= 0 && n < len(dst) && q.levels != nil; l-- {
 		r := &q.levels[l]
 		for r.n > 0 && n < len(dst) {
 			r.pop(&dst[n])
@@ -218,6 +233,9 @@ func (q *queue) waitRoom(size int64) <-chan struct{} {
 
 // drainLocked moves every queued message into out.
 func (q *queue) drainLocked(out *[]Message) {
+	if q.levels == nil {
+		return
+	}
 	for l := range q.levels {
 		r := &q.levels[l]
 		for r.n > 0 {
@@ -241,7 +259,7 @@ func (q *queue) closeLocked(err error) {
 		close(q.space)
 		q.space = nil
 	}
-	close(q.done)
+	q.wake()
 }
 
 // idle reports whether the queue is empty and, if waitConsumer, whether its

@@ -145,8 +145,8 @@ func (b *Broker) Stats() Stats {
 	for _, s := range b.subscriptions() {
 		depth, bytes, hwm := s.q.depth()
 		ss := SubscriptionStats{
-			ID: s.id, Name: s.name, Subscriber: s.owner.name, Pattern: s.pattern,
-			Overflow: s.overflow.String(), Delivered: s.delivered.Load(), Dropped: loadDrops(&s.drops),
+			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern,
+			Overflow: s.q.overflow.String(), Delivered: s.delivered.Load(), Dropped: loadDrops(&s.drops),
 			QueueDepth: depth, QueueBytes: bytes, HighWater: hwm,
 			MaxMessages: s.q.maxCount, MaxBytes: s.q.maxBytes,
 		}

@@ -22,14 +22,20 @@ const batchSize = 64
 type Subscriber struct {
 	b    *Broker
 	id   uint64
-	name string
+	name string // empty: Name makes one up from id
 
 	mu   sync.Mutex
 	subs []*Subscription
 }
 
-// Name returns the subscriber's name.
-func (s *Subscriber) Name() string { return s.name }
+// Name returns the subscriber's name, "subscriber-<id>" if it was given
+// none.
+func (s *Subscriber) Name() string {
+	if s.name == "" {
+		return fmt.Sprintf("subscriber-%d", s.id)
+	}
+	return s.name
+}
 
 // Subscribe adds a pull subscription: read it with [Subscription.Next]. A
 // subscriber may subscribe to each pattern once. It returns an error wrapping
@@ -57,15 +63,9 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	b := s.b
 	sub := &Subscription{
 		b: b, owner: s, id: b.nextID.Add(1), pattern: pattern, name: opts.Name,
-		overflow: opts.Overflow, blockTimeout: opts.BlockTimeout, handler: fn,
+		blockTimeout: opts.BlockTimeout, handler: fn,
 	}
-	if sub.name == "" {
-		sub.name = fmt.Sprintf("sub-%d", sub.id)
-	}
-	desc := fmt.Sprintf("subscription %q (pattern %q, queue %d msgs / %d bytes)", sub.name, pattern, opts.MaxMessages, opts.MaxBytes)
-	sub.errFull = fmt.Errorf("%w: %s: message dropped for it; give it larger queue limits or a faster consumer", ErrQueueFull, desc)
-	sub.errSlow = fmt.Errorf("%w: %s did not keep up (overflow policy %s)", ErrSlowConsumer, desc, opts.Overflow)
-	sub.q.init(&opts, sub.errSlow)
+	sub.q.init(&opts)
 
 	b.mu.Lock()
 	if b.closed || b.closing.Load() {
@@ -85,7 +85,7 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 		b.mu.Lock()
 		delete(b.subs, sub)
 		b.mu.Unlock()
-		return nil, fmt.Errorf("eventbus: subscribe %s: %w", s.name, err)
+		return nil, fmt.Errorf("eventbus: subscribe %s: %w", s.Name(), err)
 	}
 	if fn != nil {
 		b.handlers.Go(sub.run)
@@ -112,12 +112,14 @@ type Subscription struct {
 	owner        *Subscriber
 	id           uint64
 	pattern      string
-	name         string
-	overflow     Overflow
+	name         string // empty: Name makes one up from id
 	blockTimeout time.Duration
 	handler      func(Delivery)
-	errFull      error // returned to publishers on drop-newest
-	errSlow      error // returned to publishers on block timeout and disconnect
+
+	// The errors publishers get for this subscription, built on first use:
+	// most subscriptions never drop anything.
+	errOnce          sync.Once
+	errFull, errSlow error
 
 	q         queue
 	delivered atomic.Uint64
@@ -132,8 +134,34 @@ type Subscription struct {
 // Pattern returns the subscription's pattern.
 func (s *Subscription) Pattern() string { return s.pattern }
 
-// Name returns the subscription's name.
-func (s *Subscription) Name() string { return s.name }
+// Name returns the subscription's name, "sub-<id>" if it was given none.
+func (s *Subscription) Name() string {
+	if s.name == "" {
+		return fmt.Sprintf("sub-%d", s.id)
+	}
+	return s.name
+}
+
+func (s *Subscription) buildErrors() {
+	desc := fmt.Sprintf("subscription %q of %q (pattern %q, queue %d msgs / %d bytes)",
+		s.Name(), s.owner.Name(), s.pattern, s.q.maxCount, s.q.maxBytes)
+	s.errFull = fmt.Errorf("%w: %s: message dropped for it; give it larger queue limits or a faster consumer", ErrQueueFull, desc)
+	s.errSlow = fmt.Errorf("%w: %s did not keep up (overflow policy %s)", ErrSlowConsumer, desc, s.q.overflow)
+}
+
+// fullErr is what a publisher gets when its message was dropped because
+// the queue was full.
+func (s *Subscription) fullErr() error {
+	s.errOnce.Do(s.buildErrors)
+	return s.errFull
+}
+
+// slowErr is what a publisher gets when the subscription did not take its
+// message in time or was disconnected for it.
+func (s *Subscription) slowErr() error {
+	s.errOnce.Do(s.buildErrors)
+	return s.errSlow
+}
 
 // Next returns the next message, highest priority first, waiting until one
 // arrives, ctx ends, or the subscription closes. After Unsubscribe it
@@ -157,6 +185,9 @@ func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
 			s.bi, s.bn = 0, n
 			continue
 		}
+		if err == errDisconnected {
+			return Delivery{}, s.slowErr()
+		}
 		if err != nil {
 			return Delivery{}, err
 		}
@@ -164,8 +195,7 @@ func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
 		// latency is what lets a fast consumer take messages in batches
 		// instead of contending for the queue lock on every message.
 		select {
-		case <-s.q.ready:
-		case <-s.q.done:
+		case <-s.q.ready: // a message, or the queue closed
 		case <-ctx.Done():
 			return Delivery{}, ctx.Err()
 		}
@@ -189,7 +219,7 @@ func (s *Subscription) run() {
 // for a SubscribeFunc handler to finish its current message. Calling it
 // again does nothing.
 func (s *Subscription) Unsubscribe() {
-	s.close(fmt.Errorf("%w: subscription %q was unsubscribed", ErrClosed, s.name))
+	s.close(fmt.Errorf("%w: subscription %q was unsubscribed", ErrClosed, s.Name()))
 }
 
 // close closes the queue with err and removes the subscription.

@@ -62,6 +62,9 @@ type entry[V comparable] struct {
 type node[V comparable] struct {
 	parent *node[V]
 	key    string // the literal segment leading here, "+" for a plus child
+	// A node's literal children: one while there is a single child (most
+	// nodes, and a map costs far more memory), lits from the second on.
+	one    *node[V]
 	lits   map[string]*node[V]
 	plus   *node[V]
 	here   []*entry[V] // patterns that end at this node
@@ -69,7 +72,46 @@ type node[V comparable] struct {
 }
 
 func (n *node[V]) empty() bool {
-	return len(n.lits) == 0 && n.plus == nil && len(n.here) == 0 && len(n.hash) == 0
+	return n.one == nil && len(n.lits) == 0 && n.plus == nil && len(n.here) == 0 && len(n.hash) == 0
+}
+
+// child returns the literal child for seg, or nil.
+func (n *node[V]) child(seg string) *node[V] {
+	if n.one != nil {
+		if n.one.key == seg {
+			return n.one
+		}
+		return nil
+	}
+	return n.lits[seg]
+}
+
+// addChild adds a literal child that does not exist yet.
+func (n *node[V]) addChild(c *node[V]) {
+	switch {
+	case n.one == nil && n.lits == nil:
+		n.one = c
+	case n.one != nil:
+		n.lits = map[string]*node[V]{n.one.key: n.one, c.key: c}
+		n.one = nil
+	default:
+		n.lits[c.key] = c
+	}
+}
+
+// removeChild removes the literal child c.
+func (n *node[V]) removeChild(c *node[V]) {
+	if n.one == c {
+		n.one = nil
+		return
+	}
+	delete(n.lits, c.key)
+	if len(n.lits) == 1 { // back to the compact form
+		for _, last := range n.lits {
+			n.one = last
+		}
+		n.lits = nil
+	}
 }
 
 // NewIndex returns an empty index. It returns an error only when
@@ -198,7 +240,7 @@ func (x *Index[V]) walk(pattern string, create bool) (n *node[V], hash bool) {
 		if seg == "+" {
 			child = n.plus
 		} else {
-			child = n.lits[seg]
+			child = n.child(seg)
 		}
 		if child == nil {
 			if !create {
@@ -208,10 +250,7 @@ func (x *Index[V]) walk(pattern string, create bool) (n *node[V], hash bool) {
 			if seg == "+" {
 				n.plus = child
 			} else {
-				if n.lits == nil {
-					n.lits = make(map[string]*node[V])
-				}
-				n.lits[seg] = child
+				n.addChild(child)
 			}
 		}
 		n = child
@@ -227,10 +266,7 @@ func (x *Index[V]) prune(n *node[V]) {
 		if n.key == "+" && p.plus == n {
 			p.plus = nil
 		} else {
-			delete(p.lits, n.key)
-			if len(p.lits) == 0 {
-				p.lits = nil
-			}
+			p.removeChild(n)
 		}
 		n = p
 	}
@@ -342,7 +378,7 @@ func (x *Index[V]) matchLocked(dst []V, name string) []V {
 			add(f.n.here)
 			continue
 		}
-		if c := f.n.lits[segs[f.d]]; c != nil {
+		if c := f.n.child(segs[f.d]); c != nil {
 			stack[sp] = frame{c, f.d + 1}
 			sp++
 		}
