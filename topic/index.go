@@ -64,11 +64,11 @@ type node[V comparable] struct {
 	key    string // the literal segment leading here, "+" for a plus child
 	// A node's literal children: one while there is a single child (most
 	// nodes, and a map costs far more memory), lits from the second on.
-	one    *node[V]
-	lits   map[string]*node[V]
-	plus   *node[V]
-	here   []*entry[V] // patterns that end at this node
-	hash   []*entry[V] // patterns that continue with a final '#'
+	one  *node[V]
+	lits map[string]*node[V]
+	plus *node[V]
+	here []*entry[V] // patterns that end at this node
+	hash []*entry[V] // patterns that continue with a final '#'
 }
 
 func (n *node[V]) empty() bool {
