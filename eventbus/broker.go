@@ -33,11 +33,10 @@ type Broker struct {
 	ntopics  int // under topicsMu
 	evicted  atomic.Uint64
 
-	retiredDelivered atomic.Uint64 // Delivered of removed subscriptions
-
-	mu     sync.Mutex // guards subs and closed
-	subs   map[*Subscription]struct{}
-	closed bool
+	mu               sync.Mutex // guards subs, closed and retiredDelivered
+	subs             map[*Subscription]struct{}
+	closed           bool
+	retiredDelivered uint64 // Delivered of removed subscriptions
 
 	handlers sync.WaitGroup // SubscribeFunc goroutines
 }
@@ -53,6 +52,8 @@ type topicState struct {
 	mu       sync.Mutex
 	seq      atomic.Uint64 // messages published; written under mu
 	enqueued uint64        // copies queued for subscribers; under mu
+	evicted  bool          // forgotten under MaxTopics; publishers look again
+	scratch  []Message     // reused for drop-oldest evictions; under mu
 
 	unrouted atomic.Uint64
 	dropped  [numDropReasons]atomic.Uint64
@@ -124,27 +125,34 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 	if !ok {
 		return fmt.Errorf("%w: %d: use PriorityLow to PriorityCritical", ErrInvalidPriority, m.Priority)
 	}
-	ts, err := b.topicState(m.Topic)
-	if err != nil {
-		return fmt.Errorf("eventbus: publish: %w", err)
-	}
-	r := ts.route.Load()
-	if r == nil || r.gen != b.index.Generation() {
-		r = b.reroute(ts)
+	var ts *topicState
+	var r *route
+	for {
+		var err error
+		if ts, err = b.topicState(m.Topic); err != nil {
+			return fmt.Errorf("eventbus: publish: %w", err)
+		}
+		if r = ts.route.Load(); r == nil || r.gen != b.index.Generation() {
+			r = b.reroute(ts)
+		}
+		ts.mu.Lock()
+		if !ts.evicted {
+			break
+		}
+		ts.mu.Unlock() // evicted since we looked it up: use its successor
 	}
 
 	var blockedBuf, goneBuf [4]*Subscription
 	blocked, gone := blockedBuf[:0], goneBuf[:0]
-	var evicted []Message
+	evicted := ts.scratch[:0]
 	var errs error
-	ts.mu.Lock()
 	m.Seq = ts.seq.Add(1)
 	if len(r.subs) == 0 {
 		ts.unrouted.Add(1)
 	}
 	n := uint64(0)
 	for _, s := range r.subs {
-		switch s.q.push(&m, lvl, &evicted) {
+		switch s.q.push(&m, lvl, &evicted, false) {
 		case pushOK:
 			n++
 		case pushEvicted:
@@ -164,10 +172,13 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 			evicted = evicted[:0]
 			errs = joinErr(errs, s.slowErr())
 			gone = append(gone, s)
-		case pushClosed: // unsubscribed meanwhile: no longer interested
+		case pushClosed:
+			errs = joinErr(errs, b.lostToClose(ts, s, &m))
 		}
 	}
 	ts.enqueued += n
+	clear(evicted) // do not keep payloads alive
+	ts.scratch = evicted[:0]
 	ts.mu.Unlock()
 
 	for _, s := range gone {
@@ -198,16 +209,18 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	s.q.block(1)
+	defer s.q.block(-1)
 	var none []Message
 	for {
-		switch s.q.push(m, lvl, &none) {
+		switch s.q.push(m, lvl, &none, true) {
 		case pushOK:
 			ts.mu.Lock()
 			ts.enqueued++
 			ts.mu.Unlock()
 			return nil
 		case pushClosed:
-			return nil
+			return b.lostToClose(ts, s, m)
 		case pushDropped: // larger than the whole queue
 			s.drops[DropQueueFull].Add(1)
 			ts.dropped[DropQueueFull].Add(1)
@@ -230,6 +243,25 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 		ts.dropped[DropTimeout].Add(1)
 		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.slowErr(), m.Seq, m.Topic, why)
 	}
+}
+
+// lostToClose accounts for a message offered to a subscription that had
+// closed. A subscription that went away by Unsubscribe no longer wanted it;
+// one that was disconnected, or closed with the broker, lost it.
+func (b *Broker) lostToClose(ts *topicState, s *Subscription, m *Message) error {
+	why := DropClosed
+	switch {
+	case s.q.disconnected():
+		why = DropDisconnect
+	case !b.closing.Load():
+		return nil
+	}
+	s.drops[why].Add(1)
+	ts.dropped[why].Add(1)
+	if why == DropDisconnect {
+		return s.slowErr()
+	}
+	return fmt.Errorf("%w: message %d to %q reached %q as the broker closed", ErrClosed, m.Seq, m.Topic, s.Name())
 }
 
 // countDrops counts messages a subscription lost, against their topics.
@@ -260,7 +292,11 @@ func (b *Broker) topicState(name string) (*topicState, error) {
 	}
 	if b.ntopics >= b.maxTopics {
 		drop := max(1, b.maxTopics/8)
-		b.topics.Range(func(k, _ any) bool {
+		b.topics.Range(func(k, v any) bool {
+			old := v.(*topicState)
+			old.mu.Lock()
+			old.evicted = true
+			old.mu.Unlock()
 			b.topics.Delete(k)
 			b.ntopics--
 			b.evicted.Add(1)
@@ -317,7 +353,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			b.log.Warn("shutdown deadline passed with messages queued; closing", "err", ctx.Err())
-			b.Close()
+			b.closeAll() // handlers finish their current batch on their own; Close waits for them
 			return fmt.Errorf("eventbus: shutdown: %w", ctx.Err())
 		case <-timer.C:
 			poll = min(2*poll, 50*time.Millisecond)
@@ -338,13 +374,20 @@ func (b *Broker) drained() bool {
 }
 
 func (b *Broker) subscriptions() []*Subscription {
+	subs, _ := b.snapshot()
+	return subs
+}
+
+// snapshot returns the live subscriptions and, from the same instant, the
+// Delivered count of the removed ones.
+func (b *Broker) snapshot() ([]*Subscription, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]*Subscription, 0, len(b.subs))
 	for s := range b.subs {
 		out = append(out, s)
 	}
-	return out
+	return out, b.retiredDelivered
 }
 
 // Close stops the broker at once: publishes fail with ErrClosed, every
@@ -352,6 +395,13 @@ func (b *Broker) subscriptions() []*Subscription {
 // DropClosed), and Close waits for SubscribeFunc handlers to return. It must
 // not be called from a handler. Calling it again does nothing.
 func (b *Broker) Close() error {
+	b.closeAll()
+	b.handlers.Wait()
+	return nil
+}
+
+// closeAll closes every subscription without waiting for handlers.
+func (b *Broker) closeAll() {
 	b.closing.Store(true)
 	b.mu.Lock()
 	b.closed = true
@@ -359,6 +409,4 @@ func (b *Broker) Close() error {
 	for _, s := range b.subscriptions() {
 		s.close(fmt.Errorf("%w: the broker closed", ErrClosed))
 	}
-	b.handlers.Wait()
-	return nil
 }

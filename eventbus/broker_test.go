@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -541,4 +543,112 @@ func TestConcurrentChurn(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// Shutdown returns at its deadline even when a handler is stuck; Close then
+// waits for the handler.
+func TestShutdownDeadlineWithStuckHandler(t *testing.T) {
+	b, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	if _, err := b.SubscribeFunc("#", SubscribeOptions{}, func(Delivery) { <-release }); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "events.a", "x", 0)
+	publish(t, b, "events.a", "y", 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- b.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return at its deadline")
+	}
+	close(release)
+	b.Close()
+}
+
+// Every message published while the broker closes is either delivered or
+// counted as dropped; none disappears.
+func TestPublishRacingCloseLosesNothingUncounted(t *testing.T) {
+	for range 20 {
+		b, err := New(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := subscribe(t, b, "#", SubscribeOptions{MaxMessages: 8, BlockTimeout: time.Second})
+		var wg sync.WaitGroup
+		var ok, refused atomic.Int64
+		for p := range 2 {
+			wg.Go(func() {
+				for i := range 200 {
+					err := b.Publish(context.Background(), Message{Topic: fmt.Sprintf("events.p%d.m%d", p, i%3)})
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, ErrClosed):
+						refused.Add(1)
+					default:
+						t.Error(err)
+					}
+				}
+			})
+		}
+		got := 0
+		wg.Go(func() {
+			for {
+				if _, err := s.Next(context.Background()); err != nil {
+					return
+				}
+				got++
+			}
+		})
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		b.Close()
+		wg.Wait()
+		st := b.Stats()
+		// Published counts every message that got a sequence number; once
+		// Close unroutes the subscription, late ones are unrouted.
+		if st.Published != uint64(got)+st.Dropped.Total()+st.Unrouted {
+			t.Fatalf("published %d, received %d, unrouted %d, dropped %+v: %d unaccounted",
+				st.Published, got, st.Unrouted, st.Dropped, int64(st.Published)-int64(got)-int64(st.Dropped.Total()+st.Unrouted))
+		}
+		if uint64(ok.Load()+refused.Load()) != 400 || st.Published < uint64(ok.Load()) {
+			t.Fatalf("ok %d refused %d published %d", ok.Load(), refused.Load(), st.Published)
+		}
+	}
+}
+
+// Subscribe racing Close never leaves a live subscription or index entry.
+func TestSubscribeRacingClose(t *testing.T) {
+	for range 50 {
+		b, err := New(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := range 20 {
+				_, err := b.SubscribeFunc(fmt.Sprintf("events.s%d", i), SubscribeOptions{}, func(Delivery) {})
+				if err != nil && !errors.Is(err, ErrClosed) {
+					t.Error(err)
+				}
+			}
+		})
+		b.Close()
+		wg.Wait()
+		b.Close() // waits for any handler started in the race
+		if n := b.index.Len(); n != 0 {
+			t.Fatalf("%d index entries left after Close", n)
+		}
+		if st := b.Stats(); len(st.Subscriptions) != 0 {
+			t.Fatalf("%d subscriptions left after Close", len(st.Subscriptions))
+		}
+	}
 }

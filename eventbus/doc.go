@@ -36,12 +36,15 @@
 // Locks are taken in this order and never the other way round:
 //
 //	Subscriber.mu -> topic.Index (internal)
-//	Broker.topicsMu (alone; only to create and evict topics)
-//	topicState.mu -> queue.mu
-//	Broker.mu (alone)
+//	Broker.topicsMu -> topicState.mu -> queue.mu
+//	Broker.mu -> (the handler WaitGroup; no other lock)
 //
 // The publish path holds a topic's lock while it assigns the sequence
 // number and appends to each queue, so each subscriber sees a topic's
-// messages in sequence order within a priority. A publisher that must wait
-// for room releases the topic lock first.
+// messages in sequence order within a priority. The exception is a
+// publisher that had to wait for room under OverflowBlock: it releases the
+// topic lock to wait, so its message may arrive after later ones from other
+// publishers (never after its own later ones: Publish returns only once the
+// message is queued or dropped). While any publisher waits for a queue, new
+// ones wait behind it, so waiters are not starved.
 package eventbus

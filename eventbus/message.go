@@ -71,8 +71,8 @@ type Message struct {
 	// Seq is set by the broker: 1 for the first message published to Topic,
 	// then one more for each message, so a subscriber that sees a jump knows
 	// how many it missed. A value set by the publisher is ignored. If the
-	// broker evicts an idle topic's state (see [Options.MaxTopics]), the
-	// topic's sequence starts again at 1.
+	// broker forgets a topic's state (see [Options.MaxTopics]), the topic's
+	// sequence starts again at 1.
 	Seq uint64
 }
 

@@ -73,19 +73,21 @@ const (
 // queue is a subscription's bounded priority queue. Publishers push under
 // mu; the single consumer pops batches under mu and sleeps on ready.
 type queue struct {
-	mu       sync.Mutex
-	levels   *[numPriorities]ring // allocated by the first push
-	count    int                  // queued messages
-	bytes    int64                // queued bytes (payload + topic)
-	hwm      int                  // most messages ever queued at once
-	maxCount int
-	maxBytes int64
-	overflow Overflow
-	waiting  bool          // the consumer found the queue empty and sleeps
-	ready    chan struct{} // capacity 1; a token wakes the consumer
-	space    chan struct{} // closed when room appears; made by a waiting publisher
-	closed   bool
-	closeErr error // why it closed: errDisconnected or an error wrapping ErrClosed
+	mu        sync.Mutex
+	levels    *[numPriorities]ring // allocated by the first push
+	count     int                  // queued messages
+	bytes     int64                // queued bytes (payload + topic)
+	hwm       int                  // most messages ever queued at once
+	maxCount  int
+	maxBytes  int64
+	overflow  Overflow
+	waiting   bool          // the consumer found the queue empty and sleeps
+	ready     chan struct{} // capacity 1; a token wakes the consumer
+	space     chan struct{} // closed when room appears; made by a waiting publisher
+	closed    bool
+	closeErr  error  // why it closed: errDisconnected or an error wrapping ErrClosed
+	blockers  int    // publishers waiting for room; newcomers queue behind them
+	delivered uint64 // messages the consumer took
 }
 
 // errDisconnected is the close error of a queue that overflowed under
@@ -107,8 +109,9 @@ func (q *queue) wake() {
 
 // push offers m at the given level. evicted receives the messages dropped
 // to make room (drop-oldest) or discarded by a disconnect; the caller counts
-// them outside the lock.
-func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
+// them. waiter says the caller is a publisher already waiting for room;
+// while any wait, others wait too, so the waiters are not starved.
+func (q *queue) push(m *Message, lvl int, evicted *[]Message, waiter bool) pushResult {
 	size := m.size()
 	q.mu.Lock()
 	if q.closed {
@@ -116,6 +119,10 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message) pushResult {
 		return pushClosed
 	}
 	res := pushOK
+	if q.blockers > 0 && !waiter && q.overflow == OverflowBlock {
+		q.mu.Unlock()
+		return pushFull
+	}
 	if q.count >= q.maxCount || q.bytes+size > q.maxBytes {
 		switch {
 		case size > q.maxBytes:
@@ -203,6 +210,7 @@ func (q *queue) pop(dst []Message) (int, error) {
 		}
 	}
 	q.count -= n
+	q.delivered += uint64(n)
 	if n > 0 && q.space != nil {
 		close(q.space)
 		q.space = nil
@@ -214,6 +222,20 @@ func (q *queue) pop(dst []Message) (int, error) {
 	}
 	q.mu.Unlock()
 	return n, err
+}
+
+// block adds delta to the number of waiting publishers.
+func (q *queue) block(delta int) {
+	q.mu.Lock()
+	q.blockers += delta
+	q.mu.Unlock()
+}
+
+// disconnected reports whether the queue closed for overflow.
+func (q *queue) disconnected() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closeErr == errDisconnected
 }
 
 // waitRoom returns a channel that is closed when the consumer next takes
@@ -270,9 +292,10 @@ func (q *queue) idle(waitConsumer bool) bool {
 	return q.count == 0 && (!waitConsumer || q.waiting || q.closed)
 }
 
-// depth returns the queue's current and peak fill.
-func (q *queue) depth() (count int, bytes int64, hwm int) {
+// depth returns the queue's current and peak fill and how many messages
+// the consumer took.
+func (q *queue) depth() (count int, bytes int64, hwm int, delivered uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.count, q.bytes, q.hwm
+	return q.count, q.bytes, q.hwm, q.delivered
 }

@@ -142,18 +142,19 @@ func (b *Broker) Stats() Stats {
 		st.Dropped.add(t.Dropped)
 		st.Topics = append(st.Topics, t)
 	}
-	for _, s := range b.subscriptions() {
-		depth, bytes, hwm := s.q.depth()
+	subs, retired := b.snapshot()
+	for _, s := range subs {
+		depth, bytes, hwm, delivered := s.q.depth()
 		ss := SubscriptionStats{
 			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern,
-			Overflow: s.q.overflow.String(), Delivered: s.delivered.Load(), Dropped: loadDrops(&s.drops),
+			Overflow: s.q.overflow.String(), Delivered: delivered, Dropped: loadDrops(&s.drops),
 			QueueDepth: depth, QueueBytes: bytes, HighWater: hwm,
 			MaxMessages: s.q.maxCount, MaxBytes: s.q.maxBytes,
 		}
 		st.Delivered += ss.Delivered
 		st.Subscriptions = append(st.Subscriptions, ss)
 	}
-	st.Delivered += b.retiredDelivered.Load()
+	st.Delivered += retired
 	st.TopicsEvicted = b.evicted.Load()
 	slices.SortFunc(st.Topics, func(a, b TopicStats) int { return cmp.Compare(a.Topic, b.Topic) })
 	slices.SortFunc(st.Subscriptions, func(a, b SubscriptionStats) int { return cmp.Compare(a.ID, b.ID) })

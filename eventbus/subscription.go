@@ -67,14 +67,10 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	}
 	sub.q.init(&opts)
 
-	b.mu.Lock()
-	if b.closed || b.closing.Load() {
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: cannot subscribe to %q: the broker is shutting down", ErrClosed, pattern)
+	errClosed := fmt.Errorf("%w: cannot subscribe to %q: the broker is shutting down", ErrClosed, pattern)
+	if b.closing.Load() {
+		return nil, errClosed
 	}
-	b.subs[sub] = struct{}{}
-	b.mu.Unlock()
-
 	s.mu.Lock()
 	err := b.index.Insert(pattern, s.id, sub)
 	if err == nil {
@@ -82,14 +78,21 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	}
 	s.mu.Unlock()
 	if err != nil {
-		b.mu.Lock()
-		delete(b.subs, sub)
-		b.mu.Unlock()
 		return nil, fmt.Errorf("eventbus: subscribe %s: %w", s.Name(), err)
 	}
+	// Register under b.mu, so that Close either sees the subscription or
+	// has already closed the broker, and handlers.Go happens before Wait.
+	b.mu.Lock()
+	if b.closed || b.closing.Load() {
+		b.mu.Unlock()
+		sub.unsubscribe()
+		return nil, errClosed
+	}
+	b.subs[sub] = struct{}{}
 	if fn != nil {
 		b.handlers.Go(sub.run)
 	}
+	b.mu.Unlock()
 	return sub, nil
 }
 
@@ -121,10 +124,10 @@ type Subscription struct {
 	errOnce          sync.Once
 	errFull, errSlow error
 
-	q         queue
-	delivered atomic.Uint64
-	drops     [numDropReasons]atomic.Uint64
-	removed   atomic.Bool
+	q       queue
+	drops   [numDropReasons]atomic.Uint64
+	removed atomic.Bool // out of the index
+	retired atomic.Bool // out of the broker's registry
 
 	// Consumer side, touched only by the goroutine calling Next.
 	batch  []Message
@@ -181,7 +184,6 @@ func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
 		}
 		n, err := s.q.pop(s.batch)
 		if n > 0 {
-			s.delivered.Add(uint64(n))
 			s.bi, s.bn = 0, n
 			continue
 		}
@@ -222,19 +224,29 @@ func (s *Subscription) Unsubscribe() {
 	s.close(fmt.Errorf("%w: subscription %q was unsubscribed", ErrClosed, s.Name()))
 }
 
-// close closes the queue with err and removes the subscription.
+// close removes the subscription from routing, then closes its queue with
+// err, counting what was still queued. Leaving the index first means that a
+// subscriber's other patterns take over its topics at once.
 func (s *Subscription) close(err error) {
+	s.unroute()
 	var lost []Message
 	s.q.mu.Lock()
 	s.q.drainLocked(&lost)
 	s.q.closeLocked(err)
 	s.q.mu.Unlock()
 	s.b.countDrops(s, DropClosed, lost)
-	s.unsubscribe()
+	s.retire()
 }
 
-// unsubscribe removes a closed subscription from the index and the broker.
+// unsubscribe removes a subscription whose queue is closed (or was never
+// used) from routing and from the broker.
 func (s *Subscription) unsubscribe() {
+	s.unroute()
+	s.retire()
+}
+
+// unroute removes the subscription from the index.
+func (s *Subscription) unroute() {
 	if s.removed.Swap(true) {
 		return
 	}
@@ -247,8 +259,19 @@ func (s *Subscription) unsubscribe() {
 		}
 	}
 	s.owner.mu.Unlock()
+}
+
+// retire removes the subscription from the broker's registry, keeping its
+// Delivered count in the totals. Its queue is closed: nothing more is taken.
+func (s *Subscription) retire() {
+	if s.retired.Swap(true) {
+		return
+	}
+	_, _, _, delivered := s.q.depth()
 	s.b.mu.Lock()
-	delete(s.b.subs, s)
-	s.b.retiredDelivered.Add(s.delivered.Load())
+	if _, ok := s.b.subs[s]; ok {
+		delete(s.b.subs, s)
+		s.b.retiredDelivered += delivered
+	}
 	s.b.mu.Unlock()
 }
