@@ -1,0 +1,340 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Flag bits of publish and deliver frames.
+const (
+	FlagPriorityMask uint8 = 0x07 // bits 0-2: priority, 0 (normal) to 4 (critical)
+	FlagReply        uint8 = 0x08 // the body carries a reply topic
+	FlagAckRequested uint8 = 0x10 // publish only: the body carries an ack id; answer with Ack
+	publishFlags           = FlagPriorityMask | FlagReply | FlagAckRequested
+	deliverFlags           = FlagPriorityMask | FlagReply
+)
+
+// MaxPriority is the highest priority value a frame may carry.
+const MaxPriority = 4
+
+// Publish is the body of a publish frame. Byte fields alias the frame.
+type Publish struct {
+	Priority uint8
+	AckID    uint64 // meaningful when Ack is set
+	Ack      bool
+	Topic    []byte
+	Reply    []byte // nil when absent
+	Payload  []byte
+}
+
+// AppendPublish appends a publish frame to dst.
+func AppendPublish(dst []byte, p *Publish) []byte {
+	flags := p.Priority & FlagPriorityMask
+	if p.Reply != nil {
+		flags |= FlagReply
+	}
+	if p.Ack {
+		flags |= FlagAckRequested
+	}
+	start := len(dst)
+	dst = appendHeader(dst, TypePublish, flags, 0)
+	if p.Ack {
+		dst = binary.BigEndian.AppendUint64(dst, p.AckID)
+	}
+	dst = appendBytes16(dst, p.Topic)
+	if p.Reply != nil {
+		dst = appendBytes16(dst, p.Reply)
+	}
+	dst = append(dst, p.Payload...)
+	return sealFrame(dst, start)
+}
+
+// ParsePublish decodes the body of a publish frame with the given flags.
+func ParsePublish(flags uint8, body []byte) (Publish, error) {
+	if flags&^publishFlags != 0 {
+		return Publish{}, fmt.Errorf("%w: publish: unknown flags %#x", ErrMalformed, flags&^publishFlags)
+	}
+	p := Publish{Priority: flags & FlagPriorityMask, Ack: flags&FlagAckRequested != 0}
+	if p.Priority > MaxPriority {
+		return Publish{}, fmt.Errorf("%w: publish: priority %d, the highest is %d", ErrMalformed, p.Priority, MaxPriority)
+	}
+	c := cursor{b: body}
+	if p.Ack {
+		p.AckID = c.u64()
+	}
+	p.Topic = c.bytes16()
+	if flags&FlagReply != 0 {
+		p.Reply = c.bytes16()
+	}
+	p.Payload = c.rest()
+	return p, c.done("publish")
+}
+
+// Deliver is the body of a deliver frame: a message for the client's
+// subscription SID (whose pattern is the one that matched). Byte fields
+// alias the frame.
+type Deliver struct {
+	SID      uint32
+	Seq      uint64
+	Priority uint8
+	Topic    []byte
+	Reply    []byte // nil when absent
+	Payload  []byte
+}
+
+// AppendDeliver appends a deliver frame to dst.
+func AppendDeliver(dst []byte, d *Deliver) []byte {
+	flags := d.Priority & FlagPriorityMask
+	if d.Reply != nil {
+		flags |= FlagReply
+	}
+	start := len(dst)
+	dst = appendHeader(dst, TypeDeliver, flags, 0)
+	dst = binary.BigEndian.AppendUint32(dst, d.SID)
+	dst = binary.BigEndian.AppendUint64(dst, d.Seq)
+	dst = appendBytes16(dst, d.Topic)
+	if d.Reply != nil {
+		dst = appendBytes16(dst, d.Reply)
+	}
+	dst = append(dst, d.Payload...)
+	return sealFrame(dst, start)
+}
+
+// ParseDeliver decodes the body of a deliver frame with the given flags.
+func ParseDeliver(flags uint8, body []byte) (Deliver, error) {
+	if flags&^deliverFlags != 0 {
+		return Deliver{}, fmt.Errorf("%w: deliver: unknown flags %#x", ErrMalformed, flags&^deliverFlags)
+	}
+	d := Deliver{Priority: flags & FlagPriorityMask}
+	if d.Priority > MaxPriority {
+		return Deliver{}, fmt.Errorf("%w: deliver: priority %d, the highest is %d", ErrMalformed, d.Priority, MaxPriority)
+	}
+	c := cursor{b: body}
+	d.SID = c.u32()
+	d.Seq = c.u64()
+	d.Topic = c.bytes16()
+	if flags&FlagReply != 0 {
+		d.Reply = c.bytes16()
+	}
+	d.Payload = c.rest()
+	return d, c.done("deliver")
+}
+
+// Subscribe is the body of a subscribe frame: the options of the
+// in-process broker's subscriptions, with the client's subscription id.
+// Zero limits mean the server's defaults.
+type Subscribe struct {
+	SID            uint32
+	Overflow       uint8 // 0 block, 1 drop-oldest, 2 drop-newest, 3 disconnect
+	MaxMessages    uint32
+	MaxBytes       uint64
+	BlockTimeoutMs uint32
+	Pattern        []byte
+	QueueGroup     []byte // empty: every subscriber gets every message
+}
+
+// AppendSubscribe appends a subscribe frame to dst.
+func AppendSubscribe(dst []byte, s *Subscribe) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, TypeSubscribe, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, s.SID)
+	dst = append(dst, s.Overflow)
+	dst = binary.BigEndian.AppendUint32(dst, s.MaxMessages)
+	dst = binary.BigEndian.AppendUint64(dst, s.MaxBytes)
+	dst = binary.BigEndian.AppendUint32(dst, s.BlockTimeoutMs)
+	dst = appendBytes16(dst, s.Pattern)
+	dst = appendBytes16(dst, s.QueueGroup)
+	return sealFrame(dst, start)
+}
+
+// ParseSubscribe decodes the body of a subscribe frame.
+func ParseSubscribe(flags uint8, body []byte) (Subscribe, error) {
+	if flags != 0 {
+		return Subscribe{}, fmt.Errorf("%w: subscribe: unknown flags %#x", ErrMalformed, flags)
+	}
+	c := cursor{b: body}
+	s := Subscribe{
+		SID: c.u32(), Overflow: c.u8(), MaxMessages: c.u32(), MaxBytes: c.u64(),
+		BlockTimeoutMs: c.u32(), Pattern: c.bytes16(), QueueGroup: c.bytes16(),
+	}
+	if err := c.done("subscribe"); err != nil {
+		return Subscribe{}, err
+	}
+	if s.Overflow > 3 {
+		return Subscribe{}, fmt.Errorf("%w: subscribe: overflow policy %d, the highest is 3", ErrMalformed, s.Overflow)
+	}
+	return s, nil
+}
+
+// AppendU32 appends a frame of type t whose body is one 32-bit value
+// (unsubscribe: the subscription id).
+func AppendU32(dst []byte, t Type, v uint32) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, t, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, v)
+	return sealFrame(dst, start)
+}
+
+// AppendU64 appends a frame of type t whose body is one 64-bit value (ack:
+// the ack id; ping and pong: the nonce).
+func AppendU64(dst []byte, t Type, v uint64) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, t, 0, 0)
+	dst = binary.BigEndian.AppendUint64(dst, v)
+	return sealFrame(dst, start)
+}
+
+// ParseU32 decodes a body that is one 32-bit value.
+func ParseU32(t Type, flags uint8, body []byte) (uint32, error) {
+	c := cursor{b: body}
+	v := c.u32()
+	if flags != 0 {
+		return 0, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	}
+	return v, c.done(t.String())
+}
+
+// ParseU64 decodes a body that is one 64-bit value.
+func ParseU64(t Type, flags uint8, body []byte) (uint64, error) {
+	c := cursor{b: body}
+	v := c.u64()
+	if flags != 0 {
+		return 0, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	}
+	return v, c.done(t.String())
+}
+
+// Code is a stable error code carried by error and goaway frames.
+type Code uint16
+
+// Error codes. The numbering is part of the protocol: never renumber.
+const (
+	CodeProtocol      Code = 1  // malformed frame, bad checksum, unknown type
+	CodeFrameTooLarge Code = 2  // a frame over the negotiated limit
+	CodeVersion       Code = 3  // no common protocol version
+	CodeAuth          Code = 4  // authentication failed
+	CodeForbidden     Code = 5  // identity may not publish or subscribe there
+	CodeInvalidTopic  Code = 6  // topic or pattern breaks the grammar
+	CodeTooLarge      Code = 7  // payload over the limit
+	CodeSlowConsumer  Code = 8  // subscription or connection could not keep up
+	CodeQueueFull     Code = 9  // message dropped for a full subscriber queue
+	CodeUnknownSID    Code = 10 // unsubscribe of a subscription that does not exist
+	CodeDuplicateSID  Code = 11 // subscribe with an id already in use
+	CodeTimeout       Code = 12 // handshake or idle timeout
+	CodeShutdown      Code = 13 // the server is shutting down
+	CodeLimit         Code = 14 // a connection or subscription limit was reached
+	CodeInternal      Code = 15 // a server fault; the client may retry
+)
+
+// ErrorBody is the body of an error or goaway frame: a code, the id the
+// error concerns (a subscription id, an ack id, or 0), and text for a
+// person.
+type ErrorBody struct {
+	Code Code
+	Ref  uint64
+	Text []byte
+}
+
+// AppendError appends an error (or, with t = TypeGoAway, a goaway) frame.
+func AppendError(dst []byte, t Type, e *ErrorBody) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, t, 0, 0)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(e.Code))
+	dst = binary.BigEndian.AppendUint64(dst, e.Ref)
+	dst = append(dst, e.Text...)
+	return sealFrame(dst, start)
+}
+
+// ParseError decodes the body of an error or goaway frame.
+func ParseError(t Type, flags uint8, body []byte) (ErrorBody, error) {
+	if flags != 0 {
+		return ErrorBody{}, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	}
+	c := cursor{b: body}
+	e := ErrorBody{Code: Code(c.u16()), Ref: c.u64(), Text: c.rest()}
+	return e, c.done(t.String())
+}
+
+func appendBytes16(dst, b []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(b)))
+	return append(dst, b...)
+}
+
+// cursor reads big-endian fields from a body. After the first short read
+// every read returns zero values and done reports the error.
+type cursor struct {
+	b     []byte
+	short bool
+}
+
+func (c *cursor) take(n int) []byte {
+	if c.short || len(c.b) < n {
+		c.short = true
+		return nil
+	}
+	v := c.b[:n:n]
+	c.b = c.b[n:]
+	return v
+}
+
+func (c *cursor) u8() uint8 {
+	if v := c.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (c *cursor) u16() uint16 {
+	if v := c.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (c *cursor) u32() uint32 {
+	if v := c.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (c *cursor) u64() uint64 {
+	if v := c.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// bytes16 reads a 16-bit length and that many bytes. An empty field
+// decodes as an empty, non-nil slice.
+func (c *cursor) bytes16() []byte {
+	n := int(c.u16())
+	if c.short {
+		return nil
+	}
+	if n == 0 {
+		return c.b[:0:0]
+	}
+	return c.take(n)
+}
+
+func (c *cursor) rest() []byte {
+	if c.short {
+		return nil
+	}
+	v := c.b
+	c.b = c.b[len(c.b):]
+	return v
+}
+
+// done reports a body that was too short, or too long for a body without
+// a trailing rest field.
+func (c *cursor) done(what string) error {
+	switch {
+	case c.short:
+		return fmt.Errorf("%w: %s: body is truncated", ErrMalformed, what)
+	case len(c.b) != 0:
+		return fmt.Errorf("%w: %s: %d unexpected trailing bytes", ErrMalformed, what, len(c.b))
+	}
+	return nil
+}
