@@ -152,6 +152,15 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 	}
 	n := uint64(0)
 	for _, s := range r.subs {
+		if sink := s.owner.sink; sink != nil {
+			if err := sink.Deliver(s, m); err != nil {
+				errs = joinErr(errs, b.sinkRefused(ts, s, &m, err))
+				continue
+			}
+			s.sunk.Add(1)
+			n++
+			continue
+		}
 		switch s.q.push(&m, lvl, &evicted, false) {
 		case pushOK:
 			n++

@@ -652,3 +652,34 @@ func TestSubscribeRacingClose(t *testing.T) {
 		}
 	}
 }
+
+// The publish path must not allocate: not for a topic with no subscriber,
+// not for a queue subscriber, not for a sink subscriber.
+func TestPublishDoesNotAllocate(t *testing.T) {
+	b := newBroker(t, Options{})
+	q := subscribe(t, b, "events.q.#", SubscribeOptions{})
+	if _, err := b.NewSinkSubscriber("sink", discardSink{}).Subscribe("events.s.#", SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for range 200 { // grow the ring once, then keep it
+		publish(t, b, "events.q.a", "x", 0)
+		next(t, q)
+	}
+	payload := []byte("payload")
+	for _, name := range []string{"events.none", "events.q.a", "events.s.a"} {
+		m := Message{Topic: name, Payload: payload}
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := b.Publish(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Publish to %s: %v allocs per call, want 0", name, allocs)
+		}
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) Deliver(*Subscription, Message) error { return nil }

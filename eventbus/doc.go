@@ -20,6 +20,11 @@
 // [Broker.Stats], and a publish that a subscriber missed returns an error
 // that names it.
 //
+// A subscriber made with [Broker.NewSinkSubscriber] has no queues: the
+// broker hands its messages to a [Sink] inline, in the publisher's goroutine
+// and in sequence order. A network connection is such a subscriber; it
+// buffers what it is given and enforces the subscriptions' limits itself.
+//
 // A subscriber takes higher [Priority] messages first; within one priority,
 // messages from one publisher keep their order. The broker numbers the
 // messages of each topic (Message.Seq) so that a subscriber can detect gaps.

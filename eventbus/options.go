@@ -106,6 +106,9 @@ type SubscribeOptions struct {
 	// OverflowBlock, in addition to the publisher's context. Zero means
 	// DefaultBlockTimeout (1 s); negative means only the context bounds it.
 	BlockTimeout time.Duration
+	// Tag is opaque to the broker and returned by Subscription.Tag; a
+	// network server keeps the client's subscription id here.
+	Tag uint64
 }
 
 func (o *SubscribeOptions) normalize() error {

@@ -94,7 +94,8 @@ type SubscriptionStats struct {
 	Subscriber string `json:"subscriber"`
 	Pattern    string `json:"pattern"`
 	Overflow   string `json:"overflow"`
-	// Delivered counts messages the consumer took from the queue.
+	// Delivered counts messages the consumer took from the queue, or that
+	// the subscriber's Sink accepted.
 	Delivered uint64 `json:"delivered"`
 	// Dropped counts messages lost for this subscription, by reason.
 	Dropped Drops `json:"dropped"`
@@ -145,6 +146,7 @@ func (b *Broker) Stats() Stats {
 	subs, retired := b.snapshot()
 	for _, s := range subs {
 		depth, bytes, hwm, delivered := s.q.depth()
+		delivered += s.sunk.Load()
 		ss := SubscriptionStats{
 			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern,
 			Overflow: s.q.overflow.String(), Delivered: delivered, Dropped: loadDrops(&s.drops),

@@ -23,6 +23,7 @@ type Subscriber struct {
 	b    *Broker
 	id   uint64
 	name string // empty: Name makes one up from id
+	sink Sink   // nil: subscriptions have queues
 
 	mu   sync.Mutex
 	subs []*Subscription
@@ -53,6 +54,9 @@ func (s *Subscriber) SubscribeFunc(pattern string, opts SubscribeOptions, fn fun
 	if fn == nil {
 		return nil, fmt.Errorf("%w: SubscribeFunc needs a handler", ErrInvalidOptions)
 	}
+	if s.sink != nil {
+		return nil, fmt.Errorf("%w: a sink subscriber's messages go to its Sink, not to handlers", ErrInvalidOptions)
+	}
 	return s.subscribe(pattern, opts, fn)
 }
 
@@ -63,7 +67,7 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	b := s.b
 	sub := &Subscription{
 		b: b, owner: s, id: b.nextID.Add(1), pattern: pattern, name: opts.Name,
-		blockTimeout: opts.BlockTimeout, handler: fn,
+		blockTimeout: opts.BlockTimeout, handler: fn, tag: opts.Tag,
 	}
 	sub.q.init(&opts)
 
@@ -118,6 +122,8 @@ type Subscription struct {
 	name         string // empty: Name makes one up from id
 	blockTimeout time.Duration
 	handler      func(Delivery)
+	tag          uint64
+	sunk         atomic.Uint64 // messages a Sink took
 
 	// The errors publishers get for this subscription, built on first use:
 	// most subscriptions never drop anything.
@@ -172,6 +178,9 @@ func (s *Subscription) slowErr() error {
 // wrapping ErrSlowConsumer. Messages already taken from the queue (at most
 // one batch of 64) are returned before that error.
 func (s *Subscription) Next(ctx context.Context) (Delivery, error) {
+	if s.owner.sink != nil {
+		return Delivery{}, errSinkNext
+	}
 	for {
 		if s.bi < s.bn {
 			d := Delivery{Message: s.batch[s.bi], Pattern: s.pattern}
@@ -268,6 +277,7 @@ func (s *Subscription) retire() {
 		return
 	}
 	_, _, _, delivered := s.q.depth()
+	delivered += s.sunk.Load()
 	s.b.mu.Lock()
 	if _, ok := s.b.subs[s]; ok {
 		delete(s.b.subs, s)

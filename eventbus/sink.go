@@ -1,0 +1,68 @@
+package eventbus
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sink receives the messages of a subscriber's subscriptions inline, in the
+// publisher's goroutine, instead of through per-subscription queues. A
+// network connection is a sink: it appends each message to its outbound
+// buffer and flushes once per batch, so a connection with many
+// subscriptions needs no goroutine per subscription.
+type Sink interface {
+	// Deliver hands m to the sink for subscription s. It is called with the
+	// topic's lock held, in sequence order, possibly from several
+	// publishers' goroutines at once, so it must be safe for concurrent use
+	// and must not block: a sink enforces s's limits and overflow policy
+	// itself (see [Subscription.Limits]) and returns at once. It returns
+	// nil when it took the message, or an error wrapping ErrQueueFull (the
+	// message was dropped), ErrSlowConsumer (the sink gave up on the
+	// subscriber) or ErrClosed (the sink is closed). The broker counts the
+	// drop and passes the error to the publisher. The payload is shared
+	// with every other subscriber and must not be modified. m is passed by
+	// value (56 bytes) so that the publisher's message never escapes to the
+	// heap; a pointer would cost an allocation per publish. Deliver must
+	// not call back into the broker; to drop the subscriber, return
+	// ErrSlowConsumer and close it from another goroutine.
+	Deliver(s *Subscription, m Message) error
+}
+
+// NewSinkSubscriber returns a subscriber whose subscriptions deliver into
+// sink instead of queues. Its subscriptions cannot be read with Next and
+// cannot have handlers.
+func (b *Broker) NewSinkSubscriber(name string, sink Sink) *Subscriber {
+	s := b.NewSubscriber(name)
+	s.sink = sink
+	return s
+}
+
+// Tag returns the value given in SubscribeOptions.Tag.
+func (s *Subscription) Tag() uint64 { return s.tag }
+
+// Limits returns the subscription's limits with defaults applied, for a
+// Sink to enforce.
+func (s *Subscription) Limits() (maxMessages int, maxBytes int64, overflow Overflow, blockTimeout time.Duration) {
+	return s.q.maxCount, s.q.maxBytes, s.q.overflow, s.blockTimeout
+}
+
+var errSinkNext = fmt.Errorf("%w: this subscription delivers into a Sink; it has no queue to read", ErrInvalidOptions)
+
+// sinkRefused counts a message a sink did not take and returns what the
+// publisher should see.
+func (b *Broker) sinkRefused(ts *topicState, s *Subscription, m *Message, err error) error {
+	why := DropQueueFull
+	switch {
+	case errors.Is(err, ErrSlowConsumer):
+		why = DropDisconnect
+	case errors.Is(err, ErrClosed):
+		if !b.closing.Load() {
+			return nil // the subscriber went away: no longer interested
+		}
+		why = DropClosed
+	}
+	s.drops[why].Add(1)
+	ts.dropped[why].Add(1)
+	return fmt.Errorf("eventbus: message %d to %q not delivered to %q: %w", m.Seq, m.Topic, s.Name(), err)
+}

@@ -1,0 +1,91 @@
+package eventbus
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// recSink records deliveries and refuses with refuse, if set.
+type recSink struct {
+	mu     sync.Mutex
+	got    []string // "tag:topic:seq"
+	refuse error
+}
+
+func (r *recSink) Deliver(s *Subscription, m Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refuse != nil {
+		return r.refuse
+	}
+	r.got = append(r.got, fmt.Sprintf("%d:%s:%d", s.Tag(), m.Topic, m.Seq))
+	return nil
+}
+
+func TestSinkSubscriber(t *testing.T) {
+	b := newBroker(t, Options{})
+	sink := &recSink{}
+	conn := b.NewSinkSubscriber("conn-1", sink)
+	if _, err := conn.Subscribe("events.#", SubscribeOptions{Tag: 1}); err != nil {
+		t.Fatal(err)
+	}
+	narrow, err := conn.Subscribe("events.process.+", SubscribeOptions{Tag: 2, MaxMessages: 5, Overflow: OverflowDropNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, o, _ := narrow.Limits(); n != 5 || o != OverflowDropNewest {
+		t.Errorf("Limits = %d, %v", n, o)
+	}
+	queued := subscribe(t, b, "events.#", SubscribeOptions{}) // a queue subscriber alongside
+
+	publish(t, b, "events.process.lifecycle", "a", 0)
+	publish(t, b, "events.network.conn", "b", 0)
+	publish(t, b, "events.process.lifecycle", "c", 0)
+	want := []string{"2:events.process.lifecycle:1", "1:events.network.conn:1", "2:events.process.lifecycle:2"}
+	if fmt.Sprint(sink.got) != fmt.Sprint(want) {
+		t.Errorf("sink got %v, want %v (once per message, via the most specific pattern)", sink.got, want)
+	}
+	for range 3 {
+		next(t, queued)
+	}
+
+	if _, err := narrow.Next(t.Context()); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("Next on a sink subscription = %v", err)
+	}
+	if _, err := conn.SubscribeFunc("control.#", SubscribeOptions{}, func(Delivery) {}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("SubscribeFunc on a sink subscriber = %v", err)
+	}
+
+	// A refusal is counted and reaches the publisher; others still get it.
+	sink.refuse = fmt.Errorf("%w: connection buffer full", ErrQueueFull)
+	err = b.Publish(t.Context(), Message{Topic: "events.process.lifecycle"})
+	if !errors.Is(err, ErrQueueFull) {
+		t.Errorf("publish refused by sink = %v", err)
+	}
+	next(t, queued)
+	sink.refuse = fmt.Errorf("%w: gave up", ErrSlowConsumer)
+	if err := b.Publish(t.Context(), Message{Topic: "events.network.conn"}); !errors.Is(err, ErrSlowConsumer) {
+		t.Errorf("publish to a slow sink = %v", err)
+	}
+	next(t, queued)
+
+	st := b.Stats()
+	byTag := map[string]SubscriptionStats{}
+	for _, s := range st.Subscriptions {
+		byTag[s.Name] = s
+	}
+	if s := byTag[narrow.Name()]; s.Delivered != 2 || s.Dropped.QueueFull != 1 {
+		t.Errorf("narrow stats %+v", s)
+	}
+	if st.Dropped.QueueFull != 1 || st.Dropped.Disconnect != 1 {
+		t.Errorf("total drops %+v", st.Dropped)
+	}
+
+	// A closed sink whose subscriber is leaving is not a loss.
+	sink.refuse = fmt.Errorf("%w: connection closed", ErrClosed)
+	if err := b.Publish(t.Context(), Message{Topic: "events.network.conn"}); err != nil {
+		t.Errorf("publish to a closing sink = %v", err)
+	}
+}
