@@ -100,6 +100,20 @@ func AppendDeliver(dst []byte, d *Deliver) []byte {
 	return sealFrame(dst, start)
 }
 
+// AppendDeliverMsg appends a deliver frame without a reply topic, taking
+// the topic as a string so that the broker's topic needs no conversion
+// (and no allocation).
+func AppendDeliverMsg(dst []byte, sid uint32, seq uint64, priority uint8, topic string, payload []byte) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, TypeDeliver, priority&FlagPriorityMask, 0)
+	dst = binary.BigEndian.AppendUint32(dst, sid)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(topic)))
+	dst = append(dst, topic...)
+	dst = append(dst, payload...)
+	return sealFrame(dst, start)
+}
+
 // ParseDeliver decodes the body of a deliver frame with the given flags.
 func ParseDeliver(flags uint8, body []byte) (Deliver, error) {
 	if flags&^deliverFlags != 0 {

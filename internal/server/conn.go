@@ -1,0 +1,423 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/wire"
+	"github.com/daemoneye/daemoneye/topic"
+)
+
+// conn is one client connection. The reader goroutine owns the read side,
+// the subscriptions map and the topic cache; the writer goroutine flushes
+// out. Deliver (called by publishers) and the reader append to out under mu.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	log *slog.Logger // written by the reader during the handshake, before anyone else reads it
+
+	mu      sync.Mutex
+	out     []byte // frames waiting for the writer
+	spare   []byte // the writer's previous batch buffer, reused
+	closed  bool
+	slow    bool                 // MaxPending overflowed under disconnect: the writer closes
+	sub     *eventbus.Subscriber // set once the handshake succeeds
+	closeCh chan struct{}        // closed by close
+	wake    chan struct{}        // capacity 1: out became non-empty or slow was set
+
+	// reader goroutine only
+	subs   map[uint32]*eventbus.Subscription
+	topics map[string]string // interned topic strings, bounded
+}
+
+const maxTopicCache = 1024
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
+		closeCh: make(chan struct{}), wake: make(chan struct{}, 1),
+		subs: make(map[uint32]*eventbus.Subscription), topics: make(map[string]string),
+	}
+}
+
+// deadlineReader sets a deadline before each read from the socket: once per
+// read call, which returns many frames, not once per frame. During the
+// handshake the deadline is fixed (the whole handshake must fit in it);
+// afterwards it is the idle timeout, renewed with every read.
+type deadlineReader struct {
+	nc      net.Conn
+	timeout time.Duration // 0: leave the deadline as set
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.timeout > 0 {
+		d.nc.SetReadDeadline(time.Now().Add(d.timeout))
+	}
+	return d.nc.Read(p)
+}
+
+func (c *conn) readLoop() {
+	defer c.srv.forget(c)
+	err := c.serve()
+	c.close(err)
+}
+
+// serve runs the handshake and then the frame loop until an error.
+func (c *conn) serve() error {
+	opts := &c.srv.opts
+	c.nc.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
+	dr := &deadlineReader{nc: c.nc}
+	var magic [len(wire.Magic)]byte
+	if _, err := io.ReadFull(dr, magic[:]); err != nil {
+		return c.protocolError(fmt.Errorf("handshake: %w", err))
+	}
+	if err := wire.CheckMagic(magic[:]); err != nil {
+		c.sendError(wire.CodeProtocol, 0, err.Error())
+		return err
+	}
+	// One reader for the whole connection, so frames a client sends right
+	// after its hello are not lost.
+	r := wire.NewReader(dr, opts.Broker.MaxPayload()+4096)
+	f, err := r.ReadFrame()
+	if err != nil {
+		return c.protocolError(fmt.Errorf("handshake: %w", err))
+	}
+	if f.Type != wire.TypeHello {
+		return c.protocolError(fmt.Errorf("%w: handshake: expected hello, got %s", wire.ErrMalformed, f.Type))
+	}
+	hello, err := wire.ParseHello(f.Flags, f.Body)
+	if err != nil {
+		return c.protocolError(err)
+	}
+	v, err := wire.Negotiate(hello.Versions, []wire.Version{wire.Current})
+	if err != nil {
+		c.sendError(wire.CodeVersion, 0, err.Error())
+		return err
+	}
+	identity, err := c.authenticate(&hello)
+	if err != nil {
+		c.sendError(wire.CodeAuth, 0, err.Error())
+		return err
+	}
+	session := newSessionID()
+	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
+	c.mu.Lock()
+	c.sub = opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
+	c.mu.Unlock()
+	c.enqueue(func(b []byte) []byte {
+		return wire.AppendWelcome(b, &wire.Welcome{
+			Version: v, SessionID: []byte(session), Identity: []byte(identity),
+			MaxPayload: uint32(opts.Broker.MaxPayload()), MaxPending: uint32(opts.MaxPending),
+			PingIntervalMs: uint32(min(DefaultPingInterval, opts.IdleTimeout/2) / time.Millisecond),
+		})
+	})
+	c.log.Debug("connected", "version", v)
+
+	dr.timeout = opts.IdleTimeout
+	c.nc.SetReadDeadline(time.Now().Add(opts.IdleTimeout))
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return c.protocolError(err)
+		}
+		if err := c.handle(f); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) authenticate(h *wire.Hello) (string, error) {
+	if h.AuthMethod != wire.AuthPeer {
+		return "", fmt.Errorf("auth method %d is not enabled on this server: use peer credentials over the UNIX socket", h.AuthMethod)
+	}
+	uc, ok := c.nc.(*net.UnixConn)
+	if !ok {
+		return "", errors.New("peer authentication needs a UNIX socket")
+	}
+	cred, err := transport.PeerCredOf(uc)
+	if err != nil {
+		return "", err
+	}
+	if err := c.srv.opts.Peers.Check(cred); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("uid:%d", cred.UID), nil
+}
+
+// handle serves one frame after the handshake.
+func (c *conn) handle(f wire.Frame) error {
+	switch f.Type {
+	case wire.TypePublish:
+		p, err := wire.ParsePublish(f.Flags, f.Body)
+		if err != nil {
+			return c.protocolError(err)
+		}
+		err = c.srv.opts.Broker.Publish(context.Background(), eventbus.Message{
+			Topic:    c.intern(p.Topic),
+			Payload:  append([]byte(nil), p.Payload...), // the read buffer is reused; subscribers keep this
+			Priority: eventbus.Priority(p.Priority),
+		})
+		c.publishResult(&p, err)
+	case wire.TypeSubscribe:
+		sreq, err := wire.ParseSubscribe(f.Flags, f.Body)
+		if err != nil {
+			return c.protocolError(err)
+		}
+		c.subscribe(&sreq)
+	case wire.TypeUnsubscribe:
+		sid, err := wire.ParseU32(f.Type, f.Flags, f.Body)
+		if err != nil {
+			return c.protocolError(err)
+		}
+		s, ok := c.subs[sid]
+		if !ok {
+			c.sendError(wire.CodeUnknownSID, uint64(sid), fmt.Sprintf("no subscription %d on this connection", sid))
+			return nil
+		}
+		delete(c.subs, sid)
+		s.Unsubscribe()
+	case wire.TypePing:
+		nonce, err := wire.ParseU64(f.Type, f.Flags, f.Body)
+		if err != nil {
+			return c.protocolError(err)
+		}
+		c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePong, nonce) })
+	case wire.TypePong, wire.TypeAck:
+		// Nothing to do: any frame resets the idle deadline.
+	default:
+		return c.protocolError(fmt.Errorf("%w: a client may not send %s frames", wire.ErrMalformed, f.Type))
+	}
+	return nil
+}
+
+// publishResult answers a publish: an ack when one was asked for, an
+// error frame when the message was refused outright. Drops at individual
+// subscribers are counted in stats and not reported per message.
+func (c *conn) publishResult(p *wire.Publish, err error) {
+	var code wire.Code
+	switch {
+	case err == nil || errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer):
+		if p.Ack {
+			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypeAck, p.AckID) })
+		}
+		return
+	case errors.Is(err, topic.ErrInvalidTopic):
+		code = wire.CodeInvalidTopic
+	case errors.Is(err, eventbus.ErrPayloadTooLarge):
+		code = wire.CodeTooLarge
+	case errors.Is(err, eventbus.ErrClosed):
+		code = wire.CodeShutdown
+	default:
+		code = wire.CodeInternal
+	}
+	c.sendError(code, p.AckID, err.Error())
+}
+
+func (c *conn) subscribe(r *wire.Subscribe) {
+	if _, dup := c.subs[r.SID]; dup {
+		c.sendError(wire.CodeDuplicateSID, uint64(r.SID), fmt.Sprintf("subscription id %d is already in use on this connection", r.SID))
+		return
+	}
+	opts := eventbus.SubscribeOptions{
+		Tag: uint64(r.SID), MaxMessages: int(r.MaxMessages), MaxBytes: int64(r.MaxBytes),
+		Overflow: eventbus.Overflow(r.Overflow), BlockTimeout: time.Duration(r.BlockTimeoutMs) * time.Millisecond,
+	}
+	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
+	if err != nil {
+		code := wire.CodeInvalidTopic
+		if errors.Is(err, eventbus.ErrClosed) {
+			code = wire.CodeShutdown
+		}
+		c.sendError(code, uint64(r.SID), err.Error())
+		return
+	}
+	c.subs[r.SID] = s
+}
+
+// intern returns a string for a topic without allocating for topics seen
+// before on this connection.
+func (c *conn) intern(b []byte) string {
+	if t, ok := c.topics[string(b)]; ok {
+		return t
+	}
+	t := string(b)
+	if len(c.topics) >= maxTopicCache {
+		clear(c.topics)
+	}
+	c.topics[t] = t
+	return t
+}
+
+// Deliver implements eventbus.Sink: it appends a deliver frame for the
+// client, unless that would take the connection past MaxPending.
+func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
+	size := wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + len(m.Payload)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return eventbus.ErrClosed
+	}
+	if len(c.out)+size > c.srv.opts.MaxPending {
+		_, _, overflow, _ := s.Limits()
+		if overflow == eventbus.OverflowDisconnect {
+			c.slow = true // the writer closes us: Deliver runs under the broker's locks
+		}
+		c.mu.Unlock()
+		if overflow == eventbus.OverflowDisconnect {
+			c.signal()
+			return errSlowConsumer
+		}
+		return errConnFull
+	}
+	wasEmpty := len(c.out) == 0
+	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Payload)
+	c.mu.Unlock()
+	if wasEmpty {
+		c.signal()
+	}
+	return nil
+}
+
+// Built once: a full connection refuses every message until it drains,
+// and building an error per refused message would allocate on the hot path.
+var (
+	errConnFull     = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending)", eventbus.ErrQueueFull)
+	errSlowConsumer = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending); disconnecting", eventbus.ErrSlowConsumer)
+)
+
+// subscriber returns the connection's broker subscriber.
+func (c *conn) subscriber() *eventbus.Subscriber {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sub
+}
+
+// enqueue appends a frame built by build and wakes the writer.
+func (c *conn) enqueue(build func([]byte) []byte) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.out = build(c.out)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) sendError(code wire.Code, ref uint64, text string) {
+	c.enqueue(func(b []byte) []byte {
+		return wire.AppendError(b, wire.TypeError, &wire.ErrorBody{Code: code, Ref: ref, Text: []byte(text)})
+	})
+}
+
+// protocolError tells the client why it is being disconnected.
+func (c *conn) protocolError(err error) error {
+	code := wire.CodeProtocol
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		code = wire.CodeFrameTooLarge
+	case isTimeout(err):
+		code = wire.CodeTimeout
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return err // nobody to tell
+	}
+	c.sendError(code, 0, err.Error())
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (c *conn) goAway(text string) {
+	c.enqueue(func(b []byte) []byte {
+		return wire.AppendError(b, wire.TypeGoAway, &wire.ErrorBody{Code: wire.CodeShutdown, Text: []byte(text)})
+	})
+}
+
+// writeLoop flushes out in batches: one write per batch, however many
+// frames accumulated since the last one.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.closeCh:
+			c.flush() // the last error frame, if any
+			c.nc.Close()
+			return
+		}
+		c.mu.Lock()
+		slow := c.slow
+		c.mu.Unlock()
+		if slow {
+			c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
+			c.close(errSlowConsumer)
+			continue
+		}
+		if err := c.flush(); err != nil {
+			c.close(fmt.Errorf("write: %w", err))
+		}
+	}
+}
+
+func (c *conn) flush() error {
+	c.mu.Lock()
+	batch := c.out
+	c.out = c.spare[:0]
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		c.spare = batch
+		return nil
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	_, err := c.nc.Write(batch)
+	c.mu.Lock()
+	if cap(batch) <= 1<<20 { // keep moderate buffers, let huge ones go
+		c.spare = batch[:0]
+	} else {
+		c.spare = nil
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// close ends the connection: its subscriptions go, the writer flushes what
+// is pending (an error frame) and closes the socket.
+func (c *conn) close(why error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	sub := c.sub
+	c.mu.Unlock()
+	if sub != nil {
+		sub.Close()
+	}
+	if why != nil && !errors.Is(why, io.EOF) {
+		c.log.Debug("connection closed", "reason", why)
+	}
+	close(c.closeCh)
+	// Unblock the reader if it is waiting on the socket.
+	c.nc.SetReadDeadline(time.Now())
+}

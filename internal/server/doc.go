@@ -1,0 +1,20 @@
+// Package server serves DaemonEye's wire protocol (package wire) on
+// listeners from package transport, connecting each client to an
+// eventbus.Broker.
+//
+// Each connection has one reader goroutine, which runs the handshake and
+// then handles the client's frames in order, and one writer goroutine,
+// which flushes the connection's outbound buffer with one write per batch
+// however many frames accumulated. The connection is an eventbus.Sink:
+// publishers append deliver frames to its buffer directly, bounded by
+// Options.MaxPending.
+//
+// Every read and write has a deadline: the handshake must complete within
+// HandshakeTimeout, a connection idle for IdleTimeout is closed, and a
+// flush that does not finish within WriteTimeout disconnects the client.
+// A protocol violation closes only the offending connection, after an error
+// frame that says why.
+//
+// Lock order: conn.mu is taken inside the broker's topic lock (by Deliver)
+// and is never held while calling into the broker.
+package server

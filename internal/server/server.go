@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/wire"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxConns         = 64
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxPending       = 64 << 20 // bytes buffered for one connection
+	DefaultPingInterval     = 30 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Options configures a Server. Broker is required; every other zero value
+// means its default.
+type Options struct {
+	Broker *eventbus.Broker
+	// Logger receives connection-level diagnostics; nil discards them.
+	Logger *slog.Logger
+	// MaxConns bounds concurrent connections (default 64). A connection
+	// over the limit gets an error frame and is closed.
+	MaxConns int
+	// HandshakeTimeout bounds the time from accept to a complete hello
+	// (default 5 s), so a silent client cannot hold a slot.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing for this long
+	// (default 2 min). Clients ping at half the interval in the welcome.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each flush to a connection (default 10 s); a
+	// client that does not read within it is disconnected.
+	WriteTimeout time.Duration
+	// MaxPending bounds the bytes buffered for one connection (default
+	// 64 MiB). Beyond it, messages for the connection's subscriptions are
+	// dropped (overflow drop-oldest, drop-newest, block) or the
+	// connection is closed as a slow consumer (disconnect). Every drop is
+	// counted in the broker's stats.
+	MaxPending int
+	// Peers says which local users may connect over a UNIX socket; the
+	// zero value admits root and the server's own user.
+	Peers transport.PeerPolicy
+}
+
+// Server serves the wire protocol on listeners, connecting each client to
+// the broker. It is safe for concurrent use.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	slots chan struct{}
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+
+	wg sync.WaitGroup // every connection goroutine
+}
+
+// New returns a server for opts.Broker.
+func New(opts Options) (*Server, error) {
+	if opts.Broker == nil {
+		return nil, errors.New("server: Options.Broker is required")
+	}
+	if opts.MaxConns < 0 || opts.MaxPending < 0 {
+		return nil, errors.New("server: MaxConns and MaxPending must not be negative")
+	}
+	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)
+	opts.MaxPending = or(opts.MaxPending, DefaultMaxPending)
+	opts.HandshakeTimeout = or(opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	opts.IdleTimeout = or(opts.IdleTimeout, DefaultIdleTimeout)
+	opts.WriteTimeout = or(opts.WriteTimeout, DefaultWriteTimeout)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts: opts, log: log, slots: make(chan struct{}, opts.MaxConns),
+		listeners: make(map[net.Listener]struct{}), conns: make(map[*conn]struct{}),
+	}, nil
+}
+
+func or[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Serve accepts connections on l until Shutdown or Close, and returns
+// ErrServerClosed then. Any other accept error is returned at once,
+// except temporary ones, which are retried with backoff.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("server: accept: %w", err)
+		}
+		backoff = 0
+		s.start(nc)
+	}
+}
+
+// start takes a slot for nc and runs its goroutines, or refuses it. It
+// starts goroutines under s.mu, so that they are counted before Close,
+// which sets closed under s.mu, waits for them.
+func (s *Server) start(nc net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		nc.Close()
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.wg.Go(func() {
+			refuse(nc, s.opts.WriteTimeout, wire.CodeLimit,
+				fmt.Sprintf("the server's limit of %d connections is reached; raise MaxConns or try later", s.opts.MaxConns))
+		})
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.wg.Go(c.readLoop)
+	s.wg.Go(c.writeLoop)
+}
+
+// forget releases a finished connection's slot.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	<-s.slots
+}
+
+// refuse writes one error frame to nc and closes it.
+func refuse(nc net.Conn, timeout time.Duration, code wire.Code, text string) {
+	nc.SetWriteDeadline(time.Now().Add(timeout))
+	nc.Write(wire.AppendError(nil, wire.TypeError, &wire.ErrorBody{Code: code, Text: []byte(text)}))
+	nc.Close()
+}
+
+// Shutdown stops accepting, asks every client to go away, and waits until
+// they have disconnected or ctx ends; then it closes the rest. It returns
+// ctx's error if it had to force connections closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns := s.stopAccepting()
+	for _, c := range conns {
+		c.goAway("the server is shutting down")
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for len(s.liveConns()) > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			for _, c := range s.liveConns() {
+				c.close(errors.New("shutdown deadline"))
+			}
+			s.wg.Wait()
+			return fmt.Errorf("server: shutdown: %w", ctx.Err())
+		}
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Close closes all listeners and connections at once and waits for their
+// goroutines.
+func (s *Server) Close() error {
+	for _, c := range s.stopAccepting() {
+		c.close(ErrServerClosed)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) stopAccepting() []*conn {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	return s.liveConns()
+}
+
+func (s *Server) liveConns() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func newSessionID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

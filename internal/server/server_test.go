@@ -1,0 +1,345 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// start runs a broker and a server on a fresh socket and returns the path.
+func start(t *testing.T, opts Options) (string, *Server, *eventbus.Broker) {
+	t.Helper()
+	b, err := eventbus.New(eventbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Broker = b
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), transport.SocketName)
+	l, err := transport.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+		b.Close()
+	})
+	return path, srv, b
+}
+
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	r  *wire.Reader
+}
+
+func rawDial(t *testing.T, path string) *client {
+	t.Helper()
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &client{t: t, nc: nc, r: wire.NewReader(nc, 0)}
+}
+
+// dial connects and completes the handshake.
+func dial(t *testing.T, path string) *client {
+	t.Helper()
+	c := rawDial(t, path)
+	c.send(wire.Magic[:])
+	c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, ClientName: []byte("test")}))
+	f := c.frame()
+	if f.Type != wire.TypeWelcome {
+		t.Fatalf("handshake answered with %s: %s", f.Type, f.Body)
+	}
+	w, err := wire.ParseWelcome(f.Flags, f.Body)
+	if err != nil || w.Version != wire.Current || len(w.SessionID) == 0 || !strings.HasPrefix(string(w.Identity), "uid:") {
+		t.Fatalf("welcome %+v, %v", w, err)
+	}
+	return c
+}
+
+func (c *client) send(b []byte) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *client) frame() wire.Frame {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	f, err := c.r.ReadFrame()
+	if err != nil {
+		c.t.Fatalf("read frame: %v", err)
+	}
+	return f
+}
+
+// expectError reads an error frame with the given code, then end of stream.
+func (c *client) expectError(code wire.Code, text string) {
+	c.t.Helper()
+	f := c.frame()
+	e, err := wire.ParseError(f.Type, f.Flags, f.Body)
+	if f.Type != wire.TypeError || err != nil || e.Code != code || !strings.Contains(string(e.Text), text) {
+		c.t.Fatalf("got %s frame code %d %q, want error code %d containing %q", f.Type, e.Code, e.Text, code, text)
+	}
+}
+
+func (c *client) expectClosed() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	// A reset is a close too: the server closes with the client's unread
+	// bytes still queued, after its error frame.
+	if _, err := c.r.ReadFrame(); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
+		c.t.Fatalf("connection still open (read: %v)", err)
+	}
+}
+
+func subscribeFrame(sid uint32, pattern string) []byte {
+	return wire.AppendSubscribe(nil, &wire.Subscribe{SID: sid, Pattern: []byte(pattern)})
+}
+
+func publishFrame(topic, payload string) []byte {
+	return wire.AppendPublish(nil, &wire.Publish{Topic: []byte(topic), Payload: []byte(payload)})
+}
+
+// roundTrip checks that pub/sub works between two fresh connections.
+func roundTrip(t *testing.T, path string) {
+	t.Helper()
+	sub, pub := dial(t, path), dial(t, path)
+	sub.send(subscribeFrame(7, "events.process.#"))
+	// Ping after subscribe: the pong proves the subscribe was handled.
+	sub.send(wire.AppendU64(nil, wire.TypePing, 42))
+	if f := sub.frame(); f.Type != wire.TypePong {
+		t.Fatalf("got %s, want pong", f.Type)
+	}
+	pub.send(publishFrame("events.process.lifecycle", "pid=4242"))
+	f := sub.frame()
+	d, err := wire.ParseDeliver(f.Flags, f.Body)
+	if f.Type != wire.TypeDeliver || err != nil || d.SID != 7 || string(d.Topic) != "events.process.lifecycle" || string(d.Payload) != "pid=4242" || d.Seq == 0 {
+		t.Fatalf("got %s %+v, %v", f.Type, d, err)
+	}
+}
+
+func TestPubSubAcrossConnections(t *testing.T) {
+	path, _, b := start(t, Options{})
+	roundTrip(t, path)
+	if st := b.Stats(); st.Published != 1 || st.Delivered != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPublishAckAndErrors(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	c := dial(t, path)
+	c.send(wire.AppendPublish(nil, &wire.Publish{Ack: true, AckID: 5, Topic: []byte("events.a")}))
+	if f := c.frame(); f.Type != wire.TypeAck {
+		t.Fatalf("got %s, want ack", f.Type)
+	}
+	// Bad topic and bad pattern: an error frame, and the connection stays.
+	c.send(wire.AppendPublish(nil, &wire.Publish{Ack: true, AckID: 6, Topic: []byte("events.Bad")}))
+	c.expectError(wire.CodeInvalidTopic, "upper-case")
+	c.send(subscribeFrame(1, "events.*"))
+	c.expectError(wire.CodeInvalidTopic, "write '+'")
+	c.send(wire.AppendU32(nil, wire.TypeUnsubscribe, 99))
+	c.expectError(wire.CodeUnknownSID, "no subscription 99")
+	c.send(subscribeFrame(1, "events.#"))
+	c.send(subscribeFrame(1, "control.#"))
+	c.expectError(wire.CodeDuplicateSID, "already in use")
+	c.send(wire.AppendU64(nil, wire.TypePing, 1))
+	if f := c.frame(); f.Type != wire.TypePong {
+		t.Fatalf("connection unusable after errors: %s", f.Type)
+	}
+}
+
+// Each bad input closes only its own connection; everyone else is served.
+func TestMalformedInput(t *testing.T) {
+	path, _, _ := start(t, Options{HandshakeTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	bystander := dial(t, path)
+	bystander.send(subscribeFrame(1, "events.#"))
+	// The bystander pings well within the idle timeout while the bad
+	// clients come and go.
+	stop := make(chan struct{})
+	var pinger sync.WaitGroup
+	pinger.Go(func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				bystander.nc.SetWriteDeadline(time.Now().Add(time.Second))
+				bystander.nc.Write(wire.AppendU64(nil, wire.TypePing, 1))
+			}
+		}
+	})
+
+	handshake := func(c *client) {
+		c.send(wire.Magic[:])
+		c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}}))
+		if f := c.frame(); f.Type != wire.TypeWelcome {
+			t.Fatalf("welcome: %s", f.Type)
+		}
+	}
+	badCRC := wire.AppendU64(nil, wire.TypePing, 1)
+	badCRC[len(badCRC)-1] ^= 0xFF
+	oversize := wire.AppendU64(nil, wire.TypePing, 1)
+	binary.BigEndian.PutUint32(oversize, 1<<30)
+	unknown := wire.AppendFrame(nil, 42, 0, nil)
+	unknown[4] = 42
+	tests := []struct {
+		name  string
+		shake bool
+		send  []byte
+		code  wire.Code
+		text  string
+	}{
+		{"garbage before the handshake", false, []byte("GET / HTTP/1.1\r\n\r\n"), wire.CodeProtocol, "bad magic"},
+		{"wrong magic", false, []byte("DEYEBUS\r"), wire.CodeProtocol, "bad magic"},
+		{"frame before hello", false, append(wire.Magic[:], wire.AppendU64(nil, wire.TypePing, 1)...), wire.CodeProtocol, "expected hello"},
+		{"bad checksum", true, badCRC, wire.CodeProtocol, "checksum"},
+		{"length over the limit", true, oversize, wire.CodeFrameTooLarge, "too large"},
+		{"unknown frame type", true, unknown, wire.CodeProtocol, "unknown frame type"},
+		{"server-only frame", true, wire.AppendU64(nil, wire.TypeDeliver, 1), wire.CodeProtocol, "may not send deliver"},
+		{"malformed body", true, wire.AppendFrame(nil, wire.TypePublish, 0, []byte{0, 9, 'x'}), wire.CodeProtocol, "truncated"},
+		{"half a frame, then silence", true, wire.AppendU64(nil, wire.TypePing, 1)[:7], wire.CodeTimeout, "timeout"},
+		{"silent after connect", false, nil, wire.CodeTimeout, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := rawDial(t, path)
+			if tt.shake {
+				handshake(c)
+			}
+			if tt.send != nil {
+				c.send(tt.send)
+			}
+			c.expectError(tt.code, tt.text)
+			c.expectClosed()
+		})
+	}
+	close(stop)
+	pinger.Wait()
+	// The bystander was never disturbed.
+	pub := dial(t, path)
+	pub.send(publishFrame("events.still.here", "ok"))
+	for {
+		f := bystander.frame()
+		if f.Type == wire.TypeDeliver {
+			break
+		}
+		if f.Type != wire.TypePong {
+			e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
+			t.Fatalf("bystander got %s: %s", f.Type, e.Text)
+		}
+	}
+}
+
+func TestTruncatedFrameThenClose(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	c := dial(t, path)
+	c.send(publishFrame("events.a", "x")[:10])
+	c.nc.(*net.UnixConn).CloseWrite()
+	c.expectClosed()
+	roundTrip(t, path)
+}
+
+func TestVersionRefused(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	c := rawDial(t, path)
+	c.send(wire.Magic[:])
+	c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{{Major: 9, Minor: 1}}}))
+	c.expectError(wire.CodeVersion, "the client speaks 9.1, this server speaks 1.0")
+	c.expectClosed()
+}
+
+func TestOlderMinorClientAccepted(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	c := rawDial(t, path)
+	c.send(wire.Magic[:])
+	c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{{Major: 1, Minor: 0}, {Major: 0, Minor: 9}}}))
+	f := c.frame()
+	w, err := wire.ParseWelcome(f.Flags, f.Body)
+	if err != nil || w.Version != (wire.Version{Major: 1, Minor: 0}) {
+		t.Fatalf("welcome %+v %v", w, err)
+	}
+}
+
+func TestTokenAuthNotEnabled(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	c := rawDial(t, path)
+	c.send(wire.Magic[:])
+	c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, AuthMethod: wire.AuthToken, Credential: []byte("x")}))
+	c.expectError(wire.CodeAuth, "not enabled")
+	c.expectClosed()
+}
+
+func TestConnectionLimit(t *testing.T) {
+	path, _, _ := start(t, Options{MaxConns: 1})
+	first := dial(t, path)
+	second := rawDial(t, path)
+	second.expectError(wire.CodeLimit, "limit of 1 connections")
+	second.expectClosed()
+	first.nc.Close()
+	// The slot is released when the first connection goes.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c := rawDial(t, path)
+		c.send(wire.Magic[:])
+		c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}}))
+		if f := c.frame(); f.Type == wire.TypeWelcome {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot never released")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestShutdownSendsGoAway(t *testing.T) {
+	path, srv, _ := start(t, Options{})
+	c := dial(t, path)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	f := c.frame()
+	if f.Type != wire.TypeGoAway {
+		t.Fatalf("got %s, want goaway", f.Type)
+	}
+	c.nc.Close() // a well-behaved client leaves
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+}
