@@ -17,14 +17,39 @@ import (
 const usage = `daemoneye-cli talks to the DaemonEye event bus.
 
 Usage:
-  daemoneye-cli bench [flags]    measure publish/subscribe throughput and latency
+  daemoneye-cli [--socket PATH | --url URL] COMMAND [flags] [args]
 
-Run 'daemoneye-cli COMMAND -h' for a command's flags.
+Commands:
+  pub TOPIC [DATA]                 publish DATA, or each line of standard input
+  sub [--count N] [--json] PATTERN...  print messages matching the patterns
+  bench [flags]                    measure publish/subscribe throughput and latency
+
+The broker's socket is --socket, --url (unix:///path), $DAEMONEYE_SOCKET, or
+the default path. Run 'daemoneye-cli COMMAND -h' for a command's flags.
 `
 
 // Main runs the command line args (without the program name) and returns
 // the exit code: 0 on success, 1 on failure, 2 on a usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// MainIO is Main with an explicit standard input.
+func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &global{stdin: stdin}
+	gfs := flag.NewFlagSet("daemoneye-cli", flag.ContinueOnError)
+	gfs.SetOutput(io.Discard)
+	gfs.StringVar(&g.socket, "socket", "", "broker socket path")
+	gfs.StringVar(&g.url, "url", "", "broker URL (unix:///path)")
+	switch err := gfs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stderr, usage)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "daemoneye-cli: %v\n\n%s", err, usage)
+		return 2
+	}
+	args = gfs.Args()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -36,6 +61,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case "pub":
+		err = runPub(ctx, g, args[1:], stdout, stderr)
+	case "sub":
+		err = runSub(ctx, g, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "daemoneye-cli: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -63,9 +92,28 @@ func Run() int {
 	return Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func newFlagSet(name string, stderr io.Writer, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: daemoneye-cli %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr, "bench [flags]: measure publish/subscribe throughput and latency")
 	transport := fs.String("transport", "inproc", "transport to measure: inproc (the socket transports are not built yet)")
 	var cfg bench.Config
 	fs.IntVar(&cfg.Pubs, "pub", 1, "number of publishers")
@@ -73,11 +121,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Size, "size", 128, "payload size in bytes")
 	fs.IntVar(&cfg.Msgs, "msgs", 1_000_000, "messages to publish in all")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/topic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func startBroker(t *testing.T) (string, *server.Server) {
+	t.Helper()
+	b, err := eventbus.New(eventbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "eventbus.sock")
+	l, err := transport.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	return path, srv
+}
+
+func dial(t *testing.T, path string) *Conn {
+	t.Helper()
+	c, err := Dial(t.Context(), "unix://"+path, Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	path, _ := startBroker(t)
+	sub, pub := dial(t, path), dial(t, path)
+	if sub.Identity() == "" {
+		t.Error("no identity from the welcome")
+	}
+	s, err := sub.Subscribe(t.Context(), "events.#", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := pub.Publish("events.a", []byte{byte('0' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case m := <-s.C():
+			if m.Topic != "events.a" || string(m.Payload) != string(rune('0'+i)) || m.Seq != uint64(i+1) || m.Pattern != "events.#" {
+				t.Errorf("got %+v", m)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("no message")
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	path, _ := startBroker(t)
+	c := dial(t, path)
+	if _, err := c.Subscribe(t.Context(), "events.*", 0); !errors.Is(err, ErrRefused) {
+		t.Errorf("Subscribe(events.*) = %v, want ErrRefused", err)
+	}
+	if err := c.Publish("events.Bad", nil); !errors.Is(err, topic.ErrInvalidTopic) {
+		t.Errorf("Publish(bad topic) = %v", err)
+	}
+	if err := c.Publish("events.a", make([]byte, 2<<20)); !errors.Is(err, eventbus.ErrPayloadTooLarge) {
+		t.Errorf("Publish(2 MiB) = %v", err)
+	}
+	if _, err := Dial(t.Context(), filepath.Join(t.TempDir(), "nothing.sock"), Options{}); err == nil {
+		t.Error("Dial to a missing socket succeeded")
+	}
+	if _, err := Dial(t.Context(), "tcp://localhost:1", Options{}); err == nil {
+		t.Error("Dial tcp:// succeeded")
+	}
+	// The connection is still usable.
+	if err := c.Flush(t.Context()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestServerGoesAway(t *testing.T) {
+	path, srv := startBroker(t)
+	c := dial(t, path)
+	s, err := c.Subscribe(t.Context(), "#", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	go srv.Shutdown(ctx)
+	select {
+	case _, ok := <-s.C():
+		if ok {
+			t.Fatal("unexpected message")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscription channel not closed after goaway")
+	}
+	if err := c.Err(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Err = %v", err)
+	}
+	if err := c.Publish("events.a", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after goaway = %v", err)
+	}
+}

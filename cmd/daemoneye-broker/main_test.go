@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// Two processes exchange messages through a third: the broker.
+func TestPubSubAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir := t.TempDir()
+	brokerBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+
+	broker := exec.Command(brokerBin, "--socket", sock)
+	var brokerLog bytes.Buffer
+	broker.Stderr = &brokerLog
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Process.Kill()
+	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "the broker's socket")
+
+	sub := exec.Command(cliBin, "--socket", sock, "sub", "--count", "3", "--json", "events.test.#")
+	var subOut bytes.Buffer
+	sub.Stdout = &subOut
+	subErr, err := sub.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Process.Kill()
+	line, err := bufio.NewReader(subErr).ReadString('\n')
+	if err != nil || !strings.Contains(line, "subscribed") {
+		t.Fatalf("sub did not subscribe: %q %v", line, err)
+	}
+
+	if out, err := exec.Command(cliBin, "--socket", sock, "pub", "events.test.one", "hello").CombinedOutput(); err != nil {
+		t.Fatalf("pub: %v\n%s", err, out)
+	}
+	pub := exec.Command(cliBin, "pub", "events.test.lines")
+	pub.Env = append(os.Environ(), "DAEMONEYE_SOCKET="+sock)
+	pub.Stdin = strings.NewReader("line one\nline two\n")
+	if out, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("pub from stdin: %v\n%s", err, out)
+	}
+	// A bad topic is refused with a clear error and a non-zero exit.
+	out, err := exec.Command(cliBin, "--socket", sock, "pub", "events.Bad", "x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "upper-case") {
+		t.Errorf("pub to a bad topic: %v\n%s", err, out)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- sub.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sub: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("sub did not receive 3 messages; got:\n%s", subOut.String())
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(subOut.String()), "\n") {
+		var m struct{ Topic, Payload, Pattern string }
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("sub printed %q: %v", l, err)
+		}
+		if m.Pattern != "events.test.#" {
+			t.Errorf("pattern %q", m.Pattern)
+		}
+		got = append(got, m.Topic+"="+m.Payload)
+	}
+	want := "events.test.one=hello events.test.lines=line one events.test.lines=line two"
+	if strings.Join(got, " ") != want {
+		t.Errorf("sub received %v, want %s", got, want)
+	}
+
+	// SIGTERM drains and removes the socket.
+	broker.Process.Signal(syscall.SIGTERM)
+	bdone := make(chan error, 1)
+	go func() { bdone <- broker.Wait() }()
+	select {
+	case err := <-bdone:
+		if err != nil {
+			t.Errorf("broker exited with %v\n%s", err, brokerLog.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("broker did not exit on SIGTERM")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after SIGTERM: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

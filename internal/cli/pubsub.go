@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/internal/transport"
+)
+
+// global holds the flags that come before the command.
+type global struct {
+	socket string
+	url    string
+	stdin  io.Reader
+}
+
+func (g *global) addr() string {
+	switch {
+	case g.url != "":
+		return g.url
+	case g.socket != "":
+		return g.socket
+	case os.Getenv("DAEMONEYE_SOCKET") != "":
+		return os.Getenv("DAEMONEYE_SOCKET")
+	}
+	return transport.DefaultSocketPath()
+}
+
+func (g *global) dial(ctx context.Context) (*client.Conn, error) {
+	return client.Dial(ctx, g.addr(), client.Options{Name: "daemoneye-cli"})
+}
+
+// runPub publishes DATA, or one message per line of standard input.
+func runPub(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("pub", stderr, "pub TOPIC [DATA]: publish DATA, or each line of standard input, to TOPIC")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return fmt.Errorf("%w: pub takes TOPIC and optionally DATA", errUsage)
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	name := fs.Arg(0)
+	n := 0
+	if fs.NArg() == 2 {
+		if err := c.Publish(name, []byte(fs.Arg(1))); err != nil {
+			return err
+		}
+		n = 1
+	} else {
+		sc := bufio.NewScanner(g.stdin)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			if err := c.Publish(name, append([]byte(nil), sc.Bytes()...)); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("reading standard input: %w", err)
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	if err := c.AsyncErr(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "published %d message(s) to %s\n", n, name)
+	return nil
+}
+
+// runSub prints messages matching the patterns, one line each.
+func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sub", stderr, "sub [--count N] [--json] PATTERN...: print messages matching the patterns")
+	count := fs.Int("count", 0, "exit after N messages (0: run until interrupted)")
+	asJSON := fs.Bool("json", false, "print each message as a JSON object")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: sub needs at least one PATTERN", errUsage)
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	msgs := make(chan client.Msg)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, p := range fs.Args() {
+		s, err := c.Subscribe(ctx, p, 0)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			for m := range s.C() {
+				select {
+				case msgs <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	fmt.Fprintf(stderr, "subscribed to %v on %s\n", fs.Args(), g.addr())
+	enc := json.NewEncoder(stdout)
+	for n := 0; *count == 0 || n < *count; n++ {
+		var m client.Msg
+		select {
+		case m = <-msgs:
+		case <-ctx.Done():
+			return nil
+		}
+		if *asJSON {
+			err = enc.Encode(struct {
+				Topic    string `json:"topic"`
+				Seq      uint64 `json:"seq"`
+				Priority string `json:"priority"`
+				Pattern  string `json:"pattern"`
+				Payload  string `json:"payload"`
+			}{m.Topic, m.Seq, m.Priority.String(), m.Pattern, string(m.Payload)})
+		} else {
+			_, err = fmt.Fprintf(stdout, "[#%d] %s: %s\n", m.Seq, m.Topic, m.Payload)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	cancel()
+	c.Close() // ends the subscriptions' channels, and so the forwarders
+	return nil
+}
