@@ -84,32 +84,29 @@ type Deliver struct {
 
 // AppendDeliver appends a deliver frame to dst.
 func AppendDeliver(dst []byte, d *Deliver) []byte {
-	flags := d.Priority & FlagPriorityMask
-	if d.Reply != nil {
-		flags |= FlagReply
-	}
-	start := len(dst)
-	dst = appendHeader(dst, TypeDeliver, flags, 0)
-	dst = binary.BigEndian.AppendUint32(dst, d.SID)
-	dst = binary.BigEndian.AppendUint64(dst, d.Seq)
-	dst = appendBytes16(dst, d.Topic)
-	if d.Reply != nil {
-		dst = appendBytes16(dst, d.Reply)
-	}
-	dst = append(dst, d.Payload...)
-	return sealFrame(dst, start)
+	return appendDeliver(dst, d.SID, d.Seq, d.Priority, d.Topic, d.Reply, d.Payload)
 }
 
 // AppendDeliverMsg appends a deliver frame without a reply topic, taking
 // the topic as a string so that the broker's topic needs no conversion
 // (and no allocation).
 func AppendDeliverMsg(dst []byte, sid uint32, seq uint64, priority uint8, topic string, payload []byte) []byte {
+	return appendDeliver(dst, sid, seq, priority, topic, nil, payload)
+}
+
+func appendDeliver[T string | []byte](dst []byte, sid uint32, seq uint64, priority uint8, topic T, reply, payload []byte) []byte {
+	flags := priority & FlagPriorityMask
+	if reply != nil {
+		flags |= FlagReply
+	}
 	start := len(dst)
-	dst = appendHeader(dst, TypeDeliver, priority&FlagPriorityMask, 0)
+	dst = appendHeader(dst, TypeDeliver, flags, 0)
 	dst = binary.BigEndian.AppendUint32(dst, sid)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(topic)))
-	dst = append(dst, topic...)
+	dst = appendBytes16(dst, topic)
+	if reply != nil {
+		dst = appendBytes16(dst, reply)
+	}
 	dst = append(dst, payload...)
 	return sealFrame(dst, start)
 }
@@ -269,7 +266,7 @@ func ParseError(t Type, flags uint8, body []byte) (ErrorBody, error) {
 	return e, c.done(t.String())
 }
 
-func appendBytes16(dst, b []byte) []byte {
+func appendBytes16[T string | []byte](dst []byte, b T) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(b)))
 	return append(dst, b...)
 }
