@@ -331,11 +331,14 @@ func (c *Conn) writeLoop() {
 		}
 		c.mu.Lock()
 		batch := c.out
-		c.out = c.spare[:0]
-		c.mu.Unlock()
 		if len(batch) == 0 {
+			c.mu.Unlock()
 			continue
 		}
+		// Swap buffers: publishers append to the spare while this one is
+		// written. out and spare must never share an array.
+		c.out, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
 		c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 		_, err := c.nc.Write(batch)
 		c.mu.Lock()

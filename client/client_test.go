@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,13 +19,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startBroker(t *testing.T) (string, *server.Server) {
+func startBroker(t *testing.T) (string, *server.Server) { return startBrokerB(t) }
+
+func startBrokerB(t testing.TB) (string, *server.Server) {
 	t.Helper()
 	b, err := eventbus.New(eventbus.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Broker: b})
+	srv, err := server.New(server.Options{Broker: b, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +129,48 @@ func TestServerGoesAway(t *testing.T) {
 	}
 	if err := c.Publish("events.a", nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Publish after goaway = %v", err)
+	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("DAEMONEYE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Many publishes with flushes in between: every frame must arrive intact.
+// (The writer once reused a buffer that publishers were still filling.)
+func TestManyPublishesArriveIntact(t *testing.T) {
+	path, _ := startBroker(t)
+	sub, pub := dial(t, path), dial(t, path)
+	s, err := sub.Subscribe(t.Context(), "events.#", 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50000
+	payload := make([]byte, 100)
+	for i := range n {
+		if err := pub.Publish("events.many", payload); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 == 0 {
+			if err := pub.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		select {
+		case m := <-s.C():
+			if m.Seq != uint64(i+1) || len(m.Payload) != 100 {
+				t.Fatalf("message %d: seq %d, %d bytes", i, m.Seq, len(m.Payload))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("received %d of %d (dropped %d); publisher: %v", i, n, s.Dropped(), pub.Err())
+		}
 	}
 }

@@ -382,12 +382,14 @@ func (c *conn) writeLoop() {
 func (c *conn) flush() error {
 	c.mu.Lock()
 	batch := c.out
-	c.out = c.spare[:0]
-	c.mu.Unlock()
 	if len(batch) == 0 {
-		c.spare = batch
+		c.mu.Unlock()
 		return nil
 	}
+	// Swap buffers: Deliver appends to the spare while this one is
+	// written. out and spare must never share an array.
+	c.out, c.spare = c.spare[:0], nil
+	c.mu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 	_, err := c.nc.Write(batch)
 	c.mu.Lock()

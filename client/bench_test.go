@@ -1,0 +1,67 @@
+package client
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkUnixPubSub measures publish -> receive through a broker over
+// its UNIX socket: one publishing connection, one subscribing connection,
+// all in this process. Messages the subscriber's side could not take are
+// reported as dropped/op rather than hidden.
+func BenchmarkUnixPubSub(b *testing.B) {
+	for _, size := range []int{16, 128, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			path, _ := startBrokerB(b)
+			sub, err := Dial(b.Context(), path, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Close()
+			pub, err := Dial(b.Context(), path, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			s, err := sub.Subscribe(b.Context(), "events.bench.#", 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, size)
+			got := make(chan int)
+			stop := "events.bench.stop"
+			go func() {
+				n := 0
+				for m := range s.C() {
+					if m.Topic == stop {
+						break
+					}
+					n++
+				}
+				got <- n
+			}()
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			start := time.Now()
+			n := 0
+			for b.Loop() {
+				if err := pub.Publish("events.bench.p", payload); err != nil {
+					b.Fatal(err)
+				}
+				if n++; n%4096 == 0 { // keep the publisher within reach of the subscriber
+					if err := pub.Flush(b.Context()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := pub.Publish(stop, nil); err != nil {
+				b.Fatal(err)
+			}
+			received := <-got
+			elapsed := time.Since(start)
+			b.ReportMetric(float64(received)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(n-received)/float64(n), "dropped/op")
+		})
+	}
+}
