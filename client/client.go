@@ -68,12 +68,13 @@ type Conn struct {
 
 // Subscription is one pattern subscribed on a Conn.
 type Subscription struct {
-	c       *Conn
-	sid     uint32
-	pattern string
-	ch      chan Msg
-	dropped atomic.Uint64
-	err     error // set by the reader when the server refused it
+	c         *Conn
+	sid       uint32
+	pattern   string
+	ch        chan Msg // closed, under c.mu, when the subscription ends
+	dropped   atomic.Uint64
+	confirmed bool  // the server accepted it; under c.mu
+	err       error // set by the reader when the server refused it; under c.mu
 }
 
 // C returns the channel messages arrive on. It is closed when the
@@ -129,6 +130,8 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("client: handshake: expected welcome, got %s (%v)", f.Type, err)
 	}
 	nc.SetDeadline(time.Time{})
+	// Deliver frames carry a payload of up to MaxPayload plus the topic.
+	r.SetMaxBody(int(w.MaxPayload) + 4096)
 	c := &Conn{
 		nc: nc, opts: opts, welcome: w,
 		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
@@ -232,11 +235,30 @@ func (c *Conn) Subscribe(ctx context.Context, pattern string, buffer int) (*Subs
 	if err == nil {
 		err = s.err
 	}
+	if err == nil {
+		s.confirmed = true
+	}
 	c.mu.Unlock()
 	if err != nil {
+		s.Unsubscribe() // in case the server did subscribe (ctx ended first)
 		return nil, err
 	}
 	return s, nil
+}
+
+// Unsubscribe ends the subscription: the server stops sending and C is
+// closed. Calling it again does nothing.
+func (s *Subscription) Unsubscribe() error {
+	c := s.c
+	c.mu.Lock()
+	if c.subs[s.sid] != s {
+		c.mu.Unlock()
+		return nil
+	}
+	delete(c.subs, s.sid)
+	close(s.ch)
+	c.mu.Unlock()
+	return c.enqueue(func(b []byte) []byte { return wire.AppendU32(b, wire.TypeUnsubscribe, s.sid) })
 }
 
 func (c *Conn) readLoop(r *wire.Reader) {
@@ -263,20 +285,21 @@ func (c *Conn) handle(f wire.Frame) error {
 		if err != nil {
 			return err
 		}
-		c.mu.Lock()
-		s := c.subs[d.SID]
-		c.mu.Unlock()
-		if s == nil {
-			return nil // unsubscribed meanwhile
-		}
 		m := Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
-			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern}
-		select {
-		case s.ch <- m:
-		default:
-			s.dropped.Add(1)
+			Priority: eventbus.Priority(d.Priority)}
+		// Send under mu: channels are closed under mu, so a send never
+		// meets a closed channel. The send does not block.
+		c.mu.Lock()
+		if s := c.subs[d.SID]; s != nil { // else unsubscribed meanwhile
+			m.Pattern = s.pattern
+			select {
+			case s.ch <- m:
+			default:
+				s.dropped.Add(1)
+			}
 		}
-	case wire.TypePong, wire.TypeAck:
+		c.mu.Unlock()
+	case wire.TypePong, wire.TypeAck: // nonce 0 is the keepalive's: no waiter
 		n, err := wire.ParseU64(f.Type, f.Flags, f.Body)
 		if err != nil {
 			return err
@@ -295,9 +318,10 @@ func (c *Conn) handle(f wire.Frame) error {
 		}
 		refused := fmt.Errorf("%w: %s", ErrRefused, e.Text)
 		c.mu.Lock()
-		// Ref names a subscription for subscribe errors; anything else
-		// (a publish the server refused) is kept for AsyncErr.
-		if s := c.subs[uint32(e.Ref)]; s != nil && e.Ref != 0 && (e.Code == wire.CodeInvalidTopic || e.Code == wire.CodeDuplicateSID) {
+		// An error whose ref names a subscription the server has not yet
+		// confirmed refuses it; anything else (a publish the server
+		// refused) is kept for AsyncErr.
+		if s := c.subs[uint32(e.Ref)]; s != nil && e.Ref != 0 && !s.confirmed {
 			s.err = refused
 			delete(c.subs, s.sid)
 			close(s.ch)
@@ -323,9 +347,20 @@ func (c *Conn) resolve(n uint64, err error) {
 }
 
 func (c *Conn) writeLoop() {
+	// Ping at half the server's interval so that a connection that only
+	// receives is not closed as idle.
+	interval := time.Duration(c.welcome.PingIntervalMs) * time.Millisecond / 2
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	keepalive := time.NewTicker(interval)
+	defer keepalive.Stop()
 	for {
 		select {
 		case <-c.wake:
+		case <-keepalive.C:
+			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, 0) })
+			continue
 		case <-c.done:
 			return
 		}

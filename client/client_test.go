@@ -21,13 +21,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func startBroker(t *testing.T) (string, *server.Server) { return startBrokerB(t) }
 
-func startBrokerB(t testing.TB) (string, *server.Server) {
+func startBrokerB(t testing.TB) (string, *server.Server) { return startBrokerWith(t, server.Options{}) }
+
+func startBrokerWith(t testing.TB, opts server.Options) (string, *server.Server) {
 	t.Helper()
 	b, err := eventbus.New(eventbus.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Broker: b, Logger: testLogger()})
+	opts.Broker, opts.Logger = b, testLogger()
+	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +175,58 @@ func TestManyPublishesArriveIntact(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("received %d of %d (dropped %d); publisher: %v", i, n, s.Dropped(), pub.Err())
 		}
+	}
+}
+
+// Closing a connection while deliveries pour in must not panic (a send on
+// a closed channel) and must end every goroutine.
+func TestCloseWhileReceiving(t *testing.T) {
+	path, _ := startBroker(t)
+	pub := dial(t, path)
+	for range 20 {
+		sub, err := Dial(t.Context(), path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.Subscribe(t.Context(), "events.#", 4); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			pub.Publish("events.flood", []byte("x"))
+		}
+		pub.Flush(t.Context())
+		sub.Close()
+	}
+}
+
+// A client that only receives keeps its connection: it pings at half the
+// interval the server announced.
+func TestReceiveOnlyClientStaysConnected(t *testing.T) {
+	path, _ := startBrokerWith(t, server.Options{IdleTimeout: 200 * time.Millisecond})
+	c := dial(t, path)
+	s, err := c.Subscribe(t.Context(), "events.#", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond) // several idle timeouts
+	if err := c.Err(); err != nil {
+		t.Fatalf("connection closed while idle: %v", err)
+	}
+	pub := dial(t, path)
+	pub.Publish("events.late", nil)
+	pub.Flush(t.Context())
+	select {
+	case m, ok := <-s.C():
+		if !ok || m.Topic != "events.late" {
+			t.Fatalf("got %+v, %v", m, ok)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no message after idling")
+	}
+	if err := s.Unsubscribe(); err != nil {
+		t.Error(err)
+	}
+	if _, ok := <-s.C(); ok {
+		t.Error("channel open after Unsubscribe")
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -28,7 +30,10 @@ type conn struct {
 	out     []byte // frames waiting for the writer
 	spare   []byte // the writer's previous batch buffer, reused
 	closed  bool
-	slow    bool                 // MaxPending overflowed under disconnect: the writer closes
+	done    atomic.Bool          // closed, readable without mu: the reader stops at once
+	abort   atomic.Bool          // closed by closeNow: writes stop at once
+	slow    bool                 // over MaxPending where the policy is to disconnect: the writer closes
+	writing int                  // bytes of the batch being written, still counted against MaxPending
 	sub     *eventbus.Subscriber // set once the handshake succeeds
 	closeCh chan struct{}        // closed by close
 	wake    chan struct{}        // capacity 1: out became non-empty or slow was set
@@ -54,10 +59,14 @@ func newConn(s *Server, nc net.Conn) *conn {
 // afterwards it is the idle timeout, renewed with every read.
 type deadlineReader struct {
 	nc      net.Conn
+	done    *atomic.Bool  // the connection is closed: read nothing more
 	timeout time.Duration // 0: leave the deadline as set
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.done.Load() {
+		return 0, net.ErrClosed
+	}
 	if d.timeout > 0 {
 		d.nc.SetReadDeadline(time.Now().Add(d.timeout))
 	}
@@ -65,16 +74,14 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 }
 
 func (c *conn) readLoop() {
-	defer c.srv.forget(c)
-	err := c.serve()
-	c.close(err)
+	c.close(c.serve())
 }
 
 // serve runs the handshake and then the frame loop until an error.
 func (c *conn) serve() error {
 	opts := &c.srv.opts
 	c.nc.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
-	dr := &deadlineReader{nc: c.nc}
+	dr := &deadlineReader{nc: c.nc, done: &c.done}
 	var magic [len(wire.Magic)]byte
 	if _, err := io.ReadFull(dr, magic[:]); err != nil {
 		return c.protocolError(fmt.Errorf("handshake: %w", err))
@@ -109,13 +116,20 @@ func (c *conn) serve() error {
 	}
 	session := newSessionID()
 	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
+	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
 	c.mu.Lock()
-	c.sub = opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
+	closed := c.closed
+	if !closed {
+		c.sub = sub
+	}
 	c.mu.Unlock()
+	if closed {
+		return net.ErrClosed
+	}
 	c.enqueue(func(b []byte) []byte {
 		return wire.AppendWelcome(b, &wire.Welcome{
 			Version: v, SessionID: []byte(session), Identity: []byte(identity),
-			MaxPayload: uint32(opts.Broker.MaxPayload()), MaxPending: uint32(opts.MaxPending),
+			MaxPayload: uint32(opts.Broker.MaxPayload()), MaxPending: uint32(min(opts.MaxPending, math.MaxUint32)),
 			PingIntervalMs: uint32(min(DefaultPingInterval, opts.IdleTimeout/2) / time.Millisecond),
 		})
 	})
@@ -130,6 +144,9 @@ func (c *conn) serve() error {
 				return nil
 			}
 			return c.protocolError(err)
+		}
+		if c.done.Load() { // closed meanwhile: handle nothing more
+			return net.ErrClosed
 		}
 		if err := c.handle(f); err != nil {
 			return err
@@ -163,6 +180,10 @@ func (c *conn) handle(f wire.Frame) error {
 		if err != nil {
 			return c.protocolError(err)
 		}
+		if p.Reply != nil {
+			c.sendError(wire.CodeUnsupported, p.AckID, "reply topics are not supported by this server yet")
+			return nil
+		}
 		err = c.srv.opts.Broker.Publish(context.Background(), eventbus.Message{
 			Topic:    c.intern(p.Topic),
 			Payload:  append([]byte(nil), p.Payload...), // the read buffer is reused; subscribers keep this
@@ -194,7 +215,11 @@ func (c *conn) handle(f wire.Frame) error {
 		}
 		c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePong, nonce) })
 	case wire.TypePong, wire.TypeAck:
-		// Nothing to do: any frame resets the idle deadline.
+		// Nothing to do beyond checking the body: any frame resets the
+		// idle deadline.
+		if _, err := wire.ParseU64(f.Type, f.Flags, f.Body); err != nil {
+			return c.protocolError(err)
+		}
 	default:
 		return c.protocolError(fmt.Errorf("%w: a client may not send %s frames", wire.ErrMalformed, f.Type))
 	}
@@ -229,17 +254,36 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 		c.sendError(wire.CodeDuplicateSID, uint64(r.SID), fmt.Sprintf("subscription id %d is already in use on this connection", r.SID))
 		return
 	}
+	if len(c.subs) >= c.srv.opts.MaxSubscriptions {
+		c.sendError(wire.CodeLimit, uint64(r.SID), fmt.Sprintf("this connection has the server's limit of %d subscriptions; unsubscribe some or raise MaxSubscriptions", c.srv.opts.MaxSubscriptions))
+		return
+	}
+	if len(r.QueueGroup) != 0 {
+		c.sendError(wire.CodeUnsupported, uint64(r.SID), "queue groups are not supported by this server yet")
+		return
+	}
 	opts := eventbus.SubscribeOptions{
-		Tag: uint64(r.SID), MaxMessages: int(r.MaxMessages), MaxBytes: int64(r.MaxBytes),
+		Tag: uint64(r.SID), MaxMessages: int(r.MaxMessages), MaxBytes: int64(min(r.MaxBytes, math.MaxInt64)),
 		Overflow: eventbus.Overflow(r.Overflow), BlockTimeout: time.Duration(r.BlockTimeoutMs) * time.Millisecond,
 	}
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
-		code := wire.CodeInvalidTopic
-		if errors.Is(err, eventbus.ErrClosed) {
+		code := wire.CodeInternal
+		switch {
+		case errors.Is(err, topic.ErrInvalidPattern):
+			code = wire.CodeInvalidTopic
+		case errors.Is(err, topic.ErrDuplicate):
+			code = wire.CodeDuplicateSID
+		case errors.Is(err, eventbus.ErrInvalidOptions):
+			code = wire.CodeProtocol
+		case errors.Is(err, eventbus.ErrClosed):
 			code = wire.CodeShutdown
 		}
 		c.sendError(code, uint64(r.SID), err.Error())
+		return
+	}
+	if c.done.Load() { // the connection closed while subscribing
+		s.Unsubscribe()
 		return
 	}
 	c.subs[r.SID] = s
@@ -268,7 +312,7 @@ func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
 		c.mu.Unlock()
 		return eventbus.ErrClosed
 	}
-	if len(c.out)+size > c.srv.opts.MaxPending {
+	if len(c.out)+c.writing+size > c.srv.opts.MaxPending {
 		_, _, overflow, _ := s.Limits()
 		if overflow == eventbus.OverflowDisconnect {
 			c.slow = true // the writer closes us: Deliver runs under the broker's locks
@@ -304,16 +348,29 @@ func (c *conn) subscriber() *eventbus.Subscriber {
 }
 
 // enqueue appends a frame built by build and wakes the writer.
+// Control frames (pongs, acks, errors) count against MaxPending too: a
+// client that keeps pinging without reading is disconnected, not buffered
+// for without end.
+//
+// enqueue is never called under the broker's locks (Deliver does not use
+// it), so it may close the connection itself.
 func (c *conn) enqueue(build func([]byte) []byte) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
+	if len(c.out)+c.writing > c.srv.opts.MaxPending {
+		c.mu.Unlock()
+		c.closeNow(errNotReading)
+		return
+	}
 	c.out = build(c.out)
 	c.mu.Unlock()
 	c.signal()
 }
+
+var errNotReading = errors.New("the client does not read: its outbound buffer reached MaxPending")
 
 func (c *conn) signal() {
 	select {
@@ -357,11 +414,15 @@ func (c *conn) goAway(text string) {
 // writeLoop flushes out in batches: one write per batch, however many
 // frames accumulated since the last one.
 func (c *conn) writeLoop() {
+	defer c.srv.forget(c) // the writer ends last: the slot is free only now
+	failed := false
 	for {
 		select {
 		case <-c.wake:
 		case <-c.closeCh:
-			c.flush() // the last error frame, if any
+			if !failed { // the last error frame, if any, briefly
+				c.flushWithin(finalFlushTimeout)
+			}
 			c.nc.Close()
 			return
 		}
@@ -373,13 +434,18 @@ func (c *conn) writeLoop() {
 			c.close(errSlowConsumer)
 			continue
 		}
-		if err := c.flush(); err != nil {
+		if err := c.flushWithin(c.srv.opts.WriteTimeout); err != nil {
+			failed = true
 			c.close(fmt.Errorf("write: %w", err))
 		}
 	}
 }
 
-func (c *conn) flush() error {
+// finalFlushTimeout bounds the last flush of a closing connection, so that
+// Close and a forced Shutdown do not wait a whole WriteTimeout per client.
+const finalFlushTimeout = 200 * time.Millisecond
+
+func (c *conn) flushWithin(timeout time.Duration) error {
 	c.mu.Lock()
 	batch := c.out
 	if len(batch) == 0 {
@@ -389,10 +455,17 @@ func (c *conn) flush() error {
 	// Swap buffers: Deliver appends to the spare while this one is
 	// written. out and spare must never share an array.
 	c.out, c.spare = c.spare[:0], nil
+	c.writing = len(batch)
 	c.mu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if c.abort.Load() {
+		// closeNow may have pulled the deadline in just before we pushed
+		// it out again: pull it in once more.
+		c.nc.SetWriteDeadline(time.Now())
+	}
 	_, err := c.nc.Write(batch)
 	c.mu.Lock()
+	c.writing = 0
 	if cap(batch) <= 1<<20 { // keep moderate buffers, let huge ones go
 		c.spare = batch[:0]
 	} else {
@@ -400,6 +473,15 @@ func (c *conn) flush() error {
 	}
 	c.mu.Unlock()
 	return err
+}
+
+// closeNow ends the connection without waiting for a write in progress:
+// the writer's deadline is pulled to now, so a client that does not read
+// cannot hold it for WriteTimeout. Nothing pending is sent.
+func (c *conn) closeNow(why error) {
+	c.abort.Store(true)
+	c.close(why)
+	c.nc.SetWriteDeadline(time.Now())
 }
 
 // close ends the connection: its subscriptions go, the writer flushes what
@@ -411,6 +493,7 @@ func (c *conn) close(why error) {
 		return
 	}
 	c.closed = true
+	c.done.Store(true)
 	sub := c.sub
 	c.mu.Unlock()
 	if sub != nil {

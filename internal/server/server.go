@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -24,6 +25,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxPending       = 64 << 20 // bytes buffered for one connection
 	DefaultPingInterval     = 30 * time.Second
+	DefaultMaxSubscriptions = 4096
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -47,12 +49,18 @@ type Options struct {
 	// WriteTimeout bounds each flush to a connection (default 10 s); a
 	// client that does not read within it is disconnected.
 	WriteTimeout time.Duration
-	// MaxPending bounds the bytes buffered for one connection (default
-	// 64 MiB). Beyond it, messages for the connection's subscriptions are
-	// dropped (overflow drop-oldest, drop-newest, block) or the
-	// connection is closed as a slow consumer (disconnect). Every drop is
-	// counted in the broker's stats.
+	// MaxPending bounds the bytes buffered for one connection, counting
+	// the batch being written (default 64 MiB). Beyond it, messages for
+	// the connection's subscriptions are dropped (overflow drop-oldest,
+	// drop-newest, block) or the connection is closed as a slow consumer
+	// (disconnect); every drop is counted in the broker's stats. A client
+	// whose control frames (pongs, acks, errors) would pass it is not
+	// reading and is closed. Per-subscription MaxMessages and MaxBytes are
+	// not applied over the socket yet: this bound is per connection.
 	MaxPending int
+	// MaxSubscriptions bounds the subscriptions of one connection (default
+	// 4096); more are refused with CodeLimit.
+	MaxSubscriptions int
 	// Peers says which local users may connect over a UNIX socket; the
 	// zero value admits root and the server's own user.
 	Peers transport.PeerPolicy
@@ -78,9 +86,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Broker == nil {
 		return nil, errors.New("server: Options.Broker is required")
 	}
-	if opts.MaxConns < 0 || opts.MaxPending < 0 {
-		return nil, errors.New("server: MaxConns and MaxPending must not be negative")
+	if opts.MaxConns < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 {
+		return nil, errors.New("server: MaxConns, MaxPending and MaxSubscriptions must not be negative")
 	}
+	opts.MaxSubscriptions = or(opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)
 	opts.MaxPending = or(opts.MaxPending, DefaultMaxPending)
 	opts.HandshakeTimeout = or(opts.HandshakeTimeout, DefaultHandshakeTimeout)
@@ -129,9 +138,9 @@ func (s *Server) Serve(l net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryableAccept(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
 				time.Sleep(backoff)
 				continue
 			}
@@ -140,6 +149,21 @@ func (s *Server) Serve(l net.Listener) error {
 		backoff = 0
 		s.start(nc)
 	}
+}
+
+// retryableAccept reports accept errors that pass: timeouts, running out
+// of file descriptors or memory, a connection aborted before accept.
+func retryableAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // start takes a slot for nc and runs its goroutines, or refuses it. It
@@ -197,7 +221,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		case <-ctx.Done():
 			for _, c := range s.liveConns() {
-				c.close(errors.New("shutdown deadline"))
+				c.closeNow(errors.New("shutdown deadline"))
 			}
 			s.wg.Wait()
 			return fmt.Errorf("server: shutdown: %w", ctx.Err())
@@ -211,7 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // goroutines.
 func (s *Server) Close() error {
 	for _, c := range s.stopAccepting() {
-		c.close(ErrServerClosed)
+		c.closeNow(ErrServerClosed)
 	}
 	s.wg.Wait()
 	return nil

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -342,4 +343,38 @@ func TestShutdownSendsGoAway(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
+}
+
+func TestSubscriptionLimitAndUnsupported(t *testing.T) {
+	path, _, _ := start(t, Options{MaxSubscriptions: 2})
+	c := dial(t, path)
+	c.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 4, Pattern: []byte("events.d"), QueueGroup: []byte("workers")}))
+	c.expectError(wire.CodeUnsupported, "queue groups")
+	c.send(wire.AppendPublish(nil, &wire.Publish{Topic: []byte("events.a"), Reply: []byte("control.r")}))
+	c.expectError(wire.CodeUnsupported, "reply topics")
+	c.send(subscribeFrame(1, "events.a"))
+	c.send(subscribeFrame(2, "events.b"))
+	c.send(subscribeFrame(3, "events.c"))
+	c.expectError(wire.CodeLimit, "limit of 2 subscriptions")
+	c.send(wire.AppendU64(nil, wire.TypePing, 9))
+	if f := c.frame(); f.Type != wire.TypePong {
+		t.Fatalf("got %s", f.Type)
+	}
+}
+
+// A client that keeps sending pings but never reads is cut off at
+// MaxPending instead of being buffered for without end.
+func TestNonReadingClientIsCutOff(t *testing.T) {
+	path, _, _ := start(t, Options{MaxPending: 64 << 10, WriteTimeout: time.Minute}) // only MaxPending can end it
+	c := dial(t, path)
+	ping := wire.AppendU64(nil, wire.TypePing, 1)
+	burst := bytes.Repeat(ping, 1000)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := c.nc.Write(burst); err != nil && !isTimeout(err) {
+			return // the server closed the connection
+		}
+	}
+	t.Fatal("the server kept a connection that never reads")
 }

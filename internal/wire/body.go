@@ -235,6 +235,7 @@ const (
 	CodeShutdown      Code = 13 // the server is shutting down
 	CodeLimit         Code = 14 // a connection or subscription limit was reached
 	CodeInternal      Code = 15 // a server fault; the client may retry
+	CodeUnsupported   Code = 16 // a feature the peer does not support (yet)
 )
 
 // ErrorBody is the body of an error or goaway frame: a code, the id the

@@ -124,6 +124,15 @@ func NewReader(r io.Reader, maxBody int) *Reader {
 	return &Reader{r: r, maxBody: maxBody, buf: make([]byte, 4096)}
 }
 
+// SetMaxBody changes the largest body the Reader accepts (0 means
+// DefaultMaxBody), for example to the limit a peer announced.
+func (r *Reader) SetMaxBody(n int) {
+	if n <= 0 {
+		n = DefaultMaxBody
+	}
+	r.maxBody = n
+}
+
 // Buffered returns the number of bytes read from the stream but not yet
 // returned as frames.
 func (r *Reader) Buffered() int { return r.end - r.start }
