@@ -230,23 +230,30 @@ func (c *conn) handle(f wire.Frame) error {
 // error frame when the message was refused outright. Drops at individual
 // subscribers are counted in stats and not reported per message.
 func (c *conn) publishResult(p *wire.Publish, err error) {
-	var code wire.Code
-	switch {
-	case err == nil || errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer):
+	if err == nil || errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer) {
 		if p.Ack {
 			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypeAck, p.AckID) })
 		}
 		return
-	case errors.Is(err, topic.ErrInvalidTopic):
-		code = wire.CodeInvalidTopic
-	case errors.Is(err, eventbus.ErrPayloadTooLarge):
-		code = wire.CodeTooLarge
-	case errors.Is(err, eventbus.ErrClosed):
-		code = wire.CodeShutdown
-	default:
-		code = wire.CodeInternal
 	}
-	c.sendError(code, p.AckID, err.Error())
+	c.sendError(codeFor(err), p.AckID, err.Error())
+}
+
+// codeFor maps an error from the broker to the wire's error code.
+func codeFor(err error) wire.Code {
+	switch {
+	case errors.Is(err, topic.ErrInvalidTopic), errors.Is(err, topic.ErrInvalidPattern):
+		return wire.CodeInvalidTopic
+	case errors.Is(err, topic.ErrDuplicate):
+		return wire.CodeDuplicateSID
+	case errors.Is(err, eventbus.ErrPayloadTooLarge):
+		return wire.CodeTooLarge
+	case errors.Is(err, eventbus.ErrInvalidOptions), errors.Is(err, eventbus.ErrInvalidPriority):
+		return wire.CodeProtocol
+	case errors.Is(err, eventbus.ErrClosed):
+		return wire.CodeShutdown
+	}
+	return wire.CodeInternal
 }
 
 func (c *conn) subscribe(r *wire.Subscribe) {
@@ -268,18 +275,7 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 	}
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
-		code := wire.CodeInternal
-		switch {
-		case errors.Is(err, topic.ErrInvalidPattern):
-			code = wire.CodeInvalidTopic
-		case errors.Is(err, topic.ErrDuplicate):
-			code = wire.CodeDuplicateSID
-		case errors.Is(err, eventbus.ErrInvalidOptions):
-			code = wire.CodeProtocol
-		case errors.Is(err, eventbus.ErrClosed):
-			code = wire.CodeShutdown
-		}
-		c.sendError(code, uint64(r.SID), err.Error())
+		c.sendError(codeFor(err), uint64(r.SID), err.Error())
 		return
 	}
 	if c.done.Load() { // the connection closed while subscribing
