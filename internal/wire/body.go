@@ -51,8 +51,8 @@ func AppendPublish(dst []byte, p *Publish) []byte {
 
 // ParsePublish decodes the body of a publish frame with the given flags.
 func ParsePublish(flags uint8, body []byte) (Publish, error) {
-	if flags&^publishFlags != 0 {
-		return Publish{}, fmt.Errorf("%w: publish: unknown flags %#x", ErrMalformed, flags&^publishFlags)
+	if err := checkFlags("publish", flags, publishFlags); err != nil {
+		return Publish{}, err
 	}
 	p := Publish{Priority: flags & FlagPriorityMask, Ack: flags&FlagAckRequested != 0}
 	if p.Priority > MaxPriority {
@@ -113,8 +113,8 @@ func appendDeliver[T string | []byte](dst []byte, sid uint32, seq uint64, priori
 
 // ParseDeliver decodes the body of a deliver frame with the given flags.
 func ParseDeliver(flags uint8, body []byte) (Deliver, error) {
-	if flags&^deliverFlags != 0 {
-		return Deliver{}, fmt.Errorf("%w: deliver: unknown flags %#x", ErrMalformed, flags&^deliverFlags)
+	if err := checkFlags("deliver", flags, deliverFlags); err != nil {
+		return Deliver{}, err
 	}
 	d := Deliver{Priority: flags & FlagPriorityMask}
 	if d.Priority > MaxPriority {
@@ -160,8 +160,8 @@ func AppendSubscribe(dst []byte, s *Subscribe) []byte {
 
 // ParseSubscribe decodes the body of a subscribe frame.
 func ParseSubscribe(flags uint8, body []byte) (Subscribe, error) {
-	if flags != 0 {
-		return Subscribe{}, fmt.Errorf("%w: subscribe: unknown flags %#x", ErrMalformed, flags)
+	if err := checkFlags("subscribe", flags, 0); err != nil {
+		return Subscribe{}, err
 	}
 	c := cursor{b: body}
 	s := Subscribe{
@@ -199,8 +199,8 @@ func AppendU64(dst []byte, t Type, v uint64) []byte {
 func ParseU32(t Type, flags uint8, body []byte) (uint32, error) {
 	c := cursor{b: body}
 	v := c.u32()
-	if flags != 0 {
-		return 0, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	if err := checkFlags(t.String(), flags, 0); err != nil {
+		return 0, err
 	}
 	return v, c.done(t.String())
 }
@@ -209,8 +209,8 @@ func ParseU32(t Type, flags uint8, body []byte) (uint32, error) {
 func ParseU64(t Type, flags uint8, body []byte) (uint64, error) {
 	c := cursor{b: body}
 	v := c.u64()
-	if flags != 0 {
-		return 0, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	if err := checkFlags(t.String(), flags, 0); err != nil {
+		return 0, err
 	}
 	return v, c.done(t.String())
 }
@@ -259,12 +259,20 @@ func AppendError(dst []byte, t Type, e *ErrorBody) []byte {
 
 // ParseError decodes the body of an error or goaway frame.
 func ParseError(t Type, flags uint8, body []byte) (ErrorBody, error) {
-	if flags != 0 {
-		return ErrorBody{}, fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, t, flags)
+	if err := checkFlags(t.String(), flags, 0); err != nil {
+		return ErrorBody{}, err
 	}
 	c := cursor{b: body}
 	e := ErrorBody{Code: Code(c.u16()), Ref: c.u64(), Text: c.rest()}
 	return e, c.done(t.String())
+}
+
+// checkFlags refuses flag bits outside allowed.
+func checkFlags(what string, flags, allowed uint8) error {
+	if flags&^allowed != 0 {
+		return fmt.Errorf("%w: %s: unknown flags %#x", ErrMalformed, what, flags&^allowed)
+	}
+	return nil
 }
 
 func appendBytes16[T string | []byte](dst []byte, b T) []byte {

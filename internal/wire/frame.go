@@ -133,10 +133,6 @@ func (r *Reader) SetMaxBody(n int) {
 	r.maxBody = n
 }
 
-// Buffered returns the number of bytes read from the stream but not yet
-// returned as frames.
-func (r *Reader) Buffered() int { return r.end - r.start }
-
 // ReadFrame returns the next frame. At a clean end of stream between
 // frames it returns io.EOF; a stream that ends inside a frame gives
 // io.ErrUnexpectedEOF. Protocol violations return an error wrapping

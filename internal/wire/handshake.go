@@ -107,8 +107,8 @@ func AppendHello(dst []byte, h *Hello) []byte {
 // ParseHello decodes a hello body. Fields a later minor version appends are
 // ignored, as the compatibility rule requires.
 func ParseHello(flags uint8, body []byte) (Hello, error) {
-	if flags != 0 {
-		return Hello{}, fmt.Errorf("%w: hello: unknown flags %#x", ErrMalformed, flags)
+	if err := checkFlags("hello", flags, 0); err != nil {
+		return Hello{}, err
 	}
 	c := cursor{b: body}
 	n := int(c.u8())
@@ -162,8 +162,8 @@ func AppendWelcome(dst []byte, w *Welcome) []byte {
 // ParseWelcome decodes a welcome body, ignoring fields a later minor
 // version appends.
 func ParseWelcome(flags uint8, body []byte) (Welcome, error) {
-	if flags != 0 {
-		return Welcome{}, fmt.Errorf("%w: welcome: unknown flags %#x", ErrMalformed, flags)
+	if err := checkFlags("welcome", flags, 0); err != nil {
+		return Welcome{}, err
 	}
 	c := cursor{b: body}
 	w := Welcome{
