@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/transport"
 	"github.com/daemoneye/daemoneye/internal/wire"
 	"github.com/daemoneye/daemoneye/topic"
 )
@@ -109,7 +108,7 @@ func (c *conn) serve() error {
 		c.sendError(wire.CodeVersion, 0, err.Error())
 		return err
 	}
-	identity, err := c.authenticate(&hello)
+	identity, err := c.srv.opts.Auth.authenticate(c.nc, &hello)
 	if err != nil {
 		c.sendError(wire.CodeAuth, 0, err.Error())
 		return err
@@ -152,24 +151,6 @@ func (c *conn) serve() error {
 			return err
 		}
 	}
-}
-
-func (c *conn) authenticate(h *wire.Hello) (string, error) {
-	if h.AuthMethod != wire.AuthPeer {
-		return "", fmt.Errorf("auth method %d is not enabled on this server: use peer credentials over the UNIX socket", h.AuthMethod)
-	}
-	uc, ok := c.nc.(*net.UnixConn)
-	if !ok {
-		return "", errors.New("peer authentication needs a UNIX socket")
-	}
-	cred, err := transport.PeerCredOf(uc)
-	if err != nil {
-		return "", err
-	}
-	if err := c.srv.opts.Peers.Check(cred); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("uid:%d", cred.UID), nil
 }
 
 // handle serves one frame after the handshake.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/transport"
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
@@ -61,9 +60,9 @@ type Options struct {
 	// MaxSubscriptions bounds the subscriptions of one connection (default
 	// 4096); more are refused with CodeLimit.
 	MaxSubscriptions int
-	// Peers says which local users may connect over a UNIX socket; the
-	// zero value admits root and the server's own user.
-	Peers transport.PeerPolicy
+	// Auth says who may connect and how they prove it; the zero value
+	// admits root and the server's own user over a UNIX socket.
+	Auth Auth
 }
 
 // Server serves the wire protocol on listeners, connecting each client to
