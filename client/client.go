@@ -2,12 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +32,13 @@ type Options struct {
 	DialTimeout time.Duration
 	// WriteTimeout bounds each flush to the server (default 10 s).
 	WriteTimeout time.Duration
+	// TLSConfig is used for tls:// addresses: the CA that signs the
+	// server's certificate and the client's own certificate. Nil means
+	// the system roots and no client certificate.
+	TLSConfig *tls.Config
+	// Token authenticates the client with a shared secret instead of its
+	// peer credentials or certificate. Empty means no token.
+	Token string
 }
 
 // Msg is a message received on a subscription. Payload is the client's own
@@ -93,67 +99,18 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
-	network, address, err := parseAddr(addr)
+	sess, err := dial(ctx, addr, &opts)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, fmt.Errorf("client: connect to %s: %w (is the broker running?)", addr, err)
-	}
-	deadline, _ := ctx.Deadline()
-	nc.SetDeadline(deadline)
-	hello := wire.AppendHello(append([]byte(nil), wire.Magic[:]...), &wire.Hello{
-		Versions: []wire.Version{wire.Current}, ClientName: []byte(opts.Name),
-	})
-	if _, err := nc.Write(hello); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("client: handshake: %w", err)
-	}
-	r := wire.NewReader(nc, 0)
-	f, err := r.ReadFrame()
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("client: handshake: %w", err)
-	}
-	if f.Type == wire.TypeError {
-		e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
-		nc.Close()
-		return nil, fmt.Errorf("%w: %s", ErrRefused, e.Text)
-	}
-	w, err := wire.ParseWelcome(f.Flags, f.Body)
-	if f.Type != wire.TypeWelcome || err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("client: handshake: expected welcome, got %s (%v)", f.Type, err)
-	}
-	nc.SetDeadline(time.Time{})
-	// Deliver frames carry a payload of up to MaxPayload plus the topic.
-	r.SetMaxBody(int(w.MaxPayload) + 4096)
 	c := &Conn{
-		nc: nc, opts: opts, welcome: w,
+		nc: sess.nc, opts: opts, welcome: sess.welcome,
 		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
-	c.wg.Go(func() { c.readLoop(r) })
+	c.wg.Go(func() { c.readLoop(sess.r) })
 	c.wg.Go(c.writeLoop)
 	return c, nil
-}
-
-func parseAddr(addr string) (network, address string, err error) {
-	if !strings.Contains(addr, "://") {
-		return "unix", addr, nil
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return "", "", fmt.Errorf("client: bad address %q: %w", addr, err)
-	}
-	if u.Scheme != "unix" {
-		return "", "", fmt.Errorf("client: address %q: only unix:// is supported so far", addr)
-	}
-	return "unix", u.Path, nil
 }
 
 // Identity returns who the server authenticated this client as.
