@@ -45,7 +45,7 @@ func startBrokerWith(t testing.TB, opts server.Options) (string, *server.Server)
 	return path, srv
 }
 
-func dial(t *testing.T, path string) *Conn {
+func dialT(t *testing.T, path string) *Conn {
 	t.Helper()
 	c, err := Dial(t.Context(), "unix://"+path, Options{Name: "test"})
 	if err != nil {
@@ -57,7 +57,7 @@ func dial(t *testing.T, path string) *Conn {
 
 func TestPublishSubscribe(t *testing.T) {
 	path, _ := startBroker(t)
-	sub, pub := dial(t, path), dial(t, path)
+	sub, pub := dialT(t, path), dialT(t, path)
 	if sub.Identity() == "" {
 		t.Error("no identity from the welcome")
 	}
@@ -87,7 +87,7 @@ func TestPublishSubscribe(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	path, _ := startBroker(t)
-	c := dial(t, path)
+	c := dialT(t, path)
 	if _, err := c.Subscribe(t.Context(), "events.*", 0); !errors.Is(err, ErrRefused) {
 		t.Errorf("Subscribe(events.*) = %v, want ErrRefused", err)
 	}
@@ -111,7 +111,7 @@ func TestErrors(t *testing.T) {
 
 func TestServerGoesAway(t *testing.T) {
 	path, srv := startBroker(t)
-	c := dial(t, path)
+	c := dialT(t, path)
 	s, err := c.Subscribe(t.Context(), "#", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func testLogger() *slog.Logger {
 // (The writer once reused a buffer that publishers were still filling.)
 func TestManyPublishesArriveIntact(t *testing.T) {
 	path, _ := startBroker(t)
-	sub, pub := dial(t, path), dial(t, path)
+	sub, pub := dialT(t, path), dialT(t, path)
 	s, err := sub.Subscribe(t.Context(), "events.#", 1<<16)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestManyPublishesArriveIntact(t *testing.T) {
 // a closed channel) and must end every goroutine.
 func TestCloseWhileReceiving(t *testing.T) {
 	path, _ := startBroker(t)
-	pub := dial(t, path)
+	pub := dialT(t, path)
 	for range 20 {
 		sub, err := Dial(t.Context(), path, Options{})
 		if err != nil {
@@ -203,7 +203,7 @@ func TestCloseWhileReceiving(t *testing.T) {
 // interval the server announced.
 func TestReceiveOnlyClientStaysConnected(t *testing.T) {
 	path, _ := startBrokerWith(t, server.Options{IdleTimeout: 200 * time.Millisecond})
-	c := dial(t, path)
+	c := dialT(t, path)
 	s, err := c.Subscribe(t.Context(), "events.#", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func TestReceiveOnlyClientStaysConnected(t *testing.T) {
 	if err := c.Err(); err != nil {
 		t.Fatalf("connection closed while idle: %v", err)
 	}
-	pub := dial(t, path)
+	pub := dialT(t, path)
 	pub.Publish("events.late", nil)
 	pub.Flush(t.Context())
 	select {
