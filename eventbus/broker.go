@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,10 +61,19 @@ type topicState struct {
 }
 
 // route is the deduplicated set of subscriptions for a topic, valid while
-// the index generation equals gen.
+// the index generation equals gen: subs receive every message, groups one
+// member each.
 type route struct {
-	gen  uint64
-	subs []*Subscription
+	gen    uint64
+	subs   []*Subscription
+	groups []*queueGroup
+}
+
+// queueGroup is the members of one queue group that match a topic.
+type queueGroup struct {
+	name    string
+	members []*Subscription
+	next    atomic.Uint32 // round-robin turn
 }
 
 // New returns a running broker. It returns an error wrapping
@@ -125,6 +135,11 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 	if !ok {
 		return fmt.Errorf("%w: %d: use PriorityLow to PriorityCritical", ErrInvalidPriority, m.Priority)
 	}
+	if m.Reply != "" {
+		if err := b.index.Policy().Validate(m.Reply); err != nil {
+			return fmt.Errorf("eventbus: publish: reply topic: %w", err)
+		}
+	}
 	var ts *topicState
 	var r *route
 	for {
@@ -142,54 +157,30 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		ts.mu.Unlock() // evicted since we looked it up: use its successor
 	}
 
-	var blockedBuf, goneBuf [4]*Subscription
-	blocked, gone := blockedBuf[:0], goneBuf[:0]
+	if m.Reply != "" && len(r.subs) == 0 && len(r.groups) == 0 {
+		ts.mu.Unlock()
+		ts.unrouted.Add(1)
+		return fmt.Errorf("%w: nobody subscribes to %q; is the service running?", ErrNoResponders, m.Topic)
+	}
+	p := publication{ts: ts, lvl: lvl}
 	evicted := ts.scratch[:0]
-	var errs error
 	m.Seq = ts.seq.Add(1)
-	if len(r.subs) == 0 {
+	if len(r.subs) == 0 && len(r.groups) == 0 {
 		ts.unrouted.Add(1)
 	}
-	n := uint64(0)
 	for _, s := range r.subs {
-		if sink := s.owner.sink; sink != nil {
-			if err := sink.Deliver(s, m); err != nil {
-				errs = joinErr(errs, b.sinkRefused(ts, s, &m, err))
-				continue
-			}
-			s.sunk.Add(1)
-			n++
-			continue
-		}
-		switch s.q.push(&m, lvl, &evicted, false) {
-		case pushOK:
-			n++
-		case pushEvicted:
-			n++
-			b.countDrops(s, DropOldest, evicted)
-			evicted = evicted[:0]
-		case pushFull:
-			blocked = append(blocked, s)
-		case pushDropped:
-			s.drops[DropQueueFull].Add(1)
-			ts.dropped[DropQueueFull].Add(1)
-			errs = joinErr(errs, s.fullErr())
-		case pushDisconnected:
-			s.drops[DropDisconnect].Add(1)
-			ts.dropped[DropDisconnect].Add(1)
-			b.countDrops(s, DropDisconnect, evicted)
-			evicted = evicted[:0]
-			errs = joinErr(errs, s.slowErr())
-			gone = append(gone, s)
-		case pushClosed:
-			errs = joinErr(errs, b.lostToClose(ts, s, &m))
-		}
+		b.offer(&p, s, &m, &evicted)
 	}
-	ts.enqueued += n
+	for _, g := range r.groups {
+		b.offerGroup(&p, g, &m, &evicted)
+	}
+	ts.enqueued += p.n
 	clear(evicted) // do not keep payloads alive
 	ts.scratch = evicted[:0]
 	ts.mu.Unlock()
 
+	errs := p.errs
+	gone, blocked := p.gone, p.blocked
 	for _, s := range gone {
 		b.log.Warn("subscription disconnected: its queue was full", "subscription", s.Name(), "pattern", s.pattern)
 		s.unsubscribe()
@@ -200,6 +191,79 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		}
 	}
 	return errs
+}
+
+// publication is the state of one Publish while it holds the topic's lock.
+// The message and the eviction scratch are passed beside it, not in it, so
+// that escape analysis keeps all three on Publish's stack.
+type publication struct {
+	ts      *topicState
+	lvl     int
+	n       uint64          // copies queued or sunk
+	blocked []*Subscription // full under OverflowBlock: wait after unlocking (rare: allocated on use)
+	gone    []*Subscription // disconnected for overflow: unsubscribe after unlocking (rare)
+	errs    error
+}
+
+// offer hands m to s, applying s's overflow policy. evicted receives
+// messages dropped for it.
+func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]Message) {
+	if sink := s.owner.sink; sink != nil {
+		if err := sink.Deliver(s, *m); err != nil {
+			p.errs = joinErr(p.errs, b.sinkRefused(p.ts, s, m, err))
+			return
+		}
+		s.sunk.Add(1)
+		p.n++
+		return
+	}
+	switch s.q.push(m, p.lvl, evicted, false) {
+	case pushOK:
+		p.n++
+	case pushEvicted:
+		p.n++
+		b.countDrops(s, DropOldest, *evicted)
+		*evicted = (*evicted)[:0]
+	case pushFull:
+		p.blocked = append(p.blocked, s)
+	case pushDropped:
+		s.drops[DropQueueFull].Add(1)
+		p.ts.dropped[DropQueueFull].Add(1)
+		p.errs = joinErr(p.errs, s.fullErr())
+	case pushDisconnected:
+		s.drops[DropDisconnect].Add(1)
+		p.ts.dropped[DropDisconnect].Add(1)
+		b.countDrops(s, DropDisconnect, *evicted)
+		*evicted = (*evicted)[:0]
+		p.errs = joinErr(p.errs, s.slowErr())
+		p.gone = append(p.gone, s)
+	case pushClosed:
+		p.errs = joinErr(p.errs, b.lostToClose(p.ts, s, m))
+	}
+}
+
+// offerGroup hands the message to one member of a queue group: the next in
+// turn that has room. If none has, the member whose turn it is applies its
+// overflow policy.
+func (b *Broker) offerGroup(p *publication, g *queueGroup, m *Message, evicted *[]Message) {
+	k := uint32(len(g.members))
+	first := g.next.Add(1) % k
+	for i := range k {
+		s := g.members[(first+i)%k]
+		if sink := s.owner.sink; sink != nil {
+			if sink.Deliver(s, *m) == nil {
+				s.sunk.Add(1)
+				p.n++
+				return
+			}
+			continue
+		}
+		if s.q.tryPush(m, p.lvl) == pushOK {
+			p.n++
+			return
+		}
+	}
+	b.offer(p, g.members[first], m, evicted)
 }
 
 func joinErr(errs, err error) error {
@@ -324,6 +388,21 @@ func (b *Broker) reroute(ts *topicState) *route {
 	gen := b.index.Generation() // read first: a change racing with Match leaves the route stale, not wrong
 	subs, _ := b.index.Match(ts.name)
 	r := &route{gen: gen, subs: subs}
+	if slices.ContainsFunc(subs, func(s *Subscription) bool { return s.group != "" }) {
+		r.subs = nil
+		for _, s := range subs {
+			if s.group == "" {
+				r.subs = append(r.subs, s)
+				continue
+			}
+			i := slices.IndexFunc(r.groups, func(g *queueGroup) bool { return g.name == s.group })
+			if i < 0 {
+				i = len(r.groups)
+				r.groups = append(r.groups, &queueGroup{name: s.group})
+			}
+			r.groups[i].members = append(r.groups[i].members, s)
+		}
+	}
 	ts.route.Store(r)
 	return r
 }

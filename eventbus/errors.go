@@ -23,4 +23,7 @@ var (
 	ErrInvalidPriority = errors.New("eventbus: invalid priority")
 	// ErrInvalidOptions is returned for options out of range.
 	ErrInvalidOptions = errors.New("eventbus: invalid options")
+	// ErrNoResponders is returned for a request (a message with a Reply
+	// topic) that no subscription matches: nobody would ever answer it.
+	ErrNoResponders = errors.New("eventbus: no responders")
 )

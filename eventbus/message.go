@@ -68,6 +68,11 @@ type Message struct {
 	Payload []byte
 	// Priority defaults to PriorityNormal.
 	Priority Priority
+	// Reply, when set, makes the message a request: it is the topic the
+	// answer should be published to (the requester's inbox). It must be a
+	// valid topic. A request that no subscription matches fails at once
+	// with ErrNoResponders.
+	Reply string
 	// Seq is set by the broker: 1 for the first message published to Topic,
 	// then one more for each message, so a subscriber that sees a jump knows
 	// how many it missed. A value set by the publisher is ignored. If the
@@ -77,7 +82,7 @@ type Message struct {
 }
 
 // size is what a message counts against a queue's byte limit.
-func (m *Message) size() int64 { return int64(len(m.Payload) + len(m.Topic)) }
+func (m *Message) size() int64 { return int64(len(m.Payload) + len(m.Topic) + len(m.Reply)) }
 
 // Delivery is a message as one subscription received it.
 type Delivery struct {

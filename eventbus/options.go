@@ -106,6 +106,14 @@ type SubscribeOptions struct {
 	// OverflowBlock, in addition to the publisher's context. Zero means
 	// DefaultBlockTimeout (1 s); negative means only the context bounds it.
 	BlockTimeout time.Duration
+	// QueueGroup, when set, makes the subscription one member of a queue
+	// group: each message that matches the group's members goes to one of
+	// them, not to all. Members are served round robin, skipping a member
+	// whose queue is full or that has closed; only when no member has room
+	// does the chosen member's overflow policy apply. Groups are global:
+	// members of one name may belong to different subscribers and
+	// connections. At most 64 bytes of letters, digits, '-', '_' and '.'.
+	QueueGroup string
 	// Tag is opaque to the broker and returned by Subscription.Tag; a
 	// network server keeps the client's subscription id here.
 	Tag uint64
@@ -118,6 +126,9 @@ func (o *SubscribeOptions) normalize() error {
 	if o.Overflow > OverflowDisconnect {
 		return fmt.Errorf("%w: unknown overflow policy %d: use %s", ErrInvalidOptions, o.Overflow, strings.Join(overflowNames[:], ", "))
 	}
+	if err := validGroup(o.QueueGroup); err != nil {
+		return err
+	}
 	if o.MaxMessages == 0 {
 		o.MaxMessages = DefaultMaxMessages
 	}
@@ -126,6 +137,22 @@ func (o *SubscribeOptions) normalize() error {
 	}
 	if o.BlockTimeout == 0 {
 		o.BlockTimeout = DefaultBlockTimeout
+	}
+	return nil
+}
+
+// MaxQueueGroupLen is the longest queue group name, in bytes.
+const MaxQueueGroupLen = 64
+
+func validGroup(g string) error {
+	if len(g) > MaxQueueGroupLen {
+		return fmt.Errorf("%w: queue group %.16q... is %d bytes; the limit is %d", ErrInvalidOptions, g, len(g), MaxQueueGroupLen)
+	}
+	for i := 0; i < len(g); i++ {
+		c := g[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%w: queue group %q: byte %d (%q) is not a letter, digit, '-', '_' or '.'", ErrInvalidOptions, g, i, c)
+		}
 	}
 	return nil
 }

@@ -146,6 +146,29 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message, waiter bool) pushR
 		}
 		res = pushEvicted
 	}
+	q.appendLocked(m, lvl, size)
+	return res
+}
+
+// tryPush queues m only if it fits without applying the overflow policy;
+// otherwise it changes nothing and returns pushFull (or pushClosed).
+func (q *queue) tryPush(m *Message, lvl int) pushResult {
+	size := m.size()
+	q.mu.Lock()
+	switch {
+	case q.closed:
+		q.mu.Unlock()
+		return pushClosed
+	case q.blockers > 0 || q.count >= q.maxCount || q.bytes+size > q.maxBytes:
+		q.mu.Unlock()
+		return pushFull
+	}
+	q.appendLocked(m, lvl, size)
+	return pushOK
+}
+
+// appendLocked queues m, unlocks q.mu and wakes the consumer if it sleeps.
+func (q *queue) appendLocked(m *Message, lvl int, size int64) {
 	if q.levels == nil {
 		q.levels = new([numPriorities]ring)
 	}
@@ -161,7 +184,6 @@ func (q *queue) push(m *Message, lvl int, evicted *[]Message, waiter bool) pushR
 	if wake {
 		q.wake()
 	}
-	return res
 }
 
 // evictLocked drops the oldest messages of the lowest levels not above lvl

@@ -93,6 +93,7 @@ type SubscriptionStats struct {
 	Name       string `json:"name"`
 	Subscriber string `json:"subscriber"`
 	Pattern    string `json:"pattern"`
+	QueueGroup string `json:"queue_group,omitempty"`
 	Overflow   string `json:"overflow"`
 	// Delivered counts messages the consumer took from the queue, or that
 	// the subscriber's Sink accepted.
@@ -148,7 +149,7 @@ func (b *Broker) Stats() Stats {
 		depth, bytes, hwm, delivered := s.q.depth()
 		delivered += s.sunk.Load()
 		ss := SubscriptionStats{
-			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern,
+			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern, QueueGroup: s.group,
 			Overflow: s.q.overflow.String(), Delivered: delivered, Dropped: loadDrops(&s.drops),
 			QueueDepth: depth, QueueBytes: bytes, HighWater: hwm,
 			MaxMessages: s.q.maxCount, MaxBytes: s.q.maxBytes,

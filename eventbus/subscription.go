@@ -67,7 +67,7 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	b := s.b
 	sub := &Subscription{
 		b: b, owner: s, id: b.nextID.Add(1), pattern: pattern, name: opts.Name,
-		blockTimeout: opts.BlockTimeout, handler: fn, tag: opts.Tag,
+		blockTimeout: opts.BlockTimeout, handler: fn, tag: opts.Tag, group: opts.QueueGroup,
 	}
 	sub.q.init(&opts)
 
@@ -123,6 +123,7 @@ type Subscription struct {
 	blockTimeout time.Duration
 	handler      func(Delivery)
 	tag          uint64
+	group        string // queue group; empty for none
 	sunk         atomic.Uint64 // messages a Sink took
 
 	// The errors publishers get for this subscription, built on first use:
@@ -142,6 +143,9 @@ type Subscription struct {
 
 // Pattern returns the subscription's pattern.
 func (s *Subscription) Pattern() string { return s.pattern }
+
+// QueueGroup returns the subscription's queue group, "" for none.
+func (s *Subscription) QueueGroup() string { return s.group }
 
 // Name returns the subscription's name, "sub-<id>" if it was given none.
 func (s *Subscription) Name() string {
