@@ -123,7 +123,7 @@ type Subscription struct {
 	blockTimeout time.Duration
 	handler      func(Delivery)
 	tag          uint64
-	group        string // queue group; empty for none
+	group        string        // queue group; empty for none
 	sunk         atomic.Uint64 // messages a Sink took
 
 	// The errors publishers get for this subscription, built on first use:

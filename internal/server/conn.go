@@ -161,15 +161,15 @@ func (c *conn) handle(f wire.Frame) error {
 		if err != nil {
 			return c.protocolError(err)
 		}
-		if p.Reply != nil {
-			c.sendError(wire.CodeUnsupported, p.AckID, "reply topics are not supported by this server yet")
-			return nil
-		}
-		err = c.srv.opts.Broker.Publish(context.Background(), eventbus.Message{
+		m := eventbus.Message{
 			Topic:    c.intern(p.Topic),
 			Payload:  append([]byte(nil), p.Payload...), // the read buffer is reused; subscribers keep this
 			Priority: eventbus.Priority(p.Priority),
-		})
+		}
+		if p.Reply != nil {
+			m.Reply = string(p.Reply) // inboxes are mostly unique per request: not interned
+		}
+		err = c.srv.opts.Broker.Publish(context.Background(), m)
 		c.publishResult(&p, err)
 	case wire.TypeSubscribe:
 		sreq, err := wire.ParseSubscribe(f.Flags, f.Body)
@@ -233,6 +233,8 @@ func codeFor(err error) wire.Code {
 		return wire.CodeProtocol
 	case errors.Is(err, eventbus.ErrClosed):
 		return wire.CodeShutdown
+	case errors.Is(err, eventbus.ErrNoResponders):
+		return wire.CodeNoResponders
 	}
 	return wire.CodeInternal
 }
@@ -246,13 +248,10 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 		c.sendError(wire.CodeLimit, uint64(r.SID), fmt.Sprintf("this connection has the server's limit of %d subscriptions; unsubscribe some or raise MaxSubscriptions", c.srv.opts.MaxSubscriptions))
 		return
 	}
-	if len(r.QueueGroup) != 0 {
-		c.sendError(wire.CodeUnsupported, uint64(r.SID), "queue groups are not supported by this server yet")
-		return
-	}
 	opts := eventbus.SubscribeOptions{
 		Tag: uint64(r.SID), MaxMessages: int(r.MaxMessages), MaxBytes: int64(min(r.MaxBytes, math.MaxInt64)),
 		Overflow: eventbus.Overflow(r.Overflow), BlockTimeout: time.Duration(r.BlockTimeoutMs) * time.Millisecond,
+		QueueGroup: string(r.QueueGroup),
 	}
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
@@ -283,7 +282,7 @@ func (c *conn) intern(b []byte) string {
 // Deliver implements eventbus.Sink: it appends a deliver frame for the
 // client, unless that would take the connection past MaxPending.
 func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
-	size := wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + len(m.Payload)
+	size := wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(m.Payload)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -302,7 +301,7 @@ func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
 		return errConnFull
 	}
 	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Payload)
+	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, m.Payload)
 	c.mu.Unlock()
 	if wasEmpty {
 		c.signal()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -345,13 +346,9 @@ func TestShutdownSendsGoAway(t *testing.T) {
 	}
 }
 
-func TestSubscriptionLimitAndUnsupported(t *testing.T) {
+func TestSubscriptionLimit(t *testing.T) {
 	path, _, _ := start(t, Options{MaxSubscriptions: 2})
 	c := dial(t, path)
-	c.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 4, Pattern: []byte("events.d"), QueueGroup: []byte("workers")}))
-	c.expectError(wire.CodeUnsupported, "queue groups")
-	c.send(wire.AppendPublish(nil, &wire.Publish{Topic: []byte("events.a"), Reply: []byte("control.r")}))
-	c.expectError(wire.CodeUnsupported, "reply topics")
 	c.send(subscribeFrame(1, "events.a"))
 	c.send(subscribeFrame(2, "events.b"))
 	c.send(subscribeFrame(3, "events.c"))
@@ -359,6 +356,81 @@ func TestSubscriptionLimitAndUnsupported(t *testing.T) {
 	c.send(wire.AppendU64(nil, wire.TypePing, 9))
 	if f := c.frame(); f.Type != wire.TypePong {
 		t.Fatalf("got %s", f.Type)
+	}
+}
+
+// sync pings c and waits for the pong: everything c sent before is handled.
+func (c *client) sync() {
+	c.t.Helper()
+	c.send(wire.AppendU64(nil, wire.TypePing, 77))
+	if f := c.frame(); f.Type != wire.TypePong {
+		c.t.Fatalf("got %s, want pong", f.Type)
+	}
+}
+
+func (c *client) deliver() wire.Deliver {
+	c.t.Helper()
+	f := c.frame()
+	d, err := wire.ParseDeliver(f.Flags, f.Body)
+	if f.Type != wire.TypeDeliver || err != nil {
+		c.t.Fatalf("got %s (%v), want deliver", f.Type, err)
+	}
+	return d
+}
+
+func TestQueueGroupAcrossConnections(t *testing.T) {
+	path, _, b := start(t, Options{})
+	w1, w2, pub := dial(t, path), dial(t, path), dial(t, path)
+	for _, w := range []*client{w1, w2} {
+		w.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 5, Pattern: []byte("control.svc.+"), QueueGroup: []byte("workers")}))
+		w.sync()
+	}
+	for i := range 10 {
+		pub.send(publishFrame("control.svc.a", fmt.Sprint(i)))
+	}
+	pub.sync()
+	got := 0
+	for _, w := range []*client{w1, w2} {
+		for range 5 { // round robin over two members: five each
+			if d := w.deliver(); d.SID != 5 {
+				t.Fatalf("sid %d", d.SID)
+			}
+			got++
+		}
+		w.sync() // and nothing more before the pong
+	}
+	if st := b.Stats(); st.Delivered != 10 || got != 10 {
+		t.Errorf("delivered %d (counted %d), want 10: each message to one member", st.Delivered, got)
+	}
+}
+
+func TestRequestReplyOverSocket(t *testing.T) {
+	path, _, _ := start(t, Options{})
+	svc, caller := dial(t, path), dial(t, path)
+	caller.send(subscribeFrame(1, "control.inbox.c1.+"))
+	caller.sync()
+
+	req := &wire.Publish{Topic: []byte("control.svc.ping"), Reply: []byte("control.inbox.c1.1"), Ack: true, AckID: 1<<63 | 5, Payload: []byte("ping")}
+	caller.send(wire.AppendPublish(nil, req))
+	f := caller.frame()
+	e, err := wire.ParseError(f.Type, f.Flags, f.Body)
+	if f.Type != wire.TypeError || err != nil || e.Code != wire.CodeNoResponders || e.Ref != req.AckID {
+		t.Fatalf("request without a service: got %s code %d ref %x %q, want no-responders for ack id %x", f.Type, e.Code, e.Ref, e.Text, req.AckID)
+	}
+
+	svc.send(subscribeFrame(9, "control.svc.ping"))
+	svc.sync()
+	caller.send(wire.AppendPublish(nil, req))
+	if f := caller.frame(); f.Type != wire.TypeAck {
+		t.Fatalf("got %s, want the ack of the routed request", f.Type)
+	}
+	d := svc.deliver()
+	if string(d.Reply) != "control.inbox.c1.1" || string(d.Payload) != "ping" {
+		t.Fatalf("service got reply %q payload %q", d.Reply, d.Payload)
+	}
+	svc.send(wire.AppendPublish(nil, &wire.Publish{Topic: d.Reply, Payload: []byte("pong")}))
+	if r := caller.deliver(); r.SID != 1 || string(r.Payload) != "pong" || r.Reply != nil {
+		t.Fatalf("caller got sid %d payload %q reply %q", r.SID, r.Payload, r.Reply)
 	}
 }
 

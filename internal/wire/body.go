@@ -84,19 +84,19 @@ type Deliver struct {
 
 // AppendDeliver appends a deliver frame to dst.
 func AppendDeliver(dst []byte, d *Deliver) []byte {
-	return appendDeliver(dst, d.SID, d.Seq, d.Priority, d.Topic, d.Reply, d.Payload)
+	return appendDeliver(dst, d.SID, d.Seq, d.Priority, d.Topic, d.Reply, d.Reply != nil, d.Payload)
 }
 
-// AppendDeliverMsg appends a deliver frame without a reply topic, taking
-// the topic as a string so that the broker's topic needs no conversion
-// (and no allocation).
-func AppendDeliverMsg(dst []byte, sid uint32, seq uint64, priority uint8, topic string, payload []byte) []byte {
-	return appendDeliver(dst, sid, seq, priority, topic, nil, payload)
+// AppendDeliverMsg appends a deliver frame, taking the topic and reply
+// topic as strings so that the broker's strings need no conversion (and no
+// allocation). An empty reply means none.
+func AppendDeliverMsg(dst []byte, sid uint32, seq uint64, priority uint8, topic, reply string, payload []byte) []byte {
+	return appendDeliver(dst, sid, seq, priority, topic, reply, reply != "", payload)
 }
 
-func appendDeliver[T string | []byte](dst []byte, sid uint32, seq uint64, priority uint8, topic T, reply, payload []byte) []byte {
+func appendDeliver[T string | []byte](dst []byte, sid uint32, seq uint64, priority uint8, topic, reply T, hasReply bool, payload []byte) []byte {
 	flags := priority & FlagPriorityMask
-	if reply != nil {
+	if hasReply {
 		flags |= FlagReply
 	}
 	start := len(dst)
@@ -104,7 +104,7 @@ func appendDeliver[T string | []byte](dst []byte, sid uint32, seq uint64, priori
 	dst = binary.BigEndian.AppendUint32(dst, sid)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
 	dst = appendBytes16(dst, topic)
-	if reply != nil {
+	if hasReply {
 		dst = appendBytes16(dst, reply)
 	}
 	dst = append(dst, payload...)
@@ -236,6 +236,7 @@ const (
 	CodeLimit         Code = 14 // a connection or subscription limit was reached
 	CodeInternal      Code = 15 // a server fault; the client may retry
 	CodeUnsupported   Code = 16 // a feature the peer does not support (yet)
+	CodeNoResponders  Code = 17 // a request (publish with a reply topic) that nobody subscribes to
 )
 
 // ErrorBody is the body of an error or goaway frame: a code, the id the

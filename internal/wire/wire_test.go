@@ -298,12 +298,17 @@ func BenchmarkReadPublish(b *testing.B) {
 }
 
 func TestAppendDeliverMsgMatchesAppendDeliver(t *testing.T) {
-	a := AppendDeliverMsg(nil, 3, 9, 4, "events.a", []byte("p"))
+	a := AppendDeliverMsg(nil, 3, 9, 4, "events.a", "", []byte("p"))
 	b := AppendDeliver(nil, &Deliver{SID: 3, Seq: 9, Priority: 4, Topic: []byte("events.a"), Payload: []byte("p")})
 	if !bytes.Equal(a, b) {
 		t.Errorf("AppendDeliverMsg %x != AppendDeliver %x", a, b)
 	}
-	if n := testing.AllocsPerRun(100, func() { a = AppendDeliverMsg(a[:0], 3, 9, 4, "events.a", []byte("p")) }); n != 0 {
+	a = AppendDeliverMsg(nil, 3, 9, 4, "events.a", "control.inbox.x", []byte("p"))
+	b = AppendDeliver(nil, &Deliver{SID: 3, Seq: 9, Priority: 4, Topic: []byte("events.a"), Reply: []byte("control.inbox.x"), Payload: []byte("p")})
+	if !bytes.Equal(a, b) {
+		t.Errorf("with a reply: AppendDeliverMsg %x != AppendDeliver %x", a, b)
+	}
+	if n := testing.AllocsPerRun(100, func() { a = AppendDeliverMsg(a[:0], 3, 9, 4, "events.a", "control.inbox.x", []byte("p")) }); n != 0 {
 		t.Errorf("AppendDeliverMsg allocates %v times", n)
 	}
 }
