@@ -3,10 +3,13 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,21 +19,48 @@ import (
 	"github.com/daemoneye/daemoneye/topic"
 )
 
-// Errors returned by a Conn.
+// Errors returned by a Conn. Test for them with errors.Is.
 var (
 	// ErrClosed is returned by operations on a closed connection.
 	ErrClosed = errors.New("client: connection closed")
 	// ErrRefused wraps an error frame the server answered with.
 	ErrRefused = errors.New("client: refused by the server")
+	// ErrDisconnected is returned to a Flush, Request or acknowledged
+	// publish that was waiting when the connection to the broker was
+	// lost: what it waited for may or may not have happened. The Conn
+	// reconnects by itself; retry if the operation is idempotent.
+	ErrDisconnected = errors.New("client: disconnected from the broker")
+	// ErrBufferFull is returned by Publish when Options.MaxBuffered bytes
+	// are already waiting to be sent: while disconnected at once, while
+	// connected after waiting WriteTimeout for the writer. The message was
+	// not sent.
+	ErrBufferFull = errors.New("client: send buffer full")
+	// ErrNoResponders is returned by Request when no subscription matches
+	// the request's topic. It is eventbus.ErrNoResponders, so one test
+	// serves both in-process and socket connections.
+	ErrNoResponders = eventbus.ErrNoResponders
 )
 
-// Options configures Dial. The zero value is usable.
+// Defaults for Options.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxBuffered      = 8 << 20 // bytes
+	DefaultReconnectWait    = 50 * time.Millisecond
+	DefaultMaxReconnectWait = 2 * time.Second
+	DefaultSubBuffer        = 1024 // messages
+)
+
+// Options configures Dial. The zero value is usable: it reconnects forever
+// with backoff and buffers up to 8 MiB while disconnected.
 type Options struct {
 	// Name identifies the client in the server's logs and stats.
 	Name string
-	// DialTimeout bounds connecting and the handshake (default 5 s).
+	// DialTimeout bounds connecting and the handshake (default 5 s), for
+	// the first connection and every reconnect attempt.
 	DialTimeout time.Duration
-	// WriteTimeout bounds each flush to the server (default 10 s).
+	// WriteTimeout bounds each flush to the server (default 10 s), and how
+	// long Publish waits for room in a full buffer while connected.
 	WriteTimeout time.Duration
 	// TLSConfig is used for tls:// addresses: the CA that signs the
 	// server's certificate and the client's own certificate. Nil means
@@ -39,84 +69,173 @@ type Options struct {
 	// Token authenticates the client with a shared secret instead of its
 	// peer credentials or certificate. Empty means no token.
 	Token string
+	// Broker is the broker an inproc:// address connects to, in this
+	// process. Required for inproc://, ignored otherwise.
+	Broker *eventbus.Broker
+
+	// MaxBuffered bounds the bytes of frames waiting to be sent (default
+	// 8 MiB). While the connection is down, messages published meanwhile
+	// wait here and are sent after the reconnect; beyond the bound,
+	// Publish returns ErrBufferFull and counts the message in
+	// Stats.BufferFull.
+	MaxBuffered int
+	// NoReconnect makes a lost connection final: the Conn closes with the
+	// error, as Err reports.
+	NoReconnect bool
+	// ReconnectWait is the first wait before reconnecting (default 50 ms);
+	// it doubles with each failed attempt up to MaxReconnectWait (default
+	// 2 s). Each wait is jittered by ±50% so that many clients of a
+	// restarted broker do not reconnect in lockstep.
+	ReconnectWait    time.Duration
+	MaxReconnectWait time.Duration
+	// OnDisconnect, if set, is called when the connection is lost, with
+	// why; OnReconnect when it is back and the broker has every
+	// subscription again, before anything buffered is sent. They run on the Conn's own goroutine and must return
+	// quickly.
+	OnDisconnect func(err error)
+	OnReconnect  func()
 }
 
-// Msg is a message received on a subscription. Payload is the client's own
-// copy.
+func (o *Options) normalize() {
+	o.DialTimeout = or(o.DialTimeout, DefaultDialTimeout)
+	o.WriteTimeout = or(o.WriteTimeout, DefaultWriteTimeout)
+	o.MaxBuffered = or(o.MaxBuffered, DefaultMaxBuffered)
+	o.ReconnectWait = or(o.ReconnectWait, DefaultReconnectWait)
+	o.MaxReconnectWait = or(o.MaxReconnectWait, DefaultMaxReconnectWait)
+}
+
+func or[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Msg is a message received on a subscription, or the reply to a request.
+// Over a socket, Payload is the client's own copy; in process it is shared
+// with the other subscribers and must not be modified.
 type Msg struct {
 	Topic    string
+	Reply    string // the requester's inbox when the message is a request; see Conn.Respond
 	Payload  []byte
 	Seq      uint64
 	Priority eventbus.Priority
 	Pattern  string // the pattern of the subscription that received it
 }
 
-// Conn is a connection to a broker. It is safe for concurrent use.
+// Stats are a Conn's counters.
+type Stats struct {
+	Connected bool `json:"connected"`
+	// Published counts messages accepted by Publish.
+	Published uint64 `json:"published"`
+	// Buffered is the bytes waiting to be sent now.
+	Buffered int `json:"buffered"`
+	// BufferFull counts messages Publish refused with ErrBufferFull.
+	BufferFull uint64 `json:"buffer_full"`
+	// LostInFlight counts messages that were being written when the
+	// connection broke: the broker may or may not have received them.
+	LostInFlight uint64 `json:"lost_in_flight"`
+	// Disconnects and Reconnects count lost connections and restored ones.
+	Disconnects uint64 `json:"disconnects"`
+	Reconnects  uint64 `json:"reconnects"`
+}
+
+// Conn is a connection to a broker: over a UNIX socket, TLS, or in process.
+// Over a socket it reconnects by itself when the connection is lost,
+// restoring its subscriptions and sending what was published meanwhile.
+// It is safe for concurrent use.
 type Conn struct {
-	nc      net.Conn
-	opts    Options
-	welcome wire.Welcome
+	addr string
+	opts Options
+	ip   *inproc // set for inproc://; then the fields below are unused
 
-	mu       sync.Mutex
-	out      []byte
-	spare    []byte
-	err      error // why the connection ended; nil while it is open
-	asyncErr error // refusals of earlier publishes, until AsyncErr takes them
-	subs     map[uint32]*Subscription
-	waiters  map[uint64]chan error // ping nonce or ack id -> result
-	nextSID  uint32
-	wake     chan struct{}
-	done     chan struct{}
+	mu        sync.Mutex
+	sess      *session // the live session; nil while disconnected
+	welcome   wire.Welcome
+	out       []byte        // frames waiting for the writer
+	outMsgs   int           // publish frames in out
+	spare     []byte        // the writer's previous batch buffer
+	writing   int           // bytes of the batch being written
+	room      chan struct{} // closed when the writer takes a batch; made by a waiting publisher
+	err       error         // why the Conn ended; nil while open
+	asyncErrs []error       // refusals of earlier publishes, until AsyncErr takes them
+	asyncMore int           // refusals beyond maxAsyncErrs
+	subs      map[uint32]*Subscription
+	waiters   map[uint64]chan error // ping nonce or ack id -> result
+	requests  map[uint64]chan reply // request id -> its reply
+	nextSID   uint32
+	inbox     *Subscription // receives replies to requests; made by the first Request
+	inboxName string        // inbox topic prefix, "control.inbox.<random>."
+	inboxMu   sync.Mutex    // serializes making the inbox
 
-	nonce atomic.Uint64
-	wg    sync.WaitGroup
+	topics map[string]string // interned topics; the reading goroutine's own
+	wake   chan struct{}     // capacity 1: out became non-empty
+	ctx    context.Context   // cancelled when the Conn ends: stops a reconnect in progress
+	cancel context.CancelFunc
+
+	nonce                                                    atomic.Uint64
+	published, bufferFull, lost, disconnects, reconnectCount atomic.Uint64
+	wg                                                       sync.WaitGroup
 }
 
-// Subscription is one pattern subscribed on a Conn.
-type Subscription struct {
-	c         *Conn
-	sid       uint32
-	pattern   string
-	ch        chan Msg // closed, under c.mu, when the subscription ends
-	dropped   atomic.Uint64
-	confirmed bool  // the server accepted it; under c.mu
-	err       error // set by the reader when the server refused it; under c.mu
-}
-
-// C returns the channel messages arrive on. It is closed when the
-// subscription or the connection ends.
-func (s *Subscription) C() <-chan Msg { return s.ch }
-
-// Dropped counts messages that arrived while C was full.
-func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+// nonceBit marks ping nonces, ack ids and request ids, so that an error
+// frame's ref never mistakes one for a subscription id (a u32).
+const nonceBit = 1 << 63
 
 // Dial connects to the broker at addr: "unix:///path/to/socket" or a plain
-// socket path.
+// socket path, "tls://host:port", "tcp://127.0.0.1:port" (loopback only,
+// token auth), or "inproc://" with Options.Broker. It fails if the first
+// connection fails; after that, the Conn reconnects by itself (see
+// Options).
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 5 * time.Second
+	opts.normalize()
+	c := &Conn{
+		addr: addr, opts: opts,
+		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
+		requests: make(map[uint64]chan reply), topics: make(map[string]string),
+		wake: make(chan struct{}, 1),
 	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = 10 * time.Second
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if strings.HasPrefix(addr, "inproc://") {
+		if opts.Broker == nil {
+			return nil, fmt.Errorf("client: %s needs Options.Broker, the broker in this process", addr)
+		}
+		c.ip = newInproc(opts.Broker, opts.Name)
+		return c, nil
 	}
-	sess, err := dial(ctx, addr, &opts)
+	sess, err := dial(ctx, addr, &c.opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{
-		nc: sess.nc, opts: opts, welcome: sess.welcome,
-		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
-	}
-	c.wg.Go(func() { c.readLoop(sess.r) })
-	c.wg.Go(c.writeLoop)
+	c.sess, c.welcome = sess, sess.welcome
+	c.wg.Go(func() { c.run(sess) })
 	return c, nil
 }
 
-// Identity returns who the server authenticated this client as.
-func (c *Conn) Identity() string { return string(c.welcome.Identity) }
+// Identity returns who the server authenticated this client as, in the
+// latest session.
+func (c *Conn) Identity() string {
+	if c.ip != nil {
+		return "inproc"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.welcome.Identity)
+}
 
-// enqueue appends a frame and wakes the writer.
+// MaxPayload returns the largest payload the broker accepts, in bytes.
+func (c *Conn) MaxPayload() int {
+	if c.ip != nil {
+		return c.ip.b.MaxPayload()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.welcome.MaxPayload)
+}
+
+// enqueue appends a control frame and wakes the writer. While disconnected
+// it does nothing: subscriptions are restored and pings answered after the
+// reconnect, and a waiter for such a frame gets ErrDisconnected.
 func (c *Conn) enqueue(build func([]byte) []byte) error {
 	c.mu.Lock()
 	if c.err != nil {
@@ -124,40 +243,133 @@ func (c *Conn) enqueue(build func([]byte) []byte) error {
 		c.mu.Unlock()
 		return err
 	}
+	if c.sess == nil {
+		c.mu.Unlock()
+		return nil
+	}
 	c.out = build(c.out)
 	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+func (c *Conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-// Publish queues a message for the broker. It returns once the message is
-// in the connection's buffer; Flush waits until the server has handled it,
-// and AsyncErr then reports whether the server refused it.
+// Publish sends a message to the broker. It returns once the message is
+// in the connection's buffer, so the caller may reuse payload at once;
+// Flush waits until the server has handled it, and AsyncErr then reports
+// whether the server refused it. While the connection is down the message
+// waits in the buffer (see Options.MaxBuffered).
 func (c *Conn) Publish(name string, payload []byte) error {
+	return c.publish(name, "", payload, 0, false, 0)
+}
+
+// PublishMsg sends m (Topic, Reply, Payload and Priority; the rest is
+// ignored) like Publish.
+func (c *Conn) PublishMsg(m *Msg) error {
+	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, false, 0)
+}
+
+// Respond publishes payload to the reply topic of request m. It fails if m
+// is not a request.
+func (c *Conn) Respond(m *Msg, payload []byte) error {
+	if m.Reply == "" {
+		return fmt.Errorf("client: respond: the message on %q is not a request (it has no reply topic)", m.Topic)
+	}
+	return c.Publish(m.Reply, payload)
+}
+
+func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack bool, ackID uint64) error {
 	if err := topic.Validate(name); err != nil {
 		return fmt.Errorf("client: publish: %w", err)
 	}
-	if len(payload) > int(c.welcome.MaxPayload) {
-		return fmt.Errorf("%w: %d bytes; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), c.welcome.MaxPayload)
+	if prio > eventbus.PriorityCritical {
+		return fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
 	}
-	return c.enqueue(func(b []byte) []byte {
-		return wire.AppendPublish(b, &wire.Publish{Topic: []byte(name), Payload: payload})
-	})
+	if c.ip != nil {
+		return c.ip.publish(c, name, replyTo, payload, prio)
+	}
+	if max := c.MaxPayload(); len(payload) > max {
+		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	c.mu.Lock()
+	for {
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return err
+		}
+		if len(c.out)+c.writing < c.opts.MaxBuffered {
+			break
+		}
+		if c.sess == nil {
+			c.mu.Unlock()
+			c.bufferFull.Add(1)
+			return fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
+				ErrBufferFull, len(c.out), name)
+		}
+		// Connected but the writer is behind: wait for it to take a batch.
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(c.opts.WriteTimeout)
+		}
+		select {
+		case <-room:
+		case <-timer.C:
+			c.bufferFull.Add(1)
+			return fmt.Errorf("%w: the broker did not take %d buffered bytes within %v; message to %q not sent",
+				ErrBufferFull, c.opts.MaxBuffered, c.opts.WriteTimeout, name)
+		}
+		c.mu.Lock()
+	}
+	wasEmpty := len(c.out) == 0
+	c.out = wire.AppendPublishMsg(c.out, uint8(prio), ack, ackID, name, replyTo, payload)
+	c.outMsgs++
+	connected := c.sess != nil
+	c.mu.Unlock()
+	c.published.Add(1)
+	if wasEmpty && connected {
+		c.signal()
+	}
+	return nil
 }
 
-// Flush waits until the server has handled everything sent before it.
+// Flush waits until the server has handled everything sent before it. If
+// the connection is down it waits for the reconnect (bounded by ctx); if
+// the connection is lost while it waits, it returns ErrDisconnected.
 func (c *Conn) Flush(ctx context.Context) error {
-	n := c.nonce.Add(1)
+	if c.ip != nil {
+		return c.Err() // in process, Publish has delivered when it returns
+	}
+	n := c.nonce.Add(1) | nonceBit
 	ch := make(chan error, 1)
 	c.mu.Lock()
-	c.waiters[n] = ch
-	c.mu.Unlock()
-	if err := c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, n) }); err != nil {
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
 		return err
 	}
+	c.waiters[n] = ch
+	// While disconnected the ping still goes into the buffer: the reconnect
+	// keeps publish frames and pings (see keepAfterLoss).
+	c.out = wire.AppendU64(c.out, wire.TypePing, n)
+	c.mu.Unlock()
+	c.signal()
 	select {
 	case err := <-ch:
 		return err
@@ -169,60 +381,103 @@ func (c *Conn) Flush(ctx context.Context) error {
 	}
 }
 
-// Subscribe subscribes to pattern and waits for the server to accept it.
-// Messages arrive on the returned subscription's channel, which holds up to
-// buffer messages (default 1024); when it is full, messages are dropped and
-// counted in Dropped.
-func (c *Conn) Subscribe(ctx context.Context, pattern string, buffer int) (*Subscription, error) {
-	if buffer <= 0 {
-		buffer = 1024
+// run is the Conn's own goroutine: it writes batches for the live
+// session, and when the session fails, reconnects.
+func (c *Conn) run(sess *session) {
+	for {
+		err := c.serve(sess)
+		if c.isDone() {
+			return
+		}
+		c.lose(err)
+		if c.opts.NoReconnect {
+			c.shutdown(fmt.Errorf("%w: %w", ErrDisconnected, err))
+			return
+		}
+		if sess = c.reconnect(); sess == nil {
+			return
+		}
 	}
-	c.mu.Lock()
-	c.nextSID++
-	s := &Subscription{c: c, sid: c.nextSID, pattern: pattern, ch: make(chan Msg, buffer)}
-	c.subs[s.sid] = s
-	c.mu.Unlock()
-	err := c.enqueue(func(b []byte) []byte {
-		return wire.AppendSubscribe(b, &wire.Subscribe{SID: s.sid, Pattern: []byte(pattern)})
-	})
-	if err == nil {
-		err = c.Flush(ctx)
-	}
-	c.mu.Lock()
-	if err == nil {
-		err = s.err
-	}
-	if err == nil {
-		s.confirmed = true
-	}
-	c.mu.Unlock()
-	if err != nil {
-		s.Unsubscribe() // in case the server did subscribe (ctx ended first)
-		return nil, err
-	}
-	return s, nil
 }
 
-// Unsubscribe ends the subscription: the server stops sending and C is
-// closed. Calling it again does nothing.
-func (s *Subscription) Unsubscribe() error {
-	c := s.c
+func (c *Conn) isDone() bool { return c.ctx.Err() != nil }
+
+// serve runs one session: a reader goroutine, and batched writes here,
+// until the session fails or the Conn closes.
+func (c *Conn) serve(sess *session) error {
+	readErr := make(chan error, 1)
+	c.wg.Go(func() { readErr <- c.readLoop(sess) })
+	// Ping at half the server's interval so that a connection that only
+	// receives is not closed as idle.
+	interval := time.Duration(sess.welcome.PingIntervalMs) * time.Millisecond / 2
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	keepalive := time.NewTicker(interval)
+	defer keepalive.Stop()
+	stop := func(err error) error {
+		sess.nc.Close()
+		rerr := <-readErr
+		if err == nil {
+			err = rerr
+		}
+		return err
+	}
+	for {
+		select {
+		case <-c.wake:
+		case <-keepalive.C:
+			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, 0) })
+			continue
+		case err := <-readErr:
+			sess.nc.Close()
+			return err
+		case <-c.ctx.Done():
+			return stop(nil)
+		}
+		if err := c.flush(sess); err != nil {
+			return stop(err)
+		}
+	}
+}
+
+// flush writes what is buffered in one write.
+func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
-	if c.subs[s.sid] != s {
+	batch, msgs := c.out, c.outMsgs
+	if len(batch) == 0 {
 		c.mu.Unlock()
 		return nil
 	}
-	delete(c.subs, s.sid)
-	close(s.ch)
+	// Swap buffers: publishers append to the spare while this one is
+	// written. out and spare must never share an array.
+	c.out, c.spare, c.outMsgs = c.spare[:0], nil, 0
+	c.writing = len(batch)
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
 	c.mu.Unlock()
-	return c.enqueue(func(b []byte) []byte { return wire.AppendU32(b, wire.TypeUnsubscribe, s.sid) })
+	sess.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+	_, err := sess.nc.Write(batch)
+	c.mu.Lock()
+	c.writing = 0
+	if cap(batch) <= 4<<20 {
+		c.spare = batch[:0]
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.lost.Add(uint64(msgs))
+		return fmt.Errorf("client: write: %w", err)
+	}
+	return nil
 }
 
-func (c *Conn) readLoop(r *wire.Reader) {
+func (c *Conn) readLoop(sess *session) error {
 	var err error
 	for {
 		var f wire.Frame
-		if f, err = r.ReadFrame(); err != nil {
+		if f, err = sess.r.ReadFrame(); err != nil {
 			break
 		}
 		if err = c.handle(f); err != nil {
@@ -230,9 +485,9 @@ func (c *Conn) readLoop(r *wire.Reader) {
 		}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-		err = ErrClosed
+		err = fmt.Errorf("%w: the broker closed the connection", ErrDisconnected)
 	}
-	c.shutdown(err)
+	return err
 }
 
 func (c *Conn) handle(f wire.Frame) error {
@@ -242,20 +497,7 @@ func (c *Conn) handle(f wire.Frame) error {
 		if err != nil {
 			return err
 		}
-		m := Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
-			Priority: eventbus.Priority(d.Priority)}
-		// Send under mu: channels are closed under mu, so a send never
-		// meets a closed channel. The send does not block.
-		c.mu.Lock()
-		if s := c.subs[d.SID]; s != nil { // else unsubscribed meanwhile
-			m.Pattern = s.pattern
-			select {
-			case s.ch <- m:
-			default:
-				s.dropped.Add(1)
-			}
-		}
-		c.mu.Unlock()
+		c.deliver(&d)
 	case wire.TypePong, wire.TypeAck: // nonce 0 is the keepalive's: no waiter
 		n, err := wire.ParseU64(f.Type, f.Flags, f.Body)
 		if err != nil {
@@ -273,24 +515,97 @@ func (c *Conn) handle(f wire.Frame) error {
 		if err != nil {
 			return err
 		}
-		refused := fmt.Errorf("%w: %s", ErrRefused, e.Text)
-		c.mu.Lock()
-		// An error whose ref names a subscription the server has not yet
-		// confirmed refuses it; anything else (a publish the server
-		// refused) is kept for AsyncErr.
-		if s := c.subs[uint32(e.Ref)]; s != nil && e.Ref != 0 && !s.confirmed {
-			s.err = refused
-			delete(c.subs, s.sid)
-			close(s.ch)
-		} else {
-			c.asyncErr = errors.Join(c.asyncErr, refused)
-		}
-		c.mu.Unlock()
+		c.refused(&e)
 	case wire.TypeGoAway:
 		e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
-		return fmt.Errorf("%w: the server is going away: %s", ErrClosed, e.Text)
+		return fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, e.Text)
 	}
 	return nil
+}
+
+// deliver hands a message to its subscription, or to its request.
+func (c *Conn) deliver(d *wire.Deliver) {
+	c.mu.Lock()
+	defer c.mu.Unlock() // channels are closed under mu: a send never meets a closed one
+	s := c.subs[d.SID]
+	if s == nil { // unsubscribed meanwhile
+		return
+	}
+	m := Msg{Topic: c.intern(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
+		Priority: eventbus.Priority(d.Priority), Pattern: s.pattern}
+	if d.Reply != nil {
+		m.Reply = string(d.Reply)
+	}
+	if c.isInboxLocked(s) {
+		r := m // a copy on the heap for the requester; m stays on the stack
+		c.replyLocked(&r)
+		return
+	}
+	select { // never blocks: the reader serves every subscription
+	case s.ch <- m:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+// maxTopicCache bounds the topic strings a Conn keeps for reuse.
+const maxTopicCache = 1024
+
+// intern returns a string for a topic without allocating for topics seen
+// before. Only the goroutine reading frames calls it.
+func (c *Conn) intern(b []byte) string {
+	if t, ok := c.topics[string(b)]; ok {
+		return t
+	}
+	t := string(b)
+	if len(c.topics) >= maxTopicCache {
+		clear(c.topics)
+	}
+	c.topics[t] = t
+	return t
+}
+
+// refused handles an error frame: for a waiter (its ref has nonceBit), a
+// subscription (its ref is the sid), or else a publish, kept for AsyncErr.
+func (c *Conn) refused(e *wire.ErrorBody) {
+	err := fmt.Errorf("%w: %s", ErrRefused, e.Text)
+	if e.Code == wire.CodeNoResponders {
+		err = fmt.Errorf("%w: %s", ErrNoResponders, e.Text)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case e.Ref&nonceBit != 0:
+		if ch, ok := c.requests[e.Ref]; ok {
+			delete(c.requests, e.Ref)
+			ch <- reply{err: err}
+			return
+		}
+		if ch, ok := c.waiters[e.Ref]; ok {
+			delete(c.waiters, e.Ref)
+			ch <- err
+			return
+		}
+	case e.Ref != 0:
+		if s := c.subs[uint32(e.Ref)]; s != nil {
+			s.err = err
+			c.endSubLocked(s)
+			return
+		}
+	}
+	c.noteAsyncLocked(err)
+}
+
+// maxAsyncErrs bounds the refusals AsyncErr keeps; later ones are counted.
+const maxAsyncErrs = 16
+
+// noteAsyncLocked keeps a refusal of an earlier publish for AsyncErr.
+func (c *Conn) noteAsyncLocked(err error) {
+	if len(c.asyncErrs) < maxAsyncErrs {
+		c.asyncErrs = append(c.asyncErrs, err)
+		return
+	}
+	c.asyncMore++
 }
 
 func (c *Conn) resolve(n uint64, err error) {
@@ -303,47 +618,144 @@ func (c *Conn) resolve(n uint64, err error) {
 	}
 }
 
-func (c *Conn) writeLoop() {
-	// Ping at half the server's interval so that a connection that only
-	// receives is not closed as idle.
-	interval := time.Duration(c.welcome.PingIntervalMs) * time.Millisecond / 2
-	if interval <= 0 {
-		interval = 15 * time.Second
+// lose marks the session lost: waiters and requests fail with
+// ErrDisconnected, and the buffer keeps only publishes and pings.
+func (c *Conn) lose(why error) {
+	c.disconnects.Add(1)
+	failed := fmt.Errorf("%w (%w)", ErrDisconnected, why)
+	c.mu.Lock()
+	c.sess = nil
+	for n, ch := range c.waiters {
+		ch <- failed
+		delete(c.waiters, n)
 	}
-	keepalive := time.NewTicker(interval)
-	defer keepalive.Stop()
+	for n, ch := range c.requests {
+		ch <- reply{err: failed}
+		delete(c.requests, n)
+	}
+	c.out, c.outMsgs = keepAfterLoss(c.out)
+	if c.room != nil { // publishers waiting for room now find none: tell them
+		close(c.room)
+		c.room = nil
+	}
+	c.mu.Unlock()
+	if f := c.opts.OnDisconnect; f != nil {
+		f(why)
+	}
+}
+
+// keepAfterLoss filters the frames that were never written: publishes stay
+// (they are sent after the reconnect); control frames go (subscriptions are
+// restored from the Conn's state, and their waiters have failed).
+func keepAfterLoss(out []byte) ([]byte, int) {
+	kept, n := out[:0], 0
+	for len(out) >= wire.HeaderSize {
+		size := int(binary.BigEndian.Uint32(out)) + 4
+		if wire.Type(out[4]) == wire.TypePublish {
+			kept = append(kept, out[:size]...) // never overtakes: kept is behind out
+			n++
+		}
+		out = out[size:]
+	}
+	return kept, n
+}
+
+// reconnect dials until it succeeds or the Conn closes, then restores the
+// subscriptions ahead of what was buffered meanwhile.
+func (c *Conn) reconnect() *session {
+	wait := c.opts.ReconnectWait
 	for {
+		t := time.NewTimer(jitter(wait))
 		select {
-		case <-c.wake:
-		case <-keepalive.C:
-			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, 0) })
-			continue
-		case <-c.done:
-			return
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return nil
 		}
-		c.mu.Lock()
-		batch := c.out
-		if len(batch) == 0 {
-			c.mu.Unlock()
-			continue
-		}
-		// Swap buffers: publishers append to the spare while this one is
-		// written. out and spare must never share an array.
-		c.out, c.spare = c.spare[:0], nil
-		c.mu.Unlock()
-		c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-		_, err := c.nc.Write(batch)
-		c.mu.Lock()
-		c.spare = batch[:0]
-		c.mu.Unlock()
+		sess, err := dial(c.ctx, c.addr, &c.opts)
 		if err != nil {
-			c.shutdown(fmt.Errorf("client: write: %w", err))
-			return
+			wait = nextBackoff(wait, c.opts.MaxReconnectWait)
+			continue
+		}
+		restored, err := c.restore(sess)
+		if err != nil {
+			sess.nc.Close()
+			wait = nextBackoff(wait, c.opts.MaxReconnectWait)
+			continue
+		}
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			sess.nc.Close()
+			return nil
+		}
+		// Subscriptions made or ended while restore ran.
+		var frames []byte
+		for _, s := range c.sortedSubsLocked() {
+			if !restored[s.sid] {
+				frames = s.appendSubscribe(frames)
+			}
+			delete(restored, s.sid)
+		}
+		for sid := range restored {
+			frames = wire.AppendU32(frames, wire.TypeUnsubscribe, sid)
+		}
+		c.out = append(frames, c.out...)
+		c.sess, c.welcome = sess, sess.welcome
+		c.mu.Unlock()
+		c.reconnectCount.Add(1)
+		c.signal()
+		if f := c.opts.OnReconnect; f != nil {
+			f()
+		}
+		return sess
+	}
+}
+
+// restore subscribes again on a new session, and waits until the server
+// has handled it, so that the subscriptions are in place before anything
+// buffered is sent. It returns the subscription ids it restored.
+func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
+	c.mu.Lock()
+	subs := c.sortedSubsLocked()
+	c.mu.Unlock()
+	restored := make(map[uint32]bool, len(subs))
+	var frames []byte
+	for _, s := range subs {
+		frames = s.appendSubscribe(frames)
+		restored[s.sid] = true
+	}
+	const nonce = nonceBit // no waiter uses it: nonces start at 1
+	frames = wire.AppendU64(frames, wire.TypePing, nonce)
+	sess.nc.SetDeadline(time.Now().Add(c.opts.DialTimeout))
+	defer sess.nc.SetDeadline(time.Time{})
+	if _, err := sess.nc.Write(frames); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := sess.r.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		if f.Type == wire.TypePong {
+			if n, err := wire.ParseU64(f.Type, f.Flags, f.Body); err == nil && n == nonce {
+				return restored, nil
+			}
+		}
+		if err := c.handle(f); err != nil { // a refused subscription ends; deliveries flow
+			return nil, err
 		}
 	}
 }
 
-// shutdown ends the connection once, failing waiters and closing channels.
+// nextBackoff doubles wait, up to max.
+func nextBackoff(wait, max time.Duration) time.Duration { return min(2*wait, max) }
+
+// jitter returns a duration uniform in [wait/2, 3*wait/2).
+func jitter(wait time.Duration) time.Duration { return wait/2 + rand.N(wait) }
+
+// shutdown ends the Conn once: waiters fail with why, subscription
+// channels close.
 func (c *Conn) shutdown(why error) {
 	c.mu.Lock()
 	if c.err != nil {
@@ -355,13 +767,19 @@ func (c *Conn) shutdown(why error) {
 		ch <- why
 		delete(c.waiters, n)
 	}
-	for sid, s := range c.subs {
-		close(s.ch)
-		delete(c.subs, sid)
+	for n, ch := range c.requests {
+		ch <- reply{err: why}
+		delete(c.requests, n)
+	}
+	for _, s := range c.subs {
+		c.endSubLocked(s)
+	}
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
 	}
 	c.mu.Unlock()
-	close(c.done)
-	c.nc.Close()
+	c.cancel()
 }
 
 // AsyncErr returns, and forgets, the refusals of earlier publishes that
@@ -369,25 +787,54 @@ func (c *Conn) shutdown(why error) {
 func (c *Conn) AsyncErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.asyncErr
-	c.asyncErr = nil
-	return err
+	errs := c.asyncErrs
+	if c.asyncMore > 0 {
+		errs = append(errs, fmt.Errorf("and %d more refusals", c.asyncMore))
+	}
+	c.asyncErrs, c.asyncMore = nil, 0
+	return errors.Join(errs...)
 }
 
-// Err returns why the connection ended, or nil while it is open.
+// Err returns why the Conn ended, or nil while it is open (connected or
+// reconnecting).
 func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-// Close flushes what is buffered (bounded by the write timeout), closes
-// the connection and waits for its goroutines.
+// Stats returns the Conn's counters.
+func (c *Conn) Stats() Stats {
+	c.mu.Lock()
+	st := Stats{Connected: c.sess != nil || c.ip != nil, Buffered: len(c.out) + c.writing}
+	c.mu.Unlock()
+	st.Published = c.published.Load()
+	st.BufferFull = c.bufferFull.Load()
+	st.LostInFlight = c.lost.Load()
+	st.Disconnects = c.disconnects.Load()
+	st.Reconnects = c.reconnectCount.Load()
+	return st
+}
+
+// Close flushes what is buffered (bounded by WriteTimeout), closes the
+// connection and waits for its goroutines. It returns an error wrapping
+// ErrDisconnected if buffered messages could not be sent because the
+// broker was unreachable; calling it again returns nil.
 func (c *Conn) Close() error {
+	if c.ip != nil {
+		return c.ip.close(c)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
-	c.Flush(ctx)
+	flushErr := c.Flush(ctx)
 	cancel()
+	c.mu.Lock()
+	unsent := c.outMsgs
+	already := c.err != nil
+	c.mu.Unlock()
 	c.shutdown(ErrClosed)
 	c.wg.Wait()
-	return nil
+	if already || flushErr == nil || unsent == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d buffered messages were never sent: %w", ErrDisconnected, unsent, flushErr)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,8 +89,11 @@ func TestPublishSubscribe(t *testing.T) {
 func TestErrors(t *testing.T) {
 	path, _ := startBroker(t)
 	c := dialT(t, path)
-	if _, err := c.Subscribe(t.Context(), "events.*", 0); !errors.Is(err, ErrRefused) {
-		t.Errorf("Subscribe(events.*) = %v, want ErrRefused", err)
+	if _, err := c.Subscribe(t.Context(), "events.*", 0); !errors.Is(err, topic.ErrInvalidPattern) {
+		t.Errorf("Subscribe(events.*) = %v, want ErrInvalidPattern", err)
+	}
+	if _, err := c.SubscribeWith(t.Context(), "events.a", SubscribeOptions{QueueGroup: "bad group"}); !errors.Is(err, ErrRefused) {
+		t.Errorf("Subscribe with a bad queue group = %v, want ErrRefused", err)
 	}
 	if err := c.Publish("events.Bad", nil); !errors.Is(err, topic.ErrInvalidTopic) {
 		t.Errorf("Publish(bad topic) = %v", err)
@@ -109,9 +113,13 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestServerGoesAway(t *testing.T) {
+func TestServerGoesAwayWithoutReconnect(t *testing.T) {
 	path, srv := startBroker(t)
-	c := dialT(t, path)
+	c, err := Dial(t.Context(), path, Options{NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	s, err := c.Subscribe(t.Context(), "#", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -127,10 +135,10 @@ func TestServerGoesAway(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("subscription channel not closed after goaway")
 	}
-	if err := c.Err(); !errors.Is(err, ErrClosed) {
-		t.Errorf("Err = %v", err)
+	if err := c.Err(); !errors.Is(err, ErrDisconnected) || !strings.Contains(err.Error(), "going away") {
+		t.Errorf("Err = %v, want ErrDisconnected saying the broker is going away", err)
 	}
-	if err := c.Publish("events.a", nil); !errors.Is(err, ErrClosed) {
+	if err := c.Publish("events.a", nil); !errors.Is(err, ErrDisconnected) {
 		t.Errorf("Publish after goaway = %v", err)
 	}
 }

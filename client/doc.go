@@ -1,11 +1,25 @@
-// Package client connects to a DaemonEye broker over its UNIX socket and
-// publishes and subscribes through it.
+// Package client connects to a DaemonEye broker and publishes, subscribes
+// and makes requests through it: over its UNIX socket (unix:///path, the
+// default), over TCP with mutual TLS (tls://host:port), or in the same
+// process without serialization (inproc://, with Options.Broker). The API
+// is the same for all three.
 //
-// A Conn buffers what it sends and a writer goroutine flushes the buffer in
+// A Conn buffers what it sends and one goroutine flushes the buffer in
 // batches; Flush waits until the server has handled everything sent before
-// it. Subscriptions deliver on bounded channels; messages that arrive
-// while a channel is full are dropped and counted.
+// it, and AsyncErr reports what the server refused. Subscriptions deliver
+// on bounded channels (or to a handler, with SubscribeFunc); over a socket,
+// messages that arrive while a channel is full are dropped and counted.
 //
-// Not yet: automatic reconnect with an offline buffer, TCP+mTLS, and an
-// in-process transport with this API. They are planned for this package.
+// Request publishes a request and waits for the reply on the Conn's inbox
+// (a subscription to control.inbox.<random>.+, made on first use). A
+// request nobody subscribes to fails at once with ErrNoResponders.
+//
+// When a socket connection is lost, the Conn reconnects by itself with
+// exponential backoff and jitter, subscribes everything again and waits
+// for the broker to confirm, then sends what was published meanwhile. That
+// buffer is bounded (Options.MaxBuffered); a publish beyond it fails with
+// ErrBufferFull and is counted in Stats, never dropped silently. Messages
+// in the batch being written when the connection broke may or may not have
+// reached the broker; Stats.LostInFlight counts them. Flush after a batch
+// of publishes to know they arrived.
 package client

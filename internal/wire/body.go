@@ -29,23 +29,34 @@ type Publish struct {
 
 // AppendPublish appends a publish frame to dst.
 func AppendPublish(dst []byte, p *Publish) []byte {
-	flags := p.Priority & FlagPriorityMask
-	if p.Reply != nil {
+	return appendPublish(dst, p.Priority, p.Ack, p.AckID, p.Topic, p.Reply, p.Reply != nil, p.Payload)
+}
+
+// AppendPublishMsg appends a publish frame, taking the topic and reply
+// topic as strings so that they need no conversion (and no allocation).
+// An empty reply means none; ackID is sent only if ack is set.
+func AppendPublishMsg(dst []byte, priority uint8, ack bool, ackID uint64, topic, reply string, payload []byte) []byte {
+	return appendPublish(dst, priority, ack, ackID, topic, reply, reply != "", payload)
+}
+
+func appendPublish[T string | []byte](dst []byte, priority uint8, ack bool, ackID uint64, topic, reply T, hasReply bool, payload []byte) []byte {
+	flags := priority & FlagPriorityMask
+	if hasReply {
 		flags |= FlagReply
 	}
-	if p.Ack {
+	if ack {
 		flags |= FlagAckRequested
 	}
 	start := len(dst)
 	dst = appendHeader(dst, TypePublish, flags, 0)
-	if p.Ack {
-		dst = binary.BigEndian.AppendUint64(dst, p.AckID)
+	if ack {
+		dst = binary.BigEndian.AppendUint64(dst, ackID)
 	}
-	dst = appendBytes16(dst, p.Topic)
-	if p.Reply != nil {
-		dst = appendBytes16(dst, p.Reply)
+	dst = appendBytes16(dst, topic)
+	if hasReply {
+		dst = appendBytes16(dst, reply)
 	}
-	dst = append(dst, p.Payload...)
+	dst = append(dst, payload...)
 	return sealFrame(dst, start)
 }
 

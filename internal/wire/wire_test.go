@@ -297,6 +297,24 @@ func BenchmarkReadPublish(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+func TestAppendPublishMsgMatchesAppendPublish(t *testing.T) {
+	for _, p := range []Publish{
+		{Topic: []byte("events.a"), Payload: []byte("p")},
+		{Priority: 3, Ack: true, AckID: 1<<63 | 7, Topic: []byte("control.svc"), Reply: []byte("control.inbox.x.7"), Payload: []byte("req")},
+	} {
+		a := AppendPublishMsg(nil, p.Priority, p.Ack, p.AckID, string(p.Topic), string(p.Reply), p.Payload)
+		if b := AppendPublish(nil, &p); !bytes.Equal(a, b) {
+			t.Errorf("AppendPublishMsg %x != AppendPublish %x", a, b)
+		}
+	}
+	var a []byte
+	if n := testing.AllocsPerRun(100, func() {
+		a = AppendPublishMsg(a[:0], 2, true, 9, "events.a.rather.long.topic.name.over.32.bytes", "control.inbox.x", []byte("p"))
+	}); n != 0 {
+		t.Errorf("AppendPublishMsg allocates %v times", n)
+	}
+}
+
 func TestAppendDeliverMsgMatchesAppendDeliver(t *testing.T) {
 	a := AppendDeliverMsg(nil, 3, 9, 4, "events.a", "", []byte("p"))
 	b := AppendDeliver(nil, &Deliver{SID: 3, Seq: 9, Priority: 4, Topic: []byte("events.a"), Payload: []byte("p")})

@@ -1,0 +1,176 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/transport"
+)
+
+// eachTransport runs fn against a broker reached over a UNIX socket and in
+// process: the two must behave the same.
+func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *Conn)) {
+	for _, tr := range []string{"unix", "inproc"} {
+		t.Run(tr, func(t *testing.T) {
+			b, err := eventbus.New(eventbus.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := "inproc://"
+			if tr == "unix" {
+				srv, err := server.New(server.Options{Broker: b})
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "eventbus.sock")
+				l, err := transport.ListenUnix(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				served := make(chan error, 1)
+				go func() { served <- srv.Serve(l) }()
+				t.Cleanup(func() { srv.Close(); <-served })
+				addr = "unix://" + path
+			}
+			t.Cleanup(func() { b.Close() })
+			fn(t, func(name string) *Conn {
+				c, err := Dial(t.Context(), addr, Options{Name: name, Broker: b})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			})
+		})
+	}
+}
+
+func TestAPIPubSub(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		sub, pub := dial("sub"), dial("pub")
+		s, err := sub.Subscribe(t.Context(), "events.process.+", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := []byte("pid=1")
+		if err := pub.PublishMsg(&Msg{Topic: "events.process.created", Payload: payload, Priority: eventbus.PriorityHigh}); err != nil {
+			t.Fatal(err)
+		}
+		payload[0] = 'X' // the caller may reuse its payload at once
+		if err := pub.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, s, 1)[0]
+		if m.Topic != "events.process.created" || string(m.Payload) != "pid=1" || m.Seq != 1 ||
+			m.Priority != eventbus.PriorityHigh || m.Pattern != "events.process.+" {
+			t.Errorf("got %+v", m)
+		}
+		if err := s.Unsubscribe(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := <-s.C(); ok {
+			t.Error("channel open after Unsubscribe")
+		}
+	})
+}
+
+func TestAPIRequestReply(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		svc, caller := dial("svc"), dial("caller")
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+
+		start := time.Now()
+		_, err := caller.Request(ctx, "control.svc.echo", []byte("hi"))
+		if !errors.Is(err, ErrNoResponders) {
+			t.Fatalf("request without a service: %v, want ErrNoResponders", err)
+		}
+		if waited := time.Since(start); waited > 2*time.Second {
+			t.Errorf("no responders took %v; it must not wait out the deadline", waited)
+		}
+
+		_, err = svc.SubscribeFunc(ctx, "control.svc.echo", SubscribeOptions{}, func(m *Msg) {
+			svc.Respond(m, append([]byte("echo:"), m.Payload...))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			r, err := caller.Request(ctx, "control.svc.echo", fmt.Appendf(nil, "%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(r.Payload) != fmt.Sprintf("echo:%d", i) {
+				t.Fatalf("reply %q to request %d", r.Payload, i)
+			}
+		}
+		if err := svc.Respond(&Msg{Topic: "events.a"}, nil); err == nil {
+			t.Error("Respond to a message without a reply topic succeeded")
+		}
+
+		// A service that never answers: the caller's deadline ends it.
+		if _, err := svc.Subscribe(ctx, "control.svc.silent", 0); err != nil {
+			t.Fatal(err)
+		}
+		short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancelShort()
+		if _, err := caller.Request(short, "control.svc.silent", nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("request to a silent service: %v, want DeadlineExceeded", err)
+		}
+	})
+}
+
+func TestAPIQueueGroup(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		w1, w2, pub := dial("w1"), dial("w2"), dial("pub")
+		var subs []*Subscription
+		for _, w := range []*Conn{w1, w2} {
+			s, err := w.SubscribeWith(t.Context(), "control.work.#", SubscribeOptions{QueueGroup: "workers"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, s)
+		}
+		const n = 100
+		for range n {
+			pub.Publish("control.work.item", nil)
+		}
+		pub.Flush(t.Context())
+		total := 0
+		for _, s := range subs {
+			got := drain(s)
+			if got == 0 {
+				t.Errorf("member %s got nothing; work must spread", s.Pattern())
+			}
+			total += got
+		}
+		if total != n {
+			t.Errorf("the group got %d messages, want %d: each exactly once", total, n)
+		}
+	})
+}
+
+// drain counts what arrives on s until it is quiet for 100 ms.
+func drain(s *Subscription) int {
+	n := 0
+	for {
+		select {
+		case <-s.C():
+			n++
+		case <-time.After(100 * time.Millisecond):
+			return n
+		}
+	}
+}
+
+func TestInprocNeedsBroker(t *testing.T) {
+	if _, err := Dial(t.Context(), "inproc://", Options{}); err == nil {
+		t.Error("inproc:// without Options.Broker succeeded")
+	}
+}

@@ -1,0 +1,110 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+)
+
+// inproc is the in-process transport: the Conn calls the broker directly,
+// with nothing serialized. The Conn is one subscriber of the broker, as a
+// socket connection is one subscriber of its server's broker.
+type inproc struct {
+	b   *eventbus.Broker
+	sub *eventbus.Subscriber
+}
+
+func newInproc(b *eventbus.Broker, name string) *inproc {
+	if name == "" {
+		name = "inproc"
+	}
+	return &inproc{b: b, sub: b.NewSubscriber(name)}
+}
+
+// publish hands the message to the broker. The payload is copied, so that
+// the caller may reuse it at once, as over a socket. Drops at subscribers
+// are kept for AsyncErr, as the server reports them; a refusal of the
+// message itself is returned.
+func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, prio eventbus.Priority) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload)})
+	c.published.Add(1)
+	if errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer) {
+		c.mu.Lock()
+		c.noteAsyncLocked(err)
+		c.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+func (ip *inproc) subscribe(c *Conn, s *Subscription) error {
+	es, err := ip.sub.Subscribe(s.pattern, eventbus.SubscribeOptions{
+		QueueGroup: s.opts.QueueGroup, MaxMessages: s.opts.MaxMessages, MaxBytes: s.opts.MaxBytes,
+		Overflow: s.opts.Overflow, BlockTimeout: s.opts.BlockTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	s.es, s.stop = es, make(chan struct{})
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		es.Unsubscribe()
+		return err
+	}
+	c.nextSID++
+	s.sid = c.nextSID
+	c.subs[s.sid] = s
+	c.mu.Unlock()
+	c.wg.Go(func() { c.pump(s) })
+	return nil
+}
+
+// pump moves messages from the broker's queue to the subscription's
+// channel, waiting for room (the broker's overflow policy applies to a
+// consumer that falls behind). It closes the channel when the subscription
+// ends.
+func (c *Conn) pump(s *Subscription) {
+	defer close(s.ch)
+	for {
+		d, err := s.es.Next(c.ctx)
+		if err != nil {
+			c.mu.Lock()
+			if c.subs[s.sid] == s { // ended by the broker, not by Unsubscribe
+				s.err = err
+				delete(c.subs, s.sid)
+			}
+			c.mu.Unlock()
+			return
+		}
+		m := Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern}
+		c.mu.Lock()
+		inbox := c.isInboxLocked(s)
+		if inbox {
+			c.replyLocked(&m)
+		}
+		c.mu.Unlock()
+		if inbox {
+			continue
+		}
+		select {
+		case s.ch <- m:
+		case <-s.stop:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (ip *inproc) close(c *Conn) error {
+	c.shutdown(ErrClosed)
+	ip.sub.Close()
+	c.wg.Wait()
+	return nil
+}

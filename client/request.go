@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// reply is what a request waits for.
+type reply struct {
+	msg *Msg
+	err error
+}
+
+// InboxPrefix starts the topics replies to a Conn's requests arrive on:
+// each Conn subscribes to InboxPrefix + "<random>.+".
+const InboxPrefix = "control.inbox."
+
+// Request publishes payload to topic as a request and waits for the first
+// reply, until ctx ends. It fails at once with an error wrapping
+// ErrNoResponders if nobody subscribes to topic, and with ErrDisconnected
+// if the connection is lost while it waits (the request may or may not have
+// reached the service). Replies travel to the Conn's inbox, subscribed on
+// the first Request.
+func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg, error) {
+	if err := c.ensureInbox(ctx); err != nil {
+		return nil, err
+	}
+	n := c.nonce.Add(1) | nonceBit
+	replyTo := c.inboxName + strconv.FormatUint(n&^nonceBit, 10)
+	ch := make(chan reply, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.requests[n] = ch
+	c.mu.Unlock()
+	// Ask for an ack: a request nobody subscribes to is refused with an
+	// error frame that names it.
+	if err := c.publish(topic, replyTo, payload, 0, true, n); err != nil {
+		c.forgetRequest(n)
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("client: request to %q: %w", topic, r.err)
+		}
+		return r.msg, nil
+	case <-ctx.Done():
+		c.forgetRequest(n)
+		return nil, fmt.Errorf("client: request to %q: no reply: %w", topic, ctx.Err())
+	}
+}
+
+func (c *Conn) forgetRequest(n uint64) {
+	c.mu.Lock()
+	delete(c.requests, n)
+	c.mu.Unlock()
+}
+
+// ensureInbox subscribes the Conn's inbox once.
+func (c *Conn) ensureInbox(ctx context.Context) error {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	c.mu.Lock()
+	done := c.inbox != nil
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	name := InboxPrefix + hex.EncodeToString(b[:]) + "."
+	c.mu.Lock()
+	c.inboxName = name // before subscribing: the reader routes on it
+	c.mu.Unlock()
+	s, err := c.SubscribeWith(ctx, name+"+", SubscribeOptions{Buffer: 1})
+	if err != nil {
+		return fmt.Errorf("client: subscribe the reply inbox: %w", err)
+	}
+	c.mu.Lock()
+	c.inbox = s
+	c.mu.Unlock()
+	return nil
+}
+
+// isInboxLocked reports whether m arrived on the inbox subscription.
+func (c *Conn) isInboxLocked(s *Subscription) bool {
+	return c.inboxName != "" && s.pattern == c.inboxName+"+"
+}
+
+// replyLocked hands a message that arrived on the inbox to its request; a
+// reply nobody waits for any more (the request timed out) is dropped.
+func (c *Conn) replyLocked(m *Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(m.Topic, c.inboxName), 10, 63)
+	if err != nil {
+		return
+	}
+	n := id | nonceBit
+	if ch, ok := c.requests[n]; ok {
+		delete(c.requests, n)
+		ch <- reply{msg: m}
+	}
+}

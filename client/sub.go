@@ -1,0 +1,185 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/wire"
+	"github.com/daemoneye/daemoneye/topic"
+)
+
+// SubscribeOptions configures a subscription. The zero value is a
+// 1024-message channel and the broker's default queue.
+type SubscribeOptions struct {
+	// Buffer is the capacity of the subscription's channel, in messages
+	// (default 1024). Over a socket, a message that arrives while the
+	// channel is full is dropped and counted in Dropped: one slow
+	// subscription must not stall the others on the connection. In
+	// process, the broker's queue waits instead, under its Overflow.
+	Buffer int
+	// QueueGroup shares the matching messages with the group's other
+	// members: each goes to one of them (see eventbus.SubscribeOptions).
+	QueueGroup string
+	// MaxMessages, MaxBytes, Overflow and BlockTimeout configure the
+	// subscription's queue in the broker; zero values mean the broker's
+	// defaults (see eventbus.SubscribeOptions). Over a socket the server
+	// also bounds each connection's pending bytes.
+	MaxMessages  int
+	MaxBytes     int64
+	Overflow     eventbus.Overflow
+	BlockTimeout time.Duration
+}
+
+// Subscription is one pattern subscribed on a Conn. It survives reconnects:
+// the Conn subscribes again on every new connection.
+type Subscription struct {
+	c       *Conn
+	sid     uint32
+	pattern string
+	opts    SubscribeOptions
+	ch      chan Msg // closed when the subscription ends
+	dropped atomic.Uint64
+	err     error // why it ended, if the server refused it; under c.mu
+
+	// in process only
+	es   *eventbus.Subscription
+	stop chan struct{} // closed by Unsubscribe; the pump closes ch
+}
+
+// C returns the channel messages arrive on. It is closed when the
+// subscription or the Conn ends.
+func (s *Subscription) C() <-chan Msg { return s.ch }
+
+// Pattern returns the subscription's pattern.
+func (s *Subscription) Pattern() string { return s.pattern }
+
+// Dropped counts messages that arrived while C was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Err returns why the broker ended the subscription (for example it refused
+// to restore it after a reconnect), or nil.
+func (s *Subscription) Err() error {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.err
+}
+
+func (s *Subscription) appendSubscribe(b []byte) []byte {
+	return wire.AppendSubscribe(b, &wire.Subscribe{
+		SID: s.sid, Pattern: []byte(s.pattern), QueueGroup: []byte(s.opts.QueueGroup),
+		Overflow: uint8(s.opts.Overflow), MaxMessages: uint32(max(0, s.opts.MaxMessages)),
+		MaxBytes: uint64(max(0, s.opts.MaxBytes)), BlockTimeoutMs: uint32(max(0, s.opts.BlockTimeout.Milliseconds())),
+	})
+}
+
+// Subscribe subscribes to pattern with a channel of buffer messages (0
+// means 1024) and waits for the broker to accept it.
+func (c *Conn) Subscribe(ctx context.Context, pattern string, buffer int) (*Subscription, error) {
+	return c.SubscribeWith(ctx, pattern, SubscribeOptions{Buffer: buffer})
+}
+
+// SubscribeFunc subscribes like SubscribeWith and calls fn for each
+// message, one at a time, on a goroutine the Conn owns, until the
+// subscription ends. fn must not call Close.
+func (c *Conn) SubscribeFunc(ctx context.Context, pattern string, opts SubscribeOptions, fn func(*Msg)) (*Subscription, error) {
+	if fn == nil {
+		return nil, fmt.Errorf("client: SubscribeFunc on %q needs a handler", pattern)
+	}
+	s, err := c.SubscribeWith(ctx, pattern, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.wg.Go(func() {
+		for m := range s.ch {
+			fn(&m)
+		}
+	})
+	return s, nil
+}
+
+// SubscribeWith subscribes to pattern and waits until the broker accepts
+// it, or ctx ends. While the connection is down it waits for the
+// reconnect.
+func (c *Conn) SubscribeWith(ctx context.Context, pattern string, opts SubscribeOptions) (*Subscription, error) {
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return nil, fmt.Errorf("client: subscribe: %w", err)
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = DefaultSubBuffer
+	}
+	s := &Subscription{c: c, pattern: pattern, opts: opts, ch: make(chan Msg, opts.Buffer)}
+	if c.ip != nil {
+		return s, c.ip.subscribe(c, s)
+	}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.nextSID++
+	s.sid = c.nextSID
+	c.subs[s.sid] = s
+	// Under mu, so that a reconnect either restores it or sees it here,
+	// never both.
+	if c.sess != nil {
+		c.out = s.appendSubscribe(c.out)
+	}
+	c.mu.Unlock()
+	c.signal()
+	err := c.Flush(ctx) // the pong comes after the server handled the subscribe
+	if err == nil {
+		err = s.Err()
+	}
+	if err != nil {
+		s.Unsubscribe() // in case the server did subscribe (ctx ended first)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Unsubscribe ends the subscription: the broker stops sending and C is
+// closed. Calling it again does nothing.
+func (s *Subscription) Unsubscribe() error {
+	c := s.c
+	c.mu.Lock()
+	if c.subs[s.sid] != s {
+		c.mu.Unlock()
+		return nil
+	}
+	c.endSubLocked(s)
+	if c.sess != nil {
+		c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+	}
+	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+// endSubLocked removes s from the Conn and ends its channel: at once over
+// a socket (the reader sends under mu), by its pump in process.
+func (c *Conn) endSubLocked(s *Subscription) {
+	if c.subs[s.sid] != s {
+		return
+	}
+	delete(c.subs, s.sid)
+	if s.es != nil {
+		close(s.stop)
+		s.es.Unsubscribe()
+		return
+	}
+	close(s.ch)
+}
+
+func (c *Conn) sortedSubsLocked() []*Subscription {
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	sort.Slice(subs, func(i, j int) bool { return subs[i].sid < subs[j].sid })
+	return subs
+}
