@@ -2,9 +2,12 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,5 +175,25 @@ func drain(s *Subscription) int {
 func TestInprocNeedsBroker(t *testing.T) {
 	if _, err := Dial(t.Context(), "inproc://", Options{}); err == nil {
 		t.Error("inproc:// without Options.Broker succeeded")
+	}
+}
+
+func TestServerAnswersStatsRequests(t *testing.T) {
+	path, _ := startBroker(t)
+	c := dialT(t, path)
+	c.Publish("events.counted", nil)
+	r, err := c.Request(t.Context(), server.StatsTopic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st server.Stats
+	if err := json.Unmarshal(r.Payload, &st); err != nil {
+		t.Fatalf("stats reply %q: %v", r.Payload, err)
+	}
+	if len(st.Connections) != 1 || st.Connections[0].Client != "test" || !strings.HasPrefix(st.Connections[0].Identity, "uid:") {
+		t.Errorf("connections %+v, want this one", st.Connections)
+	}
+	if !slices.ContainsFunc(st.Broker.Topics, func(ts eventbus.TopicStats) bool { return ts.Topic == "events.counted" && ts.Published == 1 }) {
+		t.Errorf("topics %+v, want events.counted published once", st.Broker.Topics)
 	}
 }

@@ -34,6 +34,7 @@ type conn struct {
 	slow    bool                 // over MaxPending where the policy is to disconnect: the writer closes
 	writing int                  // bytes of the batch being written, still counted against MaxPending
 	sub     *eventbus.Subscriber // set once the handshake succeeds
+	info    ConnStats            // set with sub
 	closeCh chan struct{}        // closed by close
 	wake    chan struct{}        // capacity 1: out became non-empty or slow was set
 
@@ -120,6 +121,7 @@ func (c *conn) serve() error {
 	closed := c.closed
 	if !closed {
 		c.sub = sub
+		c.info = ConnStats{Session: session, Identity: identity, Client: string(hello.ClientName), Remote: c.nc.RemoteAddr().String()}
 	}
 	c.mu.Unlock()
 	if closed {

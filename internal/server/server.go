@@ -60,6 +60,9 @@ type Options struct {
 	// MaxSubscriptions bounds the subscriptions of one connection (default
 	// 4096); more are refused with CodeLimit.
 	MaxSubscriptions int
+	// NoStatsService stops the server from answering stats requests on
+	// StatsTopic (as daemoneye-cli stats sends them).
+	NoStatsService bool
 	// Auth says who may connect and how they prove it; the zero value
 	// admits root and the server's own user over a UNIX socket.
 	Auth Auth
@@ -77,7 +80,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closed    bool
 
-	wg sync.WaitGroup // every connection goroutine
+	wg    sync.WaitGroup         // every connection goroutine
+	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
 }
 
 // New returns a server for opts.Broker.
@@ -98,10 +102,17 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		opts: opts, log: log, slots: make(chan struct{}, opts.MaxConns),
 		listeners: make(map[net.Listener]struct{}), conns: make(map[*conn]struct{}),
-	}, nil
+	}
+	if !opts.NoStatsService {
+		var err error
+		if s.stats, err = s.serveStats(); err != nil {
+			return nil, fmt.Errorf("server: answer stats requests on %s: %w", StatsTopic, err)
+		}
+	}
+	return s, nil
 }
 
 func or[T int | time.Duration](v, def T) T {
@@ -241,6 +252,9 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) stopAccepting() []*conn {
+	if s.stats != nil {
+		s.stats.Unsubscribe()
+	}
 	s.mu.Lock()
 	s.closed = true
 	for l := range s.listeners {
