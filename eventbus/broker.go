@@ -210,6 +210,10 @@ type publication struct {
 func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]Message) {
 	if sink := s.owner.sink; sink != nil {
 		if err := sink.Deliver(s, *m); err != nil {
+			if waitable(sink, s, err) {
+				p.blocked = append(p.blocked, s)
+				return
+			}
 			p.errs = joinErr(p.errs, b.sinkRefused(p.ts, s, m, err))
 			return
 		}
@@ -282,6 +286,9 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	if sink := s.owner.sink; sink != nil {
+		return b.waitSink(ctx, ts, s, m, sink, timeout)
+	}
 	s.q.block(1)
 	defer s.q.block(-1)
 	var none []Message
@@ -300,6 +307,49 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 			return s.fullErr()
 		}
 		room := s.q.waitRoom(m.size())
+		if room == nil {
+			continue
+		}
+		var why error
+		select {
+		case <-room:
+			continue
+		case <-ctx.Done():
+			why = ctx.Err()
+		case <-timeout:
+			why = fmt.Errorf("waited %v for room", s.blockTimeout)
+		}
+		s.drops[DropTimeout].Add(1)
+		ts.dropped[DropTimeout].Add(1)
+		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.slowErr(), m.Seq, m.Topic, why)
+	}
+}
+
+// waitable reports whether a sink's refusal should make the publisher wait.
+func waitable(sink Sink, s *Subscription, err error) bool {
+	_, ok := sink.(RoomWaiter)
+	return ok && s.q.overflow == OverflowBlock && errors.Is(err, ErrQueueFull)
+}
+
+// waitSink waits for room in a RoomWaiter sink, offering the message again
+// each time room may have appeared.
+func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, m *Message, sink Sink, timeout <-chan time.Time) error {
+	w := sink.(RoomWaiter)
+	for {
+		ts.mu.Lock()
+		err := sink.Deliver(s, *m)
+		if err == nil {
+			ts.enqueued++
+		}
+		ts.mu.Unlock()
+		if err == nil {
+			s.sunk.Add(1)
+			return nil
+		}
+		if !waitable(sink, s, err) {
+			return b.sinkRefused(ts, s, m, err)
+		}
+		room := w.Room(s, int(m.size()))
 		if room == nil {
 			continue
 		}

@@ -29,6 +29,21 @@ type Sink interface {
 	Deliver(s *Subscription, m Message) error
 }
 
+// A RoomWaiter is a Sink that can make a publisher wait for room, so that
+// OverflowBlock holds for its subscriptions as for queues. When Deliver
+// refuses a message with an error wrapping ErrQueueFull for a subscription
+// whose policy is OverflowBlock, the broker waits on Room's channel (bounded
+// by the publisher's context and the subscription's BlockTimeout) and offers
+// the message again; it drops and counts it with DropTimeout if the wait
+// ends first. The message may then arrive after later ones from other
+// publishers.
+type RoomWaiter interface {
+	// Room returns nil if a message of size bytes fits now (or the sink
+	// is closed), else a channel closed when room may have appeared. It is
+	// called without the broker's locks and must not block.
+	Room(s *Subscription, size int) <-chan struct{}
+}
+
 // NewSinkSubscriber returns a subscriber whose subscriptions deliver into
 // sink instead of queues. Its subscriptions cannot be read with Next and
 // cannot have handlers.

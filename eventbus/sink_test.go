@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // recSink records deliveries and refuses with refuse, if set.
@@ -88,4 +90,82 @@ func TestSinkSubscriber(t *testing.T) {
 	if err := b.Publish(t.Context(), Message{Topic: "events.network.conn"}); err != nil {
 		t.Errorf("publish to a closing sink = %v", err)
 	}
+}
+
+// capSink holds up to cap messages until drained, and implements RoomWaiter.
+type capSink struct {
+	mu   sync.Mutex
+	cap  int
+	held int
+	room chan struct{}
+}
+
+func (c *capSink) Deliver(s *Subscription, m Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held >= c.cap {
+		return fmt.Errorf("%w: sink full", ErrQueueFull)
+	}
+	c.held++
+	return nil
+}
+
+func (c *capSink) Room(s *Subscription, size int) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held < c.cap {
+		return nil
+	}
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	return c.room
+}
+
+func (c *capSink) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = 0
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
+func TestBlockingSinkMakesThePublisherWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBroker(t, Options{})
+		sink := &capSink{cap: 1}
+		conn := b.NewSinkSubscriber("conn", sink)
+		if _, err := conn.Subscribe("events.#", SubscribeOptions{BlockTimeout: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		publish(t, b, "events.a", "1", 0)
+		done := make(chan error, 1)
+		go func() { done <- b.Publish(t.Context(), Message{Topic: "events.a", Payload: []byte("2")}) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("publish to a full blocking sink returned at once: %v", err)
+		default:
+		}
+		sink.drain()
+		if err := <-done; err != nil {
+			t.Fatalf("publish after room appeared: %v", err)
+		}
+
+		// No room within BlockTimeout: dropped, counted, reported.
+		start := time.Now()
+		err := b.Publish(t.Context(), Message{Topic: "events.a", Payload: []byte("3")})
+		if !errors.Is(err, ErrSlowConsumer) {
+			t.Fatalf("publish that waited out BlockTimeout: %v, want ErrSlowConsumer", err)
+		}
+		if waited := time.Since(start); waited != time.Second {
+			t.Errorf("waited %v, want the BlockTimeout of 1s", waited)
+		}
+		st := b.Stats()
+		if st.Dropped.Timeout != 1 || st.Delivered != 2 {
+			t.Errorf("dropped %+v, delivered %d; want 1 timeout and 2 delivered", st.Dropped, st.Delivered)
+		}
+	})
 }

@@ -35,6 +35,7 @@ type conn struct {
 	writing int                  // bytes of the batch being written, still counted against MaxPending
 	sub     *eventbus.Subscriber // set once the handshake succeeds
 	info    ConnStats            // set with sub
+	room    chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
 	closeCh chan struct{}        // closed by close
 	wake    chan struct{}        // capacity 1: out became non-empty or slow was set
 
@@ -311,6 +312,28 @@ func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
 	return nil
 }
 
+// Room implements eventbus.RoomWaiter: a publisher to a subscription whose
+// policy is block waits here while the connection is over MaxPending.
+func (c *conn) Room(_ *eventbus.Subscription, size int) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.out)+c.writing+size <= c.srv.opts.MaxPending {
+		return nil
+	}
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	return c.room
+}
+
+// roomLocked wakes the publishers waiting for room.
+func (c *conn) roomLocked() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
 // Built once: a full connection refuses every message until it drains,
 // and building an error per refused message would allocate on the hot path.
 var (
@@ -444,6 +467,7 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 	_, err := c.nc.Write(batch)
 	c.mu.Lock()
 	c.writing = 0
+	c.roomLocked()
 	if cap(batch) <= 1<<20 { // keep moderate buffers, let huge ones go
 		c.spare = batch[:0]
 	} else {
@@ -472,6 +496,7 @@ func (c *conn) close(why error) {
 	}
 	c.closed = true
 	c.done.Store(true)
+	c.roomLocked()
 	sub := c.sub
 	c.mu.Unlock()
 	if sub != nil {

@@ -49,13 +49,16 @@ type Options struct {
 	// client that does not read within it is disconnected.
 	WriteTimeout time.Duration
 	// MaxPending bounds the bytes buffered for one connection, counting
-	// the batch being written (default 64 MiB). Beyond it, messages for
-	// the connection's subscriptions are dropped (overflow drop-oldest,
-	// drop-newest, block) or the connection is closed as a slow consumer
-	// (disconnect); every drop is counted in the broker's stats. A client
-	// whose control frames (pongs, acks, errors) would pass it is not
-	// reading and is closed. Per-subscription MaxMessages and MaxBytes are
-	// not applied over the socket yet: this bound is per connection.
+	// the batch being written (default 64 MiB). Beyond it, each
+	// subscription's overflow policy decides: block makes the publisher
+	// wait for the writer (up to the subscription's BlockTimeout), so a
+	// publishing client's reader stalls and TCP-style backpressure reaches
+	// it; drop-newest and drop-oldest drop the new message (frames already
+	// in the buffer cannot be taken back); disconnect closes the connection
+	// as a slow consumer. Every drop is counted in the broker's stats. A
+	// client whose control frames (pongs, acks, errors) would pass the
+	// bound is not reading and is closed. Per-subscription MaxMessages and
+	// MaxBytes do not apply over the socket: this bound is per connection.
 	MaxPending int
 	// MaxSubscriptions bounds the subscriptions of one connection (default
 	// 4096); more are refused with CodeLimit.

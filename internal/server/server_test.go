@@ -450,3 +450,35 @@ func TestNonReadingClientIsCutOff(t *testing.T) {
 	}
 	t.Fatal("the server kept a connection that never reads")
 }
+
+// A subscription with the block policy holds its publisher back while the
+// connection is over MaxPending, instead of dropping: nothing is lost.
+func TestBlockPolicyHoldsThePublisher(t *testing.T) {
+	path, _, b := start(t, Options{MaxPending: 8 << 10})
+	sub, pub := dial(t, path), dial(t, path)
+	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), BlockTimeoutMs: 20000}))
+	sub.sync()
+	const n = 2000 // 2 MB: far beyond MaxPending and the kernel's socket buffers
+	payload := bytes.Repeat([]byte("x"), 1000)
+	go func() {
+		// The server stops reading from the publisher while it waits, so
+		// write from a goroutine; the test's deadline is on the reads.
+		for range n {
+			pub.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			pub.nc.Write(wire.AppendPublish(nil, &wire.Publish{Topic: []byte("events.a"), Payload: payload}))
+		}
+	}()
+	for i := range n {
+		sub.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := sub.r.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d messages: %v (stats %+v)", i, err, b.Stats().Dropped)
+		}
+		if d, err := wire.ParseDeliver(f.Flags, f.Body); err != nil || d.Seq != uint64(i+1) {
+			t.Fatalf("message %d: seq %d, %v", i, d.Seq, err)
+		}
+	}
+	if st := b.Stats(); st.Dropped.Total() != 0 || st.Delivered != n {
+		t.Errorf("delivered %d, dropped %+v; want all %d and no drops", st.Delivered, st.Dropped, n)
+	}
+}
