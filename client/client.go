@@ -67,7 +67,9 @@ type Options struct {
 	// the system roots and no client certificate.
 	TLSConfig *tls.Config
 	// Token authenticates the client with a shared secret instead of its
-	// peer credentials or certificate. Empty means no token.
+	// peer credentials: accepted over the UNIX socket and tcp:// (loopback
+	// only); refused over tls://, where the certificate identifies the
+	// client. Empty means no token.
 	Token string
 	// Broker is the broker an inproc:// address connects to, in this
 	// process. Required for inproc://, ignored otherwise.

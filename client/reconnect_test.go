@@ -237,4 +237,3 @@ func TestNextBackoff(t *testing.T) {
 		}
 	}
 }
-

@@ -95,6 +95,9 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxConns < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 {
 		return nil, errors.New("server: MaxConns, MaxPending and MaxSubscriptions must not be negative")
 	}
+	if err := opts.Auth.Validate(); err != nil {
+		return nil, err
+	}
 	opts.MaxSubscriptions = or(opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)
 	opts.MaxPending = or(opts.MaxPending, DefaultMaxPending)

@@ -6,4 +6,9 @@
 // the socket is made 0600, a stale socket left by a crashed broker is
 // replaced, and a live broker on the same path is never displaced. The
 // peer's uid, gid and pid are read with SO_PEERCRED for every connection.
+//
+// TCP is opt-in (ListenTCP) and requires mutual TLS: TLS 1.2 or 1.3 with
+// client certificates verified against a configured CA, whose name
+// (CertName) identifies the client. Plaintext TCP exists only for loopback
+// addresses, when asked for explicitly; it identifies nobody.
 package transport

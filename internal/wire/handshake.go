@@ -72,19 +72,27 @@ func versionList(vs []Version) string {
 	return strings.Join(s, ", ")
 }
 
-// Auth methods a client may offer in its hello frame.
+// Auth methods a client may offer in its hello frame. Values are stable:
+// never renumbered or reused. Which method a server accepts depends on the
+// transport: see docs/security.md.
 const (
-	AuthPeer  uint8 = 0 // the transport identifies the peer (UNIX peer credentials, TLS certificate)
-	AuthToken uint8 = 1 // a bearer token in Credential
+	// AuthPeer: the transport identifies the peer (UNIX peer credentials;
+	// over TLS, the client certificate, as with AuthCertificate).
+	AuthPeer uint8 = 0
+	// AuthToken: a bearer token in Credential.
+	AuthToken uint8 = 1
+	// AuthCertificate: the verified TLS client certificate identifies the
+	// peer; only over TLS. Credential is empty.
+	AuthCertificate uint8 = 2
 )
 
 // Hello is the body of the client's first frame.
 type Hello struct {
 	Versions     []Version // at most 255
 	Capabilities uint32    // bit set of optional features the client supports
-	AuthMethod   uint8
-	Credential   []byte // the token for AuthToken; empty otherwise
-	ClientName   []byte // for logs and stats
+	AuthMethod   uint8     // AuthPeer, AuthToken or AuthCertificate
+	Credential   []byte    // the token for AuthToken; empty otherwise
+	ClientName   []byte    // for logs and stats
 }
 
 // AppendHello appends a hello frame to dst.

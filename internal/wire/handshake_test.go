@@ -67,3 +67,28 @@ func TestHandshakeIgnoresAppendedFields(t *testing.T) {
 		t.Errorf("truncated hello: %v", err)
 	}
 }
+
+// The auth method and credential survive the round trip, for every method
+// and for one this build does not know (the server refuses it, not the
+// parser).
+func TestHelloAuthRoundTrip(t *testing.T) {
+	tests := []struct {
+		method uint8
+		cred   string
+	}{
+		{AuthPeer, ""},
+		{AuthToken, "s3cret-0123456789abcdef"},
+		{AuthCertificate, ""},
+		{9, "x"},
+	}
+	for _, tt := range tests {
+		b := AppendHello(nil, &Hello{Versions: []Version{Current}, AuthMethod: tt.method, Credential: []byte(tt.cred), ClientName: []byte("c")})
+		h, err := ParseHello(0, b[HeaderSize:])
+		if err != nil || h.AuthMethod != tt.method || string(h.Credential) != tt.cred || string(h.ClientName) != "c" {
+			t.Errorf("method %d: got %+v, %v", tt.method, h, err)
+		}
+	}
+	if AuthPeer != 0 || AuthToken != 1 || AuthCertificate != 2 {
+		t.Error("auth method values are part of the protocol and must not change")
+	}
+}
