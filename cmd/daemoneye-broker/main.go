@@ -1,6 +1,9 @@
 // Command daemoneye-broker runs the DaemonEye event bus as a standalone
-// broker on a UNIX socket. SIGINT or SIGTERM drains the clients and removes
-// the socket.
+// broker: on a UNIX socket, and optionally on TCP with mutual TLS. SIGINT
+// or SIGTERM drains the clients and removes the socket.
+//
+// Settings come from flags, then $DAEMONEYE_SOCKET, then the file given
+// with --config (YAML; an unknown key is an error), then the defaults.
 package main
 
 import (
@@ -9,78 +12,214 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/config"
 	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "daemoneye-broker:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// listOf is a repeatable flag.
+type listOf []string
+
+func (l *listOf) String() string     { return strings.Join(*l, ",") }
+func (l *listOf) Set(v string) error { *l = append(*l, v); return nil }
+
+// settings parses the command line and merges it with the environment,
+// the configuration file and the defaults.
+func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	fs := flag.NewFlagSet("daemoneye-broker", flag.ContinueOnError)
-	socket := fs.String("socket", envOr("DAEMONEYE_SOCKET", transport.DefaultSocketPath()), "UNIX socket to listen on (env DAEMONEYE_SOCKET)")
-	maxConns := fs.Int("max-conns", 1024, "most concurrent client connections")
-	drain := fs.Duration("drain-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for clients to leave")
-	verbose := fs.Bool("v", false, "log connections")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
+	fs.String("socket", "", "UNIX socket to listen on (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	fs.Int("max-conns", 1024, "most concurrent client connections")
+	fs.Duration("drain-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for clients to leave")
+	fs.String("tcp", "", "also listen on TCP HOST:PORT, with TLS (off by default)")
+	fs.Bool("tcp-plaintext", false, "allow TCP without TLS: only on a loopback address, clients need a token")
+	fs.String("tls-ca", "", "CA certificate (PEM) that signs client certificates")
+	fs.String("tls-cert", "", "the broker's TLS certificate (PEM)")
+	fs.String("tls-key", "", "the broker's TLS key (PEM)")
+	fs.String("token-file", "", `file of "NAME SECRET" lines for token authentication (mode 0600)`)
+	var uids, gids, certs listOf
+	fs.Var(&uids, "allow-uid", "admit this uid on the UNIX socket besides root and the broker's user (repeatable)")
+	fs.Var(&gids, "allow-gid", "admit this primary gid on the UNIX socket (repeatable)")
+	fs.Var(&certs, "allow-cert", "admit only TLS clients with this certificate name (repeatable; default: any the CA signed)")
+	fs.BoolVar(&verbose, "v", false, "log connections")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
+	}
+	cfg = config.Broker{MaxConns: 1024, DrainTimeout: config.Duration(5 * time.Second)}
+	if *configPath != "" {
+		if err := config.Load(*configPath, &cfg); err != nil {
+			return cfg, false, err
 		}
+	}
+	if v := os.Getenv("DAEMONEYE_SOCKET"); v != "" {
+		cfg.Socket = v
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		v := f.Value.String()
+		switch f.Name {
+		case "socket":
+			cfg.Socket = v
+		case "max-conns":
+			cfg.MaxConns, _ = strconv.Atoi(v)
+		case "drain-timeout":
+			d, _ := time.ParseDuration(v)
+			cfg.DrainTimeout = config.Duration(d)
+		case "tcp":
+			cfg.TCP = v
+		case "tcp-plaintext":
+			cfg.TCPPlaintext = v == "true"
+		case "tls-ca":
+			cfg.TLSCA = v
+		case "tls-cert":
+			cfg.TLSCert = v
+		case "tls-key":
+			cfg.TLSKey = v
+		case "token-file":
+			cfg.TokenFile = v
+		case "allow-cert":
+			cfg.AllowCerts = certs
+		case "allow-uid", "allow-gid":
+			ids, err := parseIDs(f.Name, *f.Value.(*listOf))
+			if err != nil {
+				ferr = err
+			} else if f.Name == "allow-uid" {
+				cfg.AllowUIDs = ids
+			} else {
+				cfg.AllowGIDs = ids
+			}
+		}
+	})
+	if cfg.Socket == "" {
+		cfg.Socket = transport.DefaultSocketPath()
+	}
+	return cfg, verbose, ferr
+}
+
+func parseIDs(name string, vs []string) ([]uint32, error) {
+	ids := make([]uint32, 0, len(vs))
+	for _, v := range vs {
+		id, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %q: want a numeric id", name, v)
+		}
+		ids = append(ids, uint32(id))
+	}
+	return ids, nil
+}
+
+func run(args []string) error {
+	cfg, verbose, err := settings(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	level := slog.LevelInfo
-	if *verbose {
+	if verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	auth := server.Auth{
+		Peers:     transport.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},
+		CertNames: cfg.AllowCerts,
+	}
+	if cfg.TokenFile != "" {
+		if auth.Tokens, err = server.LoadTokens(cfg.TokenFile); err != nil {
+			return err
+		}
+	}
 	b, err := eventbus.New(eventbus.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: *maxConns})
+	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, Auth: auth})
 	if err != nil {
 		return err
 	}
-	l, err := transport.ListenUnix(*socket)
+	listeners, err := listen(&cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("listening", "socket", *socket)
+	for _, l := range listeners {
+		log.Info("listening", "addr", l.Addr().String(), "network", l.Addr().Network())
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var g errgroup.Group
+	for _, l := range listeners {
+		g.Go(func() error {
+			if err := srv.Serve(l); !errors.Is(err, server.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	go func() { served <- g.Wait() }()
 	select {
-	case err := <-served:
+	case err := <-served: // a listener failed: stop the others
+		srv.Close()
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "drain_timeout", *drain)
-	dctx, cancel := context.WithTimeout(context.Background(), *drain)
+	log.Info("shutting down", "drain_timeout", time.Duration(cfg.DrainTimeout))
+	dctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
 		log.Warn("clients did not leave in time", "err", err)
 	}
-	<-served // the listener closed: the socket file is removed
+	if err := <-served; err != nil { // every listener closed: the socket file is removed
+		return err
+	}
 	return b.Shutdown(dctx)
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+// listen opens the UNIX socket and, if configured, the TCP listener.
+func listen(cfg *config.Broker) ([]net.Listener, error) {
+	ul, err := transport.ListenUnix(cfg.Socket)
+	if err != nil {
+		return nil, err
 	}
-	return def
+	if cfg.TCP == "" {
+		return []net.Listener{ul}, nil
+	}
+	tcfg := transport.TCPConfig{AllowPlaintext: cfg.TCPPlaintext, HandshakeTimeout: server.DefaultHandshakeTimeout}
+	if cfg.TLSCA != "" || cfg.TLSCert != "" || cfg.TLSKey != "" || !cfg.TCPPlaintext {
+		if tcfg.TLS, err = transport.ServerTLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+			ul.Close()
+			return nil, fmt.Errorf("--tcp %s: %w (give --tls-ca, --tls-cert and --tls-key, or --tcp-plaintext on a loopback address)", cfg.TCP, err)
+		}
+	}
+	tl, err := transport.ListenTCP(cfg.TCP, tcfg)
+	if err != nil {
+		ul.Close()
+		return nil, err
+	}
+	return []net.Listener{ul, tl}, nil
 }

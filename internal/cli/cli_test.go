@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,32 +20,6 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
-func TestBenchJSON(t *testing.T) {
-	code, out, errOut := run(t, "bench", "--msgs", "20000", "--size", "64", "--pub", "2", "--sub", "2", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var r map[string]any
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
-	}
-	for _, k := range []string{"msgs_per_sec", "p50_us", "p99_us"} {
-		if v, ok := r[k].(float64); !ok || v <= 0 {
-			t.Errorf("%s = %v, want a positive number", k, r[k])
-		}
-	}
-	if r["msgs"].(float64) != 20000 || r["dropped"].(float64) != 0 {
-		t.Errorf("result %v", r)
-	}
-}
-
-func TestBenchTable(t *testing.T) {
-	code, out, _ := run(t, "bench", "--msgs", "5000")
-	if code != 0 || !strings.Contains(out, "msgs/s") || !strings.Contains(out, "p99") {
-		t.Errorf("exit %d, output:\n%s", code, out)
-	}
-}
-
 func TestUsageErrors(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -55,10 +28,6 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, 2, "Usage"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"bench", "--transport", "carrier-pigeon"}, 2, "only inproc"},
-		{[]string{"bench", "--nope"}, 2, "flag provided but not defined"},
-		{[]string{"bench", "--msgs", "-5"}, 1, "must not be negative"},
-		{[]string{"bench", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"help"}, 0, "Usage"},
 	}
 	for _, tt := range tests {

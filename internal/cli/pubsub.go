@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,9 +16,12 @@ import (
 
 // global holds the flags that come before the command.
 type global struct {
-	socket string
-	url    string
-	stdin  io.Reader
+	socket                 string
+	url                    string
+	token                  string // --token or $DAEMONEYE_TOKEN
+	tlsCA, tlsCert, tlsKey string
+	stdin                  io.Reader
+	stderr                 io.Writer // for notices from the connection's goroutine; safe for concurrent use
 }
 
 func (g *global) addr() string {
@@ -32,8 +36,43 @@ func (g *global) addr() string {
 	return transport.DefaultSocketPath()
 }
 
+// credentials returns the token and TLS configuration the flags give.
+func (g *global) credentials() (string, *tls.Config, error) {
+	token := g.token
+	if token == "" {
+		token = os.Getenv("DAEMONEYE_TOKEN")
+	}
+	if g.tlsCA == "" && g.tlsCert == "" && g.tlsKey == "" {
+		return token, nil, nil
+	}
+	cfg, err := client.LoadTLSConfig(g.tlsCA, g.tlsCert, g.tlsKey)
+	return token, cfg, err
+}
+
 func (g *global) dial(ctx context.Context) (*client.Conn, error) {
-	return client.Dial(ctx, g.addr(), client.Options{Name: "daemoneye-cli"})
+	token, tlsCfg, err := g.credentials()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(ctx, g.addr(), client.Options{
+		Name: "daemoneye-cli", Token: token, TLSConfig: tlsCfg,
+		OnDisconnect: func(err error) {
+			fmt.Fprintf(g.stderr, "daemoneye-cli: lost the broker (%v); reconnecting, and buffering what is published meanwhile\n", err)
+		},
+		OnReconnect: func() { fmt.Fprintln(g.stderr, "daemoneye-cli: reconnected to the broker; subscriptions restored") },
+	})
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // runPub publishes DATA, or one message per line of standard input.
@@ -107,7 +146,17 @@ func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Wri
 			return err
 		}
 		wg.Go(func() {
-			for m := range s.C() {
+			for {
+				var m client.Msg
+				var ok bool
+				select { // not range: an interrupt must end this without a message
+				case m, ok = <-s.C():
+					if !ok {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
 				select {
 				case msgs <- m:
 				case <-ctx.Done():

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lines collects a process's output lines on a channel.
+func lines(t *testing.T, r io.Reader) <-chan string {
+	t.Helper()
+	ch := make(chan string, 100)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// expectLine waits up to 10 s for a line containing want.
+func expectLine(t *testing.T, ch <-chan string, what, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s ended before printing %q", what, want)
+			}
+			if strings.Contains(l, want) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("%s did not print %q within 10 s", what, want)
+		}
+	}
+}
+
+// The broker is killed and started again: the clients, separate processes,
+// reconnect by themselves; what the publisher buffered meanwhile reaches the
+// new broker, and the subscriber's subscription is restored.
+func TestBrokerKilledAndRestarted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir := t.TempDir()
+	brokerBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+
+	startBroker := func() *exec.Cmd {
+		b := exec.Command(brokerBin, "--socket", sock)
+		berr, _ := b.StderrPipe()
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		expectLine(t, lines(t, berr), "the broker", "listening")
+		return b
+	}
+	broker := startBroker()
+
+	sub := exec.Command(cliBin, "--socket", sock, "sub", "--json", "events.test.#")
+	subOut, _ := sub.StdoutPipe()
+	subErr, _ := sub.StderrPipe()
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Process.Kill()
+	subLines, subNotices := lines(t, subOut), lines(t, subErr)
+	expectLine(t, subNotices, "sub", "subscribed")
+
+	pub := exec.Command(cliBin, "--socket", sock, "pub", "events.test.lines")
+	pubIn, _ := pub.StdinPipe()
+	pubErr, _ := pub.StderrPipe()
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Process.Kill()
+	pubNotices := lines(t, pubErr)
+
+	payloadOf := func(l string) string {
+		var m struct{ Payload string }
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("sub printed %q: %v", l, err)
+		}
+		return m.Payload
+	}
+	fmt.Fprintln(pubIn, "before")
+	expectLine(t, subLines, "sub", `"before"`)
+
+	broker.Process.Kill() // SIGKILL: no goodbye, the socket file stays behind
+	broker.Wait()
+	expectLine(t, pubNotices, "pub", "lost the broker")
+	expectLine(t, subNotices, "sub", "lost the broker")
+	for _, l := range []string{"buffered-1", "buffered-2", "buffered-3"} {
+		fmt.Fprintln(pubIn, l) // kept in pub's buffer while no broker runs
+	}
+
+	broker = startBroker() // replaces the stale socket
+	defer broker.Process.Kill()
+	expectLine(t, pubNotices, "pub", "reconnected")
+	expectLine(t, subNotices, "sub", "reconnected")
+
+	// The buffer reached the new broker, whichever client reconnected first.
+	waitFor(t, func() bool {
+		out, err := exec.Command(cliBin, "--socket", sock, "stats", "--json").Output()
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Broker struct {
+				Topics []struct {
+					Topic     string
+					Published uint64
+				}
+			}
+		}
+		json.Unmarshal(out, &st)
+		for _, tp := range st.Broker.Topics {
+			if tp.Topic == "events.test.lines" && tp.Published >= 3 {
+				return true
+			}
+		}
+		return false
+	}, "the new broker to count the 3 buffered messages")
+
+	// The subscription is back: a new message arrives.
+	fmt.Fprintln(pubIn, "after")
+	var got []string
+	for p := ""; p != "after"; {
+		p = payloadOf(expectLine(t, subLines, "sub", "events.test.lines"))
+		got = append(got, p)
+	}
+	t.Logf("sub received after the restart: %v", got)
+
+	pubIn.Close()
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Wait() }()
+	select {
+	case err := <-pubDone:
+		if err != nil {
+			t.Errorf("pub exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		pub.Process.Signal(syscall.SIGQUIT)
+		for l := range pubNotices {
+			t.Log(l)
+		}
+		t.Fatal("pub did not exit after its standard input closed")
+	}
+	sub.Process.Signal(syscall.SIGINT)
+	if err := sub.Wait(); err != nil {
+		t.Errorf("sub exited with %v", err)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/internal/config"
+)
+
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(file, []byte("socket: /from/file.sock\nmax_conns: 7\ndrain_timeout: 2s\nallow_uids: [1000]\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want config.Broker
+	}{
+		{"file", "", []string{"--config", file},
+			config.Broker{Socket: "/from/file.sock", MaxConns: 7, DrainTimeout: config.Duration(2 * time.Second), AllowUIDs: []uint32{1000}}},
+		{"env over file", "/from/env.sock", []string{"--config", file},
+			config.Broker{Socket: "/from/env.sock", MaxConns: 7, DrainTimeout: config.Duration(2 * time.Second), AllowUIDs: []uint32{1000}}},
+		{"flags over env and file", "/from/env.sock", []string{"--config", file, "--socket", "/from/flag.sock", "--max-conns", "3", "--allow-uid", "5", "--allow-uid", "6"},
+			config.Broker{Socket: "/from/flag.sock", MaxConns: 3, DrainTimeout: config.Duration(2 * time.Second), AllowUIDs: []uint32{5, 6}}},
+		{"defaults", "/from/env.sock", nil,
+			config.Broker{Socket: "/from/env.sock", MaxConns: 1024, DrainTimeout: config.Duration(5 * time.Second)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("DAEMONEYE_SOCKET", tc.env)
+			got, _, err := settings(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Socket != tc.want.Socket || got.MaxConns != tc.want.MaxConns || got.DrainTimeout != tc.want.DrainTimeout ||
+				len(got.AllowUIDs) != len(tc.want.AllowUIDs) || (len(got.AllowUIDs) > 0 && got.AllowUIDs[0] != tc.want.AllowUIDs[0]) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSettingsErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("sokcet: /x\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", bad}, "sokcet"},
+		{[]string{"--allow-uid", "alice"}, "numeric id"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		if _, _, err := settings(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("settings(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TCP without TLS is refused unless asked for, and then only on loopback.
+func TestListenTCPRules(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "eventbus.sock")
+	for _, tc := range []struct {
+		cfg  config.Broker
+		want string // error substring; empty: listens
+	}{
+		{config.Broker{Socket: sock, TCP: "127.0.0.1:0"}, "--tls-ca"},
+		{config.Broker{Socket: sock, TCP: "0.0.0.0:0", TCPPlaintext: true}, "loopback"},
+		{config.Broker{Socket: sock, TCP: "127.0.0.1:0", TCPPlaintext: true}, ""},
+	} {
+		ls, err := listen(&tc.cfg)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("listen(%+v) = %v", tc.cfg, err)
+				continue
+			}
+			for _, l := range ls {
+				l.Close()
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("listen(%+v) = %v, want an error containing %q", tc.cfg, err, tc.want)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+}
