@@ -197,3 +197,36 @@ func TestServerAnswersStatsRequests(t *testing.T) {
 		t.Errorf("topics %+v, want events.counted published once", st.Broker.Topics)
 	}
 }
+
+func TestAPIDrain(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		sub, pub := dial("sub"), dial("pub")
+		var got []string
+		done := make(chan struct{})
+		if _, err := sub.SubscribeFunc(t.Context(), "events.#", SubscribeOptions{Buffer: 1000}, func(m *Msg) {
+			got = append(got, string(m.Payload))
+			if len(got) == 500 {
+				close(done)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 500 {
+			pub.Publish("events.a", fmt.Appendf(nil, "%d", i))
+		}
+		if err := pub.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Drain(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		select { // Drain returned after the handler finished everything
+		case <-done:
+		default:
+			t.Fatalf("handler saw %d of 500 messages when Drain returned", len(got))
+		}
+		if err := sub.Publish("events.a", nil); !errors.Is(err, ErrClosed) {
+			t.Errorf("Publish after Drain = %v, want ErrClosed", err)
+		}
+	})
+}

@@ -49,7 +49,7 @@ func (ip *inproc) subscribe(c *Conn, s *Subscription) error {
 	if err != nil {
 		return err
 	}
-	s.es, s.stop = es, make(chan struct{})
+	s.es, s.stop, s.pumped = es, make(chan struct{}), make(chan struct{})
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -70,14 +70,18 @@ func (ip *inproc) subscribe(c *Conn, s *Subscription) error {
 // consumer that falls behind). It closes the channel when the subscription
 // ends.
 func (c *Conn) pump(s *Subscription) {
+	defer close(s.pumped)
 	defer close(s.ch)
 	for {
 		d, err := s.es.Next(c.ctx)
 		if err != nil {
 			c.mu.Lock()
-			if c.subs[s.sid] == s { // ended by the broker, not by Unsubscribe
-				s.err = err
+			if c.subs[s.sid] == s { // ended by the broker or by Drain, not by Unsubscribe
+				if !s.draining.Load() {
+					s.err = err
+				}
 				delete(c.subs, s.sid)
+				s.es.Unsubscribe()
 			}
 			c.mu.Unlock()
 			return

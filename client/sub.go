@@ -46,8 +46,10 @@ type Subscription struct {
 	err     error // why it ended, if the server refused it; under c.mu
 
 	// in process only
-	es   *eventbus.Subscription
-	stop chan struct{} // closed by Unsubscribe; the pump closes ch
+	es       *eventbus.Subscription
+	stop     chan struct{} // closed by Unsubscribe; the pump closes ch
+	pumped   chan struct{} // closed when the pump has ended
+	draining atomic.Bool   // Drain ended the broker's side: not an error
 }
 
 // C returns the channel messages arrive on. It is closed when the
@@ -182,4 +184,50 @@ func (c *Conn) sortedSubsLocked() []*Subscription {
 	}
 	sort.Slice(subs, func(i, j int) bool { return subs[i].sid < subs[j].sid })
 	return subs
+}
+
+// Drain ends the Conn gently: it unsubscribes everything, waits (bounded
+// by ctx) until the broker has handled that, so that every message already
+// on its way is in the subscriptions' channels, then closes the channels,
+// sends what is buffered and closes the Conn. Consumers read the channels
+// to their end; SubscribeFunc handlers finish the messages they have.
+func (c *Conn) Drain(ctx context.Context) error {
+	if c.ip != nil {
+		c.mu.Lock()
+		subs := c.sortedSubsLocked()
+		c.mu.Unlock()
+		for _, s := range subs {
+			s.draining.Store(true)
+			s.es.Drain() // the pump forwards what is queued, then ends
+		}
+		for _, s := range subs {
+			select {
+			case <-s.pumped:
+			case <-ctx.Done():
+				c.Close()
+				return fmt.Errorf("client: drain: %w", ctx.Err())
+			}
+		}
+		return c.Close()
+	}
+	{
+		c.mu.Lock()
+		if c.sess != nil {
+			for _, s := range c.sortedSubsLocked() {
+				c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+			}
+		}
+		c.mu.Unlock()
+		c.signal()
+	}
+	err := c.Flush(ctx) // deliveries sent before the unsubscribes arrive before the pong
+	c.mu.Lock()
+	for _, s := range c.sortedSubsLocked() {
+		c.endSubLocked(s)
+	}
+	c.mu.Unlock()
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -132,3 +132,25 @@ func TestQueueGroupNames(t *testing.T) {
 		}
 	}
 }
+
+func TestDrainKeepsWhatIsQueued(t *testing.T) {
+	b := newBroker(t, Options{})
+	s := subscribe(t, b, "events.#", SubscribeOptions{})
+	for range 3 {
+		publish(t, b, "events.a", "x", 0)
+	}
+	s.Drain()
+	publish(t, b, "events.a", "after the drain", 0) // not for s any more
+	for i := range 3 {
+		if d := next(t, s); d.Seq != uint64(i+1) {
+			t.Fatalf("message %d: seq %d", i, d.Seq)
+		}
+	}
+	if _, err := s.Next(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Next after the queued messages: %v, want ErrClosed", err)
+	}
+	s.Unsubscribe()
+	if st := b.Stats(); st.Dropped.Total() != 0 || st.Delivered != 3 || st.Unrouted != 1 {
+		t.Errorf("delivered %d, dropped %+v, unrouted %d; want 3, none, 1", st.Delivered, st.Dropped, st.Unrouted)
+	}
+}

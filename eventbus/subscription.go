@@ -237,6 +237,18 @@ func (s *Subscription) Unsubscribe() {
 	s.close(fmt.Errorf("%w: subscription %q was unsubscribed", ErrClosed, s.Name()))
 }
 
+// Drain stops new messages from reaching the subscription while keeping
+// what is queued: Next returns the queued messages, then an error wrapping
+// ErrClosed; a SubscribeFunc handler gets them all before its goroutine
+// ends. Call Unsubscribe afterwards to release the subscription (Drain
+// then Unsubscribe on an empty queue loses nothing).
+func (s *Subscription) Drain() {
+	s.unroute()
+	s.q.mu.Lock()
+	s.q.closeLocked(fmt.Errorf("%w: subscription %q was drained", ErrClosed, s.Name()))
+	s.q.mu.Unlock()
+}
+
 // close removes the subscription from routing, then closes its queue with
 // err, counting what was still queued. Leaving the index first means that a
 // subscriber's other patterns take over its topics at once.
