@@ -464,7 +464,15 @@ func (c *Conn) flush(sess *session) error {
 	_, err := sess.nc.Write(batch)
 	c.mu.Lock()
 	c.writing = 0
-	if cap(batch) <= 4<<20 {
+	// A publisher may be waiting for room while out is small but this
+	// batch was large: wake it now, or it waits for a batch nobody starts.
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+	// Keep the buffer for the next batch: regrowing one of several MiB on
+	// every batch costs more than the write.
+	if cap(batch) <= 2*c.opts.MaxBuffered {
 		c.spare = batch[:0]
 	}
 	c.mu.Unlock()

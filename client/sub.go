@@ -86,7 +86,9 @@ func (c *Conn) Subscribe(ctx context.Context, pattern string, buffer int) (*Subs
 
 // SubscribeFunc subscribes like SubscribeWith and calls fn for each
 // message, one at a time, on a goroutine the Conn owns, until the
-// subscription ends. fn must not call Close.
+// subscription ends. The *Msg is reused for the next message: fn must copy
+// what it keeps (the Payload slice itself is the message's own). fn must
+// not call Close.
 func (c *Conn) SubscribeFunc(ctx context.Context, pattern string, opts SubscribeOptions, fn func(*Msg)) (*Subscription, error) {
 	if fn == nil {
 		return nil, fmt.Errorf("client: SubscribeFunc on %q needs a handler", pattern)
@@ -96,7 +98,8 @@ func (c *Conn) SubscribeFunc(ctx context.Context, pattern string, opts Subscribe
 		return nil, err
 	}
 	c.wg.Go(func() {
-		for m := range s.ch {
+		var m Msg // one for the subscription, not one per message
+		for m = range s.ch {
 			fn(&m)
 		}
 	})

@@ -46,6 +46,10 @@ type conn struct {
 
 const maxTopicCache = 1024
 
+// maxSpare is the largest batch buffer a connection keeps for the next
+// batch, in bytes.
+const maxSpare = 8 << 20
+
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{
 		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
@@ -468,7 +472,7 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 	c.mu.Lock()
 	c.writing = 0
 	c.roomLocked()
-	if cap(batch) <= 1<<20 { // keep moderate buffers, let huge ones go
+	if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write
 		c.spare = batch[:0]
 	} else {
 		c.spare = nil
