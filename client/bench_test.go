@@ -65,3 +65,35 @@ func BenchmarkUnixPubSub(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnixRequest measures sequential request/reply round trips over
+// the UNIX socket: a caller and a responder (SubscribeFunc + Respond), each
+// on its own connection to an in-process server.
+func BenchmarkUnixRequest(b *testing.B) {
+	path, _ := startBrokerB(b)
+	svc, err := Dial(b.Context(), path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	c, err := Dial(b.Context(), path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := svc.SubscribeFunc(b.Context(), "control.svc.echo", SubscribeOptions{}, func(m *Msg) { svc.Respond(m, m.Payload) }); err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, 64)
+	if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil { // the inbox
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}

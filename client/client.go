@@ -169,6 +169,7 @@ type Conn struct {
 	inbox     *Subscription // receives replies to requests; made by the first Request
 	inboxName string        // inbox topic prefix, "control.inbox.<random>."
 	inboxMu   sync.Mutex    // serializes making the inbox
+	writeMu   sync.Mutex    // held while writing to the session's socket
 
 	topics map[string]string // interned topics; the reading goroutine's own
 	wake   chan struct{}     // capacity 1: out became non-empty
@@ -179,6 +180,11 @@ type Conn struct {
 	published, bufferFull, lost, disconnects, reconnectCount atomic.Uint64
 	wg                                                       sync.WaitGroup
 }
+
+// maxInFlight bounds the bytes buffered while connected: a publisher ahead
+// of the socket by this much waits for the writer. Small batches stay in
+// the CPU's cache; the writer and the publishers still overlap.
+var maxInFlight = 256 << 10
 
 // nonceBit marks ping nonces, ack ids and request ids, so that an error
 // frame's ref never mistakes one for a subscription id (a u32).
@@ -268,13 +274,13 @@ func (c *Conn) signal() {
 // whether the server refused it. While the connection is down the message
 // waits in the buffer (see Options.MaxBuffered).
 func (c *Conn) Publish(name string, payload []byte) error {
-	return c.publish(name, "", payload, 0, false, 0)
+	return c.publish(name, "", payload, 0, wire.AckNone, 0)
 }
 
 // PublishMsg sends m (Topic, Reply, Payload and Priority; the rest is
 // ignored) like Publish.
 func (c *Conn) PublishMsg(m *Msg) error {
-	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, false, 0)
+	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, wire.AckNone, 0)
 }
 
 // Respond publishes payload to the reply topic of request m. It fails if m
@@ -283,10 +289,16 @@ func (c *Conn) Respond(m *Msg, payload []byte) error {
 	if m.Reply == "" {
 		return fmt.Errorf("client: respond: the message on %q is not a request (it has no reply topic)", m.Topic)
 	}
-	return c.Publish(m.Reply, payload)
+	if err := c.Publish(m.Reply, payload); err != nil {
+		return err
+	}
+	if c.ip == nil {
+		c.flushInline() // a reply is awaited: do not wait for the writer
+	}
+	return nil
 }
 
-func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack bool, ackID uint64) error {
+func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack wire.AckMode, ackID uint64) error {
 	if err := topic.Validate(name); err != nil {
 		return fmt.Errorf("client: publish: %w", err)
 	}
@@ -312,7 +324,11 @@ func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Prior
 			c.mu.Unlock()
 			return err
 		}
-		if len(c.out)+c.writing < c.opts.MaxBuffered {
+		limit := c.opts.MaxBuffered
+		if c.sess != nil {
+			limit = min(limit, maxInFlight)
+		}
+		if len(c.out)+c.writing < limit {
 			break
 		}
 		if c.sess == nil {
@@ -370,7 +386,11 @@ func (c *Conn) Flush(ctx context.Context) error {
 	// While disconnected the ping still goes into the buffer: the reconnect
 	// keeps publish frames and pings (see keepAfterLoss).
 	c.out = wire.AppendU64(c.out, wire.TypePing, n)
+	connected := c.sess != nil
 	c.mu.Unlock()
+	if connected {
+		c.flushInline()
+	}
 	c.signal()
 	select {
 	case err := <-ch:
@@ -437,17 +457,39 @@ func (c *Conn) serve(sess *session) error {
 		case <-c.ctx.Done():
 			return stop(nil)
 		}
-		if err := c.flush(sess); err != nil {
+		c.writeMu.Lock()
+		err := c.flush(sess)
+		c.writeMu.Unlock()
+		if err != nil {
 			return stop(err)
 		}
 	}
 }
 
-// flush writes what is buffered in one write.
+// flushInline writes what is buffered from the calling goroutine, if no
+// write is in progress: a request or a reply then reaches the socket
+// without waiting for the writer goroutine to be scheduled. If a write is
+// in progress, the writer picks the frames up after it.
+func (c *Conn) flushInline() {
+	if !c.writeMu.TryLock() {
+		return
+	}
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess != nil {
+		if err := c.flush(sess); err != nil {
+			sess.nc.Close() // the reader fails, and the Conn reconnects
+		}
+	}
+	c.writeMu.Unlock()
+}
+
+// flush writes what is buffered in one write. The caller holds writeMu.
 func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
 	batch, msgs := c.out, c.outMsgs
-	if len(batch) == 0 {
+	if len(batch) == 0 || c.sess != sess { // nothing, or a session that is gone
 		c.mu.Unlock()
 		return nil
 	}
@@ -460,7 +502,12 @@ func (c *Conn) flush(sess *session) error {
 		c.room = nil
 	}
 	c.mu.Unlock()
-	sess.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+	// Each write is bounded by between half and all of WriteTimeout: the
+	// deadline is pushed out only when less than half is left.
+	if now := time.Now(); sess.writeArmed.Sub(now) < c.opts.WriteTimeout/2 {
+		sess.writeArmed = now.Add(c.opts.WriteTimeout)
+		sess.nc.SetWriteDeadline(sess.writeArmed)
+	}
 	_, err := sess.nc.Write(batch)
 	c.mu.Lock()
 	c.writing = 0

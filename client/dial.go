@@ -37,6 +37,8 @@ type session struct {
 	nc      net.Conn
 	r       *wire.Reader // reads the frames after the welcome
 	welcome wire.Welcome
+	// writeArmed is the write deadline currently set; under Conn.writeMu.
+	writeArmed time.Time
 }
 
 // endpoint is a parsed address.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/daemoneye/daemoneye/internal/wire"
 	"strconv"
 	"strings"
 )
@@ -40,11 +41,14 @@ func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg,
 	}
 	c.requests[n] = ch
 	c.mu.Unlock()
-	// Ask for an ack: a request nobody subscribes to is refused with an
-	// error frame that names it.
-	if err := c.publish(topic, replyTo, payload, 0, true, n); err != nil {
+	// Ask for refusals only: a request nobody subscribes to is refused
+	// with an error frame that names it; the reply confirms the rest.
+	if err := c.publish(topic, replyTo, payload, 0, wire.AckErrors, n); err != nil {
 		c.forgetRequest(n)
 		return nil, err
+	}
+	if c.ip == nil {
+		c.flushInline()
 	}
 	select {
 	case r := <-ch:

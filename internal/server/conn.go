@@ -37,7 +37,9 @@ type conn struct {
 	info    ConnStats            // set with sub
 	room    chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
 	closeCh chan struct{}        // closed by close
-	wake    chan struct{}        // capacity 1: out became non-empty or slow was set
+	// writer goroutine only
+	writeArmed time.Time     // the write deadline currently set
+	wake       chan struct{} // capacity 1: out became non-empty or slow was set
 
 	// reader goroutine only
 	subs   map[uint32]*eventbus.Subscription
@@ -58,14 +60,17 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 }
 
-// deadlineReader sets a deadline before each read from the socket: once per
-// read call, which returns many frames, not once per frame. During the
+// deadlineReader keeps a deadline on reads from the socket. During the
 // handshake the deadline is fixed (the whole handshake must fit in it);
-// afterwards it is the idle timeout, renewed with every read.
+// afterwards it is the idle timeout, pushed out when a read finds less
+// than three quarters of it left: so a silent client is closed after
+// between 3/4 and all of the idle timeout, and a busy connection does not
+// pay for resetting a timer on every read.
 type deadlineReader struct {
 	nc      net.Conn
 	done    *atomic.Bool  // the connection is closed: read nothing more
 	timeout time.Duration // 0: leave the deadline as set
+	armed   time.Time     // the read deadline currently set
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
@@ -73,7 +78,10 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if d.timeout > 0 {
-		d.nc.SetReadDeadline(time.Now().Add(d.timeout))
+		if now := time.Now(); d.armed.Sub(now) < d.timeout*3/4 {
+			d.armed = now.Add(d.timeout)
+			d.nc.SetReadDeadline(d.armed)
+		}
 	}
 	return d.nc.Read(p)
 }
@@ -219,7 +227,7 @@ func (c *conn) handle(f wire.Frame) error {
 // subscribers are counted in stats and not reported per message.
 func (c *conn) publishResult(p *wire.Publish, err error) {
 	if err == nil || errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer) {
-		if p.Ack {
+		if p.Ack && !p.ErrorsOnly {
 			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypeAck, p.AckID) })
 		}
 		return
@@ -462,7 +470,13 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 	c.out, c.spare = c.spare[:0], nil
 	c.writing = len(batch)
 	c.mu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	// Each write is bounded by between half and all of timeout: the
+	// deadline is pushed out only when less than half is left, not per
+	// batch.
+	if now := time.Now(); timeout != c.srv.opts.WriteTimeout || c.writeArmed.Sub(now) < timeout/2 {
+		c.writeArmed = now.Add(timeout)
+		c.nc.SetWriteDeadline(c.writeArmed)
+	}
 	if c.abort.Load() {
 		// closeNow may have pulled the deadline in just before we pushed
 		// it out again: pull it in once more.

@@ -10,7 +10,8 @@ const (
 	FlagPriorityMask uint8 = 0x07 // bits 0-2: priority, 0 (normal) to 4 (critical)
 	FlagReply        uint8 = 0x08 // the body carries a reply topic
 	FlagAckRequested uint8 = 0x10 // publish only: the body carries an ack id; answer with Ack
-	publishFlags           = FlagPriorityMask | FlagReply | FlagAckRequested
+	FlagErrorsOnly   uint8 = 0x20 // publish only, with FlagAckRequested: answer only a refusal, never an Ack
+	publishFlags           = FlagPriorityMask | FlagReply | FlagAckRequested | FlagErrorsOnly
 	deliverFlags           = FlagPriorityMask | FlagReply
 )
 
@@ -22,34 +23,57 @@ type Publish struct {
 	Priority uint8
 	AckID    uint64 // meaningful when Ack is set
 	Ack      bool
-	Topic    []byte
-	Reply    []byte // nil when absent
-	Payload  []byte
+	// ErrorsOnly (with Ack) asks the server to answer only a refusal:
+	// a request needs no Ack, since its reply confirms it.
+	ErrorsOnly bool
+	Topic      []byte
+	Reply      []byte // nil when absent
+	Payload    []byte
 }
 
 // AppendPublish appends a publish frame to dst.
 func AppendPublish(dst []byte, p *Publish) []byte {
-	return appendPublish(dst, p.Priority, p.Ack, p.AckID, p.Topic, p.Reply, p.Reply != nil, p.Payload)
+	ack := AckNone
+	switch {
+	case p.Ack && p.ErrorsOnly:
+		ack = AckErrors
+	case p.Ack:
+		ack = AckAll
+	}
+	return appendPublish(dst, p.Priority, ack, p.AckID, p.Topic, p.Reply, p.Reply != nil, p.Payload)
 }
+
+// AckMode says what a publisher wants to hear back about a publish.
+type AckMode uint8
+
+// The ack modes.
+const (
+	AckNone   AckMode = iota // nothing (a refusal is still sent, with ref 0)
+	AckAll                   // an Ack, or an error frame, naming the ack id
+	AckErrors                // only an error frame naming the ack id
+)
 
 // AppendPublishMsg appends a publish frame, taking the topic and reply
 // topic as strings so that they need no conversion (and no allocation).
-// An empty reply means none; ackID is sent only if ack is set.
-func AppendPublishMsg(dst []byte, priority uint8, ack bool, ackID uint64, topic, reply string, payload []byte) []byte {
+// An empty reply means none; ackID is sent unless ack is AckNone.
+func AppendPublishMsg(dst []byte, priority uint8, ack AckMode, ackID uint64, topic, reply string, payload []byte) []byte {
 	return appendPublish(dst, priority, ack, ackID, topic, reply, reply != "", payload)
 }
 
-func appendPublish[T string | []byte](dst []byte, priority uint8, ack bool, ackID uint64, topic, reply T, hasReply bool, payload []byte) []byte {
+func appendPublish[T string | []byte](dst []byte, priority uint8, ack AckMode, ackID uint64, topic, reply T, hasReply bool, payload []byte) []byte {
 	flags := priority & FlagPriorityMask
 	if hasReply {
 		flags |= FlagReply
 	}
-	if ack {
+	switch ack {
+	case AckAll:
 		flags |= FlagAckRequested
+	case AckErrors:
+		flags |= FlagAckRequested | FlagErrorsOnly
 	}
 	start := len(dst)
 	dst = appendHeader(dst, TypePublish, flags, 0)
-	if ack {
+	if ack != AckNone {
 		dst = binary.BigEndian.AppendUint64(dst, ackID)
 	}
 	dst = appendBytes16(dst, topic)
@@ -65,7 +89,10 @@ func ParsePublish(flags uint8, body []byte) (Publish, error) {
 	if err := checkFlags("publish", flags, publishFlags); err != nil {
 		return Publish{}, err
 	}
-	p := Publish{Priority: flags & FlagPriorityMask, Ack: flags&FlagAckRequested != 0}
+	p := Publish{Priority: flags & FlagPriorityMask, Ack: flags&FlagAckRequested != 0, ErrorsOnly: flags&FlagErrorsOnly != 0}
+	if p.ErrorsOnly && !p.Ack {
+		return Publish{}, fmt.Errorf("%w: publish: the errors-only flag needs the ack flag", ErrMalformed)
+	}
 	if p.Priority > MaxPriority {
 		return Publish{}, fmt.Errorf("%w: publish: priority %d, the highest is %d", ErrMalformed, p.Priority, MaxPriority)
 	}

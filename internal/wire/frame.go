@@ -115,6 +115,10 @@ type Reader struct {
 	end     int // end of valid data in buf
 }
 
+// maxReadBuf is the size a Reader's buffer grows to while the stream keeps
+// it full, in bytes (it starts at 4 KiB; a larger frame grows it further).
+const maxReadBuf = 64 << 10
+
 // NewReader returns a Reader of r that accepts bodies up to maxBody bytes
 // (0 means DefaultMaxBody).
 func NewReader(r io.Reader, maxBody int) *Reader {
@@ -188,6 +192,14 @@ func (r *Reader) fill(n int, atBoundary bool) error {
 	for r.end < n {
 		m, err := r.r.Read(r.buf[r.end:])
 		r.end += m
+		if r.end == len(r.buf) && len(r.buf) < maxReadBuf {
+			// The stream had more than the buffer holds: read more per
+			// call from now on (one syscall per 4 KiB costs more than
+			// the frames in it).
+			nb := make([]byte, 2*len(r.buf))
+			copy(nb, r.buf[:r.end])
+			r.buf = nb
+		}
 		if r.end >= n {
 			return nil
 		}

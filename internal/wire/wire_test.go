@@ -301,15 +301,23 @@ func TestAppendPublishMsgMatchesAppendPublish(t *testing.T) {
 	for _, p := range []Publish{
 		{Topic: []byte("events.a"), Payload: []byte("p")},
 		{Priority: 3, Ack: true, AckID: 1<<63 | 7, Topic: []byte("control.svc"), Reply: []byte("control.inbox.x.7"), Payload: []byte("req")},
+		{Ack: true, ErrorsOnly: true, AckID: 9, Topic: []byte("control.svc"), Reply: []byte("control.inbox.x.9")},
 	} {
-		a := AppendPublishMsg(nil, p.Priority, p.Ack, p.AckID, string(p.Topic), string(p.Reply), p.Payload)
+		mode := AckNone
+		if p.Ack {
+			mode = AckAll
+			if p.ErrorsOnly {
+				mode = AckErrors
+			}
+		}
+		a := AppendPublishMsg(nil, p.Priority, mode, p.AckID, string(p.Topic), string(p.Reply), p.Payload)
 		if b := AppendPublish(nil, &p); !bytes.Equal(a, b) {
 			t.Errorf("AppendPublishMsg %x != AppendPublish %x", a, b)
 		}
 	}
 	var a []byte
 	if n := testing.AllocsPerRun(100, func() {
-		a = AppendPublishMsg(a[:0], 2, true, 9, "events.a.rather.long.topic.name.over.32.bytes", "control.inbox.x", []byte("p"))
+		a = AppendPublishMsg(a[:0], 2, AckAll, 9, "events.a.rather.long.topic.name.over.32.bytes", "control.inbox.x", []byte("p"))
 	}); n != 0 {
 		t.Errorf("AppendPublishMsg allocates %v times", n)
 	}
@@ -328,5 +336,29 @@ func TestAppendDeliverMsgMatchesAppendDeliver(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { a = AppendDeliverMsg(a[:0], 3, 9, 4, "events.a", "control.inbox.x", []byte("p")) }); n != 0 {
 		t.Errorf("AppendDeliverMsg allocates %v times", n)
+	}
+}
+
+// A Reader whose stream keeps its buffer full reads more per call: its
+// buffer grows from 4 KiB to maxReadBuf, and no further for small frames.
+func TestReaderGrowsItsBufferUnderLoad(t *testing.T) {
+	var stream []byte
+	for stream = nil; len(stream) < 1<<20; {
+		stream = AppendPublish(stream, &Publish{Topic: []byte("events.a"), Payload: make([]byte, 128)})
+	}
+	r := NewReader(bytes.NewReader(stream), 0)
+	for {
+		if _, err := r.ReadFrame(); err != nil {
+			break
+		}
+	}
+	if len(r.buf) != maxReadBuf {
+		t.Errorf("buffer is %d bytes after a busy stream, want %d", len(r.buf), maxReadBuf)
+	}
+}
+
+func TestErrorsOnlyNeedsAck(t *testing.T) {
+	if _, err := ParsePublish(FlagErrorsOnly, appendBytes16(nil, []byte("events.a"))); !errors.Is(err, ErrMalformed) {
+		t.Errorf("errors-only without ack: %v, want ErrMalformed", err)
 	}
 }
