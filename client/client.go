@@ -274,13 +274,13 @@ func (c *Conn) signal() {
 // whether the server refused it. While the connection is down the message
 // waits in the buffer (see Options.MaxBuffered).
 func (c *Conn) Publish(name string, payload []byte) error {
-	return c.publish(name, "", payload, 0, wire.AckNone, 0)
+	return c.publish(name, "", payload, 0, wire.AckNone, 0, false)
 }
 
 // PublishMsg sends m (Topic, Reply, Payload and Priority; the rest is
 // ignored) like Publish.
 func (c *Conn) PublishMsg(m *Msg) error {
-	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, wire.AckNone, 0)
+	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, wire.AckNone, 0, false)
 }
 
 // Respond publishes payload to the reply topic of request m. It fails if m
@@ -289,16 +289,14 @@ func (c *Conn) Respond(m *Msg, payload []byte) error {
 	if m.Reply == "" {
 		return fmt.Errorf("client: respond: the message on %q is not a request (it has no reply topic)", m.Topic)
 	}
-	if err := c.Publish(m.Reply, payload); err != nil {
-		return err
-	}
-	if c.ip == nil {
-		c.flushInline() // a reply is awaited: do not wait for the writer
-	}
-	return nil
+	// A reply is awaited: write it from here, not via the writer goroutine.
+	return c.publish(m.Reply, "", payload, 0, wire.AckNone, 0, true)
 }
 
-func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack wire.AckMode, ackID uint64) error {
+// publish queues a publish frame. inline writes it from the calling
+// goroutine when no write is in progress (for requests and replies, whose
+// latency matters more than batching).
+func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack wire.AckMode, ackID uint64, inline bool) error {
 	if err := topic.Validate(name); err != nil {
 		return fmt.Errorf("client: publish: %w", err)
 	}
@@ -361,7 +359,10 @@ func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Prior
 	connected := c.sess != nil
 	c.mu.Unlock()
 	c.published.Add(1)
-	if wasEmpty && connected {
+	switch {
+	case inline && connected:
+		c.flushInline()
+	case wasEmpty && connected:
 		c.signal()
 	}
 	return nil
@@ -391,7 +392,6 @@ func (c *Conn) Flush(ctx context.Context) error {
 	if connected {
 		c.flushInline()
 	}
-	c.signal()
 	select {
 	case err := <-ch:
 		return err
@@ -472,6 +472,7 @@ func (c *Conn) serve(sess *session) error {
 // in progress, the writer picks the frames up after it.
 func (c *Conn) flushInline() {
 	if !c.writeMu.TryLock() {
+		c.signal() // the writer is busy: it takes the frames after this write
 		return
 	}
 	c.mu.Lock()
@@ -588,15 +589,15 @@ func (c *Conn) deliver(d *wire.Deliver) {
 	if s == nil { // unsubscribed meanwhile
 		return
 	}
+	if c.isInboxLocked(s) { // a reply: its topic is unique, not worth interning
+		c.replyLocked(&Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
+			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern})
+		return
+	}
 	m := Msg{Topic: c.intern(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
 		Priority: eventbus.Priority(d.Priority), Pattern: s.pattern}
 	if d.Reply != nil {
 		m.Reply = string(d.Reply)
-	}
-	if c.isInboxLocked(s) {
-		r := m // a copy on the heap for the requester; m stays on the stack
-		c.replyLocked(&r)
-		return
 	}
 	select { // never blocks: the reader serves every subscription
 	case s.ch <- m:

@@ -43,12 +43,9 @@ func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg,
 	c.mu.Unlock()
 	// Ask for refusals only: a request nobody subscribes to is refused
 	// with an error frame that names it; the reply confirms the rest.
-	if err := c.publish(topic, replyTo, payload, 0, wire.AckErrors, n); err != nil {
+	if err := c.publish(topic, replyTo, payload, 0, wire.AckErrors, n, true); err != nil {
 		c.forgetRequest(n)
 		return nil, err
-	}
-	if c.ip == nil {
-		c.flushInline()
 	}
 	select {
 	case r := <-ch:
