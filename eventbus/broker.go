@@ -169,6 +169,14 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		ts.unrouted.Add(1)
 	}
 	for _, s := range r.subs {
+		if s.owner.sink == nil { // the common case, kept inline
+			if res := s.q.push(&m, lvl, &evicted, false); res == pushOK {
+				p.n++
+			} else {
+				b.settle(&p, s, res, &m, &evicted)
+			}
+			continue
+		}
 		b.offer(&p, s, &m, &evicted)
 	}
 	for _, g := range r.groups {
@@ -221,7 +229,12 @@ func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]M
 		p.n++
 		return
 	}
-	switch s.q.push(m, p.lvl, evicted, false) {
+	b.settle(p, s, s.q.push(m, p.lvl, evicted, false), m, evicted)
+}
+
+// settle records what became of m offered to s's queue.
+func (b *Broker) settle(p *publication, s *Subscription, res pushResult, m *Message, evicted *[]Message) {
+	switch res {
 	case pushOK:
 		p.n++
 	case pushEvicted:
