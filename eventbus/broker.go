@@ -268,7 +268,8 @@ func (b *Broker) offerGroup(p *publication, g *queueGroup, m *Message, evicted *
 	for i := range k {
 		s := g.members[(first+i)%k]
 		if sink := s.owner.sink; sink != nil {
-			if sink.Deliver(s, *m) == nil {
+			td, ok := sink.(TryDeliverer)
+			if ok && td.TryDeliver(s, *m) == nil {
 				s.sunk.Add(1)
 				p.n++
 				return
@@ -362,18 +363,26 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 		if !waitable(sink, s, err) {
 			return b.sinkRefused(ts, s, m, err)
 		}
-		room := w.Room(s, int(m.size()))
-		if room == nil {
-			continue
-		}
+		room := w.Room(s, *m)
 		var why error
-		select {
-		case <-room:
-			continue
-		case <-ctx.Done():
-			why = ctx.Err()
-		case <-timeout:
-			why = fmt.Errorf("waited %v for room", s.blockTimeout)
+		if room == nil { // room now: offer again, unless the wait is over
+			select {
+			case <-ctx.Done():
+				why = ctx.Err()
+			case <-timeout:
+				why = fmt.Errorf("waited %v for room", s.blockTimeout)
+			default:
+				continue
+			}
+		} else {
+			select {
+			case <-room:
+				continue
+			case <-ctx.Done():
+				why = ctx.Err()
+			case <-timeout:
+				why = fmt.Errorf("waited %v for room", s.blockTimeout)
+			}
 		}
 		s.drops[DropTimeout].Add(1)
 		ts.dropped[DropTimeout].Add(1)

@@ -38,10 +38,20 @@ type Sink interface {
 // ends first. The message may then arrive after later ones from other
 // publishers.
 type RoomWaiter interface {
-	// Room returns nil if a message of size bytes fits now (or the sink
-	// is closed), else a channel closed when room may have appeared. It is
-	// called without the broker's locks and must not block.
-	Room(s *Subscription, size int) <-chan struct{}
+	// Room returns nil if m fits now (or the sink is closed), else a
+	// channel closed when room may have appeared. It must measure m as
+	// Deliver does. It is called without the broker's locks and must not
+	// block.
+	Room(s *Subscription, m Message) <-chan struct{}
+}
+
+// A TryDeliverer is a Sink that can take a message without applying the
+// overflow policy when it has no room: TryDeliver returns an error wrapping
+// ErrQueueFull and changes nothing. The broker probes queue-group members
+// with it, so that a member passed over is not disconnected for it. A sink
+// without it is offered group messages only on its own turn.
+type TryDeliverer interface {
+	TryDeliver(s *Subscription, m Message) error
 }
 
 // NewSinkSubscriber returns a subscriber whose subscriptions deliver into

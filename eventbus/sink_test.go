@@ -110,7 +110,7 @@ func (c *capSink) Deliver(s *Subscription, m Message) error {
 	return nil
 }
 
-func (c *capSink) Room(s *Subscription, size int) <-chan struct{} {
+func (c *capSink) Room(s *Subscription, m Message) <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.held < c.cap {

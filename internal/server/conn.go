@@ -37,6 +37,8 @@ type conn struct {
 	info    ConnStats            // set with sub
 	room    chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
 	closeCh chan struct{}        // closed by close
+	ctx     context.Context      // cancelled by close: ends a publish waiting for room
+	cancel  context.CancelFunc
 	// writer goroutine only
 	writeArmed time.Time     // the write deadline currently set
 	wake       chan struct{} // capacity 1: out became non-empty or slow was set
@@ -53,11 +55,13 @@ const maxTopicCache = 1024
 const maxSpare = 8 << 20
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
 		closeCh: make(chan struct{}), wake: make(chan struct{}, 1),
 		subs: make(map[uint32]*eventbus.Subscription), topics: make(map[string]string),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
 }
 
 // deadlineReader keeps a deadline on reads from the socket. During the
@@ -184,7 +188,7 @@ func (c *conn) handle(f wire.Frame) error {
 		if p.Reply != nil {
 			m.Reply = string(p.Reply) // inboxes are mostly unique per request: not interned
 		}
-		err = c.srv.opts.Broker.Publish(context.Background(), m)
+		err = c.srv.opts.Broker.Publish(c.ctx, m)
 		c.publishResult(&p, err)
 	case wire.TypeSubscribe:
 		sreq, err := wire.ParseSubscribe(f.Flags, f.Body)
@@ -295,9 +299,28 @@ func (c *conn) intern(b []byte) string {
 }
 
 // Deliver implements eventbus.Sink: it appends a deliver frame for the
-// client, unless that would take the connection past MaxPending.
+// client, unless that would take the connection past MaxPending; then the
+// subscription's overflow policy applies.
 func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
-	size := wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(m.Payload)
+	return c.deliver(s, &m, true)
+}
+
+// TryDeliver implements eventbus.TryDeliverer: Deliver without applying the
+// overflow policy, for probing a queue group's members.
+func (c *conn) TryDeliver(s *eventbus.Subscription, m eventbus.Message) error {
+	return c.deliver(s, &m, false)
+}
+
+// frameSize is the size of the deliver frame for m.
+func frameSize(m *eventbus.Message) int {
+	return wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(m.Payload)
+}
+
+func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
+	size := frameSize(m)
+	if size > c.srv.opts.MaxPending {
+		return errFrameOverPending // could never fit: not worth waiting for
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -305,11 +328,12 @@ func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
 	}
 	if len(c.out)+c.writing+size > c.srv.opts.MaxPending {
 		_, _, overflow, _ := s.Limits()
-		if overflow == eventbus.OverflowDisconnect {
+		disconnect := policy && overflow == eventbus.OverflowDisconnect
+		if disconnect {
 			c.slow = true // the writer closes us: Deliver runs under the broker's locks
 		}
 		c.mu.Unlock()
-		if overflow == eventbus.OverflowDisconnect {
+		if disconnect {
 			c.signal()
 			return errSlowConsumer
 		}
@@ -326,7 +350,8 @@ func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
 
 // Room implements eventbus.RoomWaiter: a publisher to a subscription whose
 // policy is block waits here while the connection is over MaxPending.
-func (c *conn) Room(_ *eventbus.Subscription, size int) <-chan struct{} {
+func (c *conn) Room(_ *eventbus.Subscription, m eventbus.Message) <-chan struct{} {
+	size := frameSize(&m) // the measure Deliver uses, or a waiter could spin
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || len(c.out)+c.writing+size <= c.srv.opts.MaxPending {
@@ -349,8 +374,9 @@ func (c *conn) roomLocked() {
 // Built once: a full connection refuses every message until it drains,
 // and building an error per refused message would allocate on the hot path.
 var (
-	errConnFull     = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending)", eventbus.ErrQueueFull)
-	errSlowConsumer = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending); disconnecting", eventbus.ErrSlowConsumer)
+	errConnFull         = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending)", eventbus.ErrQueueFull)
+	errFrameOverPending = fmt.Errorf("%w: the message is larger than the connection's whole outbound buffer (MaxPending)", eventbus.ErrPayloadTooLarge)
+	errSlowConsumer     = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending); disconnecting", eventbus.ErrSlowConsumer)
 )
 
 // subscriber returns the connection's broker subscriber.
@@ -514,6 +540,7 @@ func (c *conn) close(why error) {
 	}
 	c.closed = true
 	c.done.Store(true)
+	c.cancel()
 	c.roomLocked()
 	sub := c.sub
 	c.mu.Unlock()
