@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,8 @@ type Broker struct {
 	topicsMu sync.Mutex
 	ntopics  int // under topicsMu
 	evicted  atomic.Uint64
+
+	ephemeral *ephemeralTopics // nil: every topic keeps its own state
 
 	mu               sync.Mutex // guards subs, closed and retiredDelivered
 	subs             map[*Subscription]struct{}
@@ -96,7 +99,17 @@ func New(opts Options) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	if p := cmpOrString(opts.EphemeralPrefix, DefaultEphemeralPrefix); p != "-" {
+		b.ephemeral = &ephemeralTopics{prefix: p, state: topicState{name: p + "#"}}
+	}
 	return b, nil
+}
+
+func cmpOrString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func cmpOr(v, def int) int {
@@ -144,6 +157,13 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 	var r *route
 	for {
 		var err error
+		if b.ephemeral != nil && strings.HasPrefix(m.Topic, b.ephemeral.prefix) {
+			if ts, r, err = b.ephemeralRoute(m.Topic); err != nil {
+				return fmt.Errorf("eventbus: publish: %w", err)
+			}
+			ts.mu.Lock()
+			break
+		}
 		if ts, err = b.topicState(m.Topic); err != nil {
 			return fmt.Errorf("eventbus: publish: %w", err)
 		}
@@ -455,10 +475,35 @@ func (b *Broker) topicState(name string) (*topicState, error) {
 	return ts, nil
 }
 
+// ephemeralTopics is the one state shared by the topics under
+// Options.EphemeralPrefix.
+type ephemeralTopics struct {
+	prefix string
+	state  topicState
+}
+
+// ephemeralRoute returns the shared state and a fresh route for a topic
+// under the ephemeral prefix: it bypasses the match cache and keeps no
+// per-topic state, so one-off reply topics evict neither.
+func (b *Broker) ephemeralRoute(name string) (*topicState, *route, error) {
+	if err := b.index.Policy().Validate(name); err != nil {
+		return nil, nil, err
+	}
+	return &b.ephemeral.state, routeOf(0, b.index.MatchAppend(nil, name)), nil
+}
+
 // reroute refreshes the topic's cached route from the index.
 func (b *Broker) reroute(ts *topicState) *route {
 	gen := b.index.Generation() // read first: a change racing with Match leaves the route stale, not wrong
 	subs, _ := b.index.Match(ts.name)
+	r := routeOf(gen, subs)
+	ts.route.Store(r)
+	return r
+}
+
+// routeOf builds a route from matching subscriptions, gathering the
+// members of each queue group.
+func routeOf(gen uint64, subs []*Subscription) *route {
 	r := &route{gen: gen, subs: subs}
 	if slices.ContainsFunc(subs, func(s *Subscription) bool { return s.group != "" }) {
 		r.subs = nil
@@ -475,7 +520,6 @@ func (b *Broker) reroute(ts *topicState) *route {
 			r.groups[i].members = append(r.groups[i].members, s)
 		}
 	}
-	ts.route.Store(r)
 	return r
 }
 

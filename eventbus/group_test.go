@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -152,5 +153,31 @@ func TestDrainKeepsWhatIsQueued(t *testing.T) {
 	s.Unsubscribe()
 	if st := b.Stats(); st.Dropped.Total() != 0 || st.Delivered != 3 || st.Unrouted != 1 {
 		t.Errorf("delivered %d, dropped %+v, unrouted %d; want 3, none, 1", st.Delivered, st.Dropped, st.Unrouted)
+	}
+}
+
+// Reply topics share one state: thousands of them neither grow the topic
+// table nor evict other topics' sequences.
+func TestEphemeralTopicsShareOneState(t *testing.T) {
+	b := newBroker(t, Options{MaxTopics: 16})
+	events := subscribe(t, b, "events.a", SubscribeOptions{})
+	inbox := subscribe(t, b, "control.inbox.c1.+", SubscribeOptions{MaxMessages: 100000})
+	publish(t, b, "events.a", "1", 0)
+	for i := range 1000 {
+		publish(t, b, fmt.Sprintf("control.inbox.c1.%d", i), "reply", 0)
+	}
+	publish(t, b, "events.a", "2", 0)
+	if d := next(t, events); d.Seq != 1 {
+		t.Fatalf("seq %d", d.Seq)
+	}
+	if d := next(t, events); d.Seq != 2 {
+		t.Errorf("events.a seq %d after 1000 replies, want 2: its state was evicted", d.Seq)
+	}
+	if d := next(t, inbox); d.Topic != "control.inbox.c1.0" {
+		t.Errorf("first reply on %q", d.Topic)
+	}
+	st := b.Stats()
+	if len(st.Topics) != 2 || st.TopicsEvicted != 0 {
+		t.Errorf("%d topics (%d evicted), want events.a and control.inbox.#", len(st.Topics), st.TopicsEvicted)
 	}
 }

@@ -16,6 +16,9 @@ const (
 	DefaultMaxMessages  = 10000    // messages per subscription queue
 	DefaultMaxBytes     = 64 << 20 // bytes per subscription queue
 	DefaultBlockTimeout = time.Second
+	// DefaultEphemeralPrefix starts the topics replies travel on (see
+	// Options.EphemeralPrefix).
+	DefaultEphemeralPrefix = "control.inbox."
 )
 
 // Options configures a [Broker]. The zero value is a broker with the
@@ -36,6 +39,13 @@ type Options struct {
 	// index, in topics. Zero means topic.DefaultCacheSize; negative
 	// disables it.
 	MatchCacheSize int
+	// EphemeralPrefix starts topics that are used once or a few times,
+	// such as request inboxes: they share one state (one sequence, one
+	// stats entry named prefix + "#") instead of each keeping its own, and
+	// bypass the match cache, so that a stream of replies neither evicts
+	// other topics' state under MaxTopics nor flushes the cache. Empty
+	// means DefaultEphemeralPrefix ("control.inbox."); "-" turns it off.
+	EphemeralPrefix string
 	// Logger receives the broker's rare diagnostics (a subscriber
 	// disconnected as slow, a forced shutdown). Nil discards them.
 	Logger *slog.Logger

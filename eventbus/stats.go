@@ -132,6 +132,9 @@ func (b *Broker) Stats() Stats {
 		topics = append(topics, v.(*topicState))
 		return true
 	})
+	if b.ephemeral != nil && b.ephemeral.state.seq.Load() > 0 {
+		topics = append(topics, &b.ephemeral.state)
+	}
 	for _, ts := range topics {
 		ts.mu.Lock()
 		t := TopicStats{Topic: ts.name, Published: ts.seq.Load(), Enqueued: ts.enqueued}

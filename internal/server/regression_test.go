@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,16 @@ func TestGroupProbeDoesNotDisconnect(t *testing.T) {
 			e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
 			t.Fatalf("w1 got error code %d (%s) though w2 took the group messages", e.Code, e.Text)
 		}
+	}
+}
+
+func TestStatsTrim(t *testing.T) {
+	var st Stats
+	for i := range 5 {
+		st.Broker.Topics = append(st.Broker.Topics, eventbus.TopicStats{Topic: fmt.Sprint("events.t", i), Published: uint64(i)})
+	}
+	st.trim(2)
+	if len(st.Broker.Topics) != 2 || st.Broker.Topics[0].Published != 4 || st.TopicsOmitted != 3 {
+		t.Errorf("trimmed to %+v, omitted %d; want the 2 busiest and 3 omitted", st.Broker.Topics, st.TopicsOmitted)
 	}
 }

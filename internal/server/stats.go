@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -17,7 +18,16 @@ const StatsTopic = "control.broker.stats"
 type Stats struct {
 	Broker      eventbus.Stats `json:"broker"`
 	Connections []ConnStats    `json:"connections"`
+	// TopicsOmitted and SubscriptionsOmitted count entries left out of a
+	// stats reply, which lists at most MaxStatsEntries of each (the
+	// busiest); the totals cover everything.
+	TopicsOmitted        int `json:"topics_omitted,omitempty"`
+	SubscriptionsOmitted int `json:"subscriptions_omitted,omitempty"`
 }
+
+// MaxStatsEntries bounds the topics and the subscriptions listed in a
+// stats reply, so that it fits in a message.
+const MaxStatsEntries = 1000
 
 // ConnStats describes one client connection.
 type ConnStats struct {
@@ -55,10 +65,28 @@ func (s *Server) serveStats() (*eventbus.Subscription, error) {
 			if d.Reply == "" {
 				return
 			}
-			body, err := json.Marshal(s.Stats())
+			st := s.Stats()
+			st.trim(MaxStatsEntries)
+			body, err := json.Marshal(st)
 			if err != nil {
 				return // cannot happen: Stats has no unencodable fields
 			}
-			b.Publish(context.Background(), eventbus.Message{Topic: d.Reply, Payload: body, Priority: eventbus.PriorityHigh})
+			if err := b.Publish(context.Background(), eventbus.Message{Topic: d.Reply, Payload: body, Priority: eventbus.PriorityHigh}); err != nil {
+				s.log.Warn("could not answer a stats request", "reply", d.Reply, "bytes", len(body), "err", err)
+			}
 		})
+}
+
+// trim keeps the n busiest topics and subscriptions.
+func (st *Stats) trim(n int) {
+	if len(st.Broker.Topics) > n {
+		slices.SortStableFunc(st.Broker.Topics, func(a, b eventbus.TopicStats) int { return cmp.Compare(b.Published, a.Published) })
+		st.TopicsOmitted = len(st.Broker.Topics) - n
+		st.Broker.Topics = st.Broker.Topics[:n]
+	}
+	if len(st.Broker.Subscriptions) > n {
+		slices.SortStableFunc(st.Broker.Subscriptions, func(a, b eventbus.SubscriptionStats) int { return cmp.Compare(b.Delivered, a.Delivered) })
+		st.SubscriptionsOmitted = len(st.Broker.Subscriptions) - n
+		st.Broker.Subscriptions = st.Broker.Subscriptions[:n]
+	}
 }
