@@ -186,6 +186,9 @@ type Conn struct {
 // the CPU's cache; the writer and the publishers still overlap.
 var maxInFlight = 256 << 10
 
+// maxInlineBytes bounds what a caller writes itself (see flushInline).
+const maxInlineBytes = 16 << 10
+
 // nonceBit marks ping nonces, ack ids and request ids, so that an error
 // frame's ref never mistakes one for a subscription id (a u32).
 const nonceBit = 1 << 63
@@ -477,7 +480,13 @@ func (c *Conn) flushInline() {
 	}
 	c.mu.Lock()
 	sess := c.sess
+	bulk := len(c.out) > maxInlineBytes
 	c.mu.Unlock()
+	if bulk { // a bulk batch is the writer's job: the caller should not wait on it
+		c.writeMu.Unlock()
+		c.signal()
+		return
+	}
 	if sess != nil {
 		if err := c.flush(sess); err != nil {
 			sess.nc.Close() // the reader fails, and the Conn reconnects
@@ -509,9 +518,16 @@ func (c *Conn) flush(sess *session) error {
 		sess.writeArmed = now.Add(c.opts.WriteTimeout)
 		sess.nc.SetWriteDeadline(sess.writeArmed)
 	}
-	_, err := sess.nc.Write(batch)
+	n, err := sess.nc.Write(batch)
 	c.mu.Lock()
 	c.writing = 0
+	if err != nil && n == 0 {
+		// Nothing left: the frames go back to the front of the buffer, and
+		// lose keeps the publishes among them for the next session.
+		c.out = append(append(make([]byte, 0, len(batch)+len(c.out)), batch...), c.out...)
+		c.outMsgs += msgs
+		msgs = 0
+	}
 	// A publisher may be waiting for room while out is small but this
 	// batch was large: wake it now, or it waits for a batch nobody starts.
 	if c.room != nil {
@@ -520,7 +536,7 @@ func (c *Conn) flush(sess *session) error {
 	}
 	// Keep the buffer for the next batch: regrowing one of several MiB on
 	// every batch costs more than the write.
-	if cap(batch) <= 2*c.opts.MaxBuffered {
+	if cap(batch) <= 2*c.opts.MaxBuffered && c.spare == nil {
 		c.spare = batch[:0]
 	}
 	c.mu.Unlock()
@@ -648,6 +664,9 @@ func (c *Conn) refused(e *wire.ErrorBody) {
 		if s := c.subs[uint32(e.Ref)]; s != nil {
 			s.err = err
 			c.endSubLocked(s)
+			if c.isInboxLocked(s) { // the next Request subscribes a new inbox
+				c.inbox, c.inboxName = nil, ""
+			}
 			return
 		}
 	}
@@ -777,11 +796,9 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 	c.mu.Lock()
 	subs := c.sortedSubsLocked()
 	c.mu.Unlock()
-	restored := make(map[uint32]bool, len(subs))
 	var frames []byte
 	for _, s := range subs {
 		frames = s.appendSubscribe(frames)
-		restored[s.sid] = true
 	}
 	const nonce = nonceBit // no waiter uses it: nonces start at 1
 	frames = wire.AppendU64(frames, wire.TypePing, nonce)
@@ -797,6 +814,17 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 		}
 		if f.Type == wire.TypePong {
 			if n, err := wire.ParseU64(f.Type, f.Flags, f.Body); err == nil && n == nonce {
+				// Restored: those the server did not refuse (a refused
+				// one has left c.subs with its error set, and needs no
+				// unsubscribe).
+				restored := make(map[uint32]bool, len(subs))
+				c.mu.Lock()
+				for _, s := range subs {
+					if s.err == nil {
+						restored[s.sid] = true
+					}
+				}
+				c.mu.Unlock()
 				return restored, nil
 			}
 		}

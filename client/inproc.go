@@ -31,8 +31,12 @@ func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, prio ev
 		return err
 	}
 	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload)})
-	c.published.Add(1)
+	if err == nil {
+		c.published.Add(1)
+		return nil
+	}
 	if errors.Is(err, eventbus.ErrQueueFull) || errors.Is(err, eventbus.ErrSlowConsumer) {
+		c.published.Add(1) // published; some subscriber missed it
 		c.mu.Lock()
 		c.noteAsyncLocked(err)
 		c.mu.Unlock()

@@ -237,3 +237,59 @@ func TestNextBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A subscription the new broker refuses ends with its error, and nothing
+// else: no stray unsubscribe, no refusal reported for a publish.
+func TestRefusedRestoreEndsOnlyThatSubscription(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "eventbus.sock")
+	run := func(maxSubs int) func() {
+		b, err := eventbus.New(eventbus.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := server.New(server.Options{Broker: b, MaxSubscriptions: maxSubs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := transport.ListenUnix(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		return func() { srv.Close(); <-served; b.Close() }
+	}
+	stop := run(0)
+	reconnected := make(chan struct{}, 1)
+	opts := fastReconnect("x")
+	opts.OnReconnect = func() { reconnected <- struct{}{} }
+	c, err := Dial(t.Context(), "unix://"+path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s1, err := c.Subscribe(t.Context(), "events.a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := c.Subscribe(t.Context(), "events.b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	stop = run(1) // the new broker allows one subscription per connection
+	defer func() { stop() }()
+	<-reconnected
+	if err := c.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s1.Err() != nil || !errors.Is(s2.Err(), ErrRefused) {
+		t.Errorf("after the restore: s1 %v, s2 %v; want s1 kept and s2 refused", s1.Err(), s2.Err())
+	}
+	if _, ok := <-s2.C(); ok {
+		t.Error("the refused subscription's channel is open")
+	}
+	if err := c.AsyncErr(); err != nil {
+		t.Errorf("AsyncErr = %v; nothing was published", err)
+	}
+}
