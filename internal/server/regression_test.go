@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -109,5 +110,32 @@ func TestStatsTrim(t *testing.T) {
 	st.trim(2)
 	if len(st.Broker.Topics) != 2 || st.Broker.Topics[0].Published != 4 || st.TopicsOmitted != 3 {
 		t.Errorf("trimmed to %+v, omitted %d; want the 2 busiest and 3 omitted", st.Broker.Topics, st.TopicsOmitted)
+	}
+}
+
+// A connection closed as a slow consumer is told so before it is closed.
+func TestSlowConsumerGetsItsErrorFrame(t *testing.T) {
+	path, _, b := start(t, Options{MaxPending: 8 << 10})
+	sub := dial(t, path)
+	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), Overflow: uint8(eventbus.OverflowDisconnect)}))
+	sub.sync()
+	big := make([]byte, 1000)
+	for range 10000 {
+		if err := b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: big}); errors.Is(err, eventbus.ErrSlowConsumer) {
+			break
+		}
+	}
+	for {
+		sub.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		f, err := sub.r.ReadFrame()
+		if err != nil {
+			t.Fatalf("connection ended without a slow_consumer error frame: %v", err)
+		}
+		if f.Type == wire.TypeError {
+			if e, _ := wire.ParseError(f.Type, f.Flags, f.Body); e.Code != wire.CodeSlowConsumer {
+				t.Fatalf("error code %d (%s), want slow_consumer", e.Code, e.Text)
+			}
+			return
+		}
 	}
 }
