@@ -171,9 +171,9 @@ type Conn struct {
 	inboxMu   sync.Mutex    // serializes making the inbox
 	writeMu   sync.Mutex    // held while writing to the session's socket
 
-	topics map[string]string // interned topics; the reading goroutine's own
-	wake   chan struct{}     // capacity 1: out became non-empty
-	ctx    context.Context   // cancelled when the Conn ends: stops a reconnect in progress
+	topics wire.Interner   // the reading goroutine's own
+	wake   chan struct{}   // capacity 1: out became non-empty
+	ctx    context.Context // cancelled when the Conn ends: stops a reconnect in progress
 	cancel context.CancelFunc
 
 	nonce                                                    atomic.Uint64
@@ -203,8 +203,8 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	c := &Conn{
 		addr: addr, opts: opts,
 		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
-		requests: make(map[uint64]chan reply), topics: make(map[string]string),
-		wake: make(chan struct{}, 1),
+		requests: make(map[uint64]chan reply),
+		wake:     make(chan struct{}, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if strings.HasPrefix(addr, "inproc://") {
@@ -610,7 +610,7 @@ func (c *Conn) deliver(d *wire.Deliver) {
 			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern})
 		return
 	}
-	m := Msg{Topic: c.intern(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
+	m := Msg{Topic: c.topics.String(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
 		Priority: eventbus.Priority(d.Priority), Pattern: s.pattern}
 	if d.Reply != nil {
 		m.Reply = string(d.Reply)
@@ -620,23 +620,6 @@ func (c *Conn) deliver(d *wire.Deliver) {
 	default:
 		s.dropped.Add(1)
 	}
-}
-
-// maxTopicCache bounds the topic strings a Conn keeps for reuse.
-const maxTopicCache = 1024
-
-// intern returns a string for a topic without allocating for topics seen
-// before. Only the goroutine reading frames calls it.
-func (c *Conn) intern(b []byte) string {
-	if t, ok := c.topics[string(b)]; ok {
-		return t
-	}
-	t := string(b)
-	if len(c.topics) >= maxTopicCache {
-		clear(c.topics)
-	}
-	c.topics[t] = t
-	return t
 }
 
 // refused handles an error frame: for a waiter (its ref has nonceBit), a

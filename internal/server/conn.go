@@ -45,10 +45,8 @@ type conn struct {
 
 	// reader goroutine only
 	subs   map[uint32]*eventbus.Subscription
-	topics map[string]string // interned topic strings, bounded
+	topics wire.Interner
 }
-
-const maxTopicCache = 1024
 
 // maxSpare is the largest batch buffer a connection keeps for the next
 // batch, in bytes.
@@ -58,7 +56,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
 		closeCh: make(chan struct{}), wake: make(chan struct{}, 1),
-		subs: make(map[uint32]*eventbus.Subscription), topics: make(map[string]string),
+		subs: make(map[uint32]*eventbus.Subscription),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -181,7 +179,7 @@ func (c *conn) handle(f wire.Frame) error {
 			return c.protocolError(err)
 		}
 		m := eventbus.Message{
-			Topic:    c.intern(p.Topic),
+			Topic:    c.topics.String(p.Topic),
 			Payload:  append([]byte(nil), p.Payload...), // the read buffer is reused; subscribers keep this
 			Priority: eventbus.Priority(p.Priority),
 		}
@@ -282,20 +280,6 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 		return
 	}
 	c.subs[r.SID] = s
-}
-
-// intern returns a string for a topic without allocating for topics seen
-// before on this connection.
-func (c *conn) intern(b []byte) string {
-	if t, ok := c.topics[string(b)]; ok {
-		return t
-	}
-	t := string(b)
-	if len(c.topics) >= maxTopicCache {
-		clear(c.topics)
-	}
-	c.topics[t] = t
-	return t
 }
 
 // Deliver implements eventbus.Sink: it appends a deliver frame for the
