@@ -292,4 +292,5 @@ func TestRefusedRestoreEndsOnlyThatSubscription(t *testing.T) {
 	if err := c.AsyncErr(); err != nil {
 		t.Errorf("AsyncErr = %v; nothing was published", err)
 	}
+	c.Close() // before the broker stops, or Close waits for it to come back
 }
