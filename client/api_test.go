@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 )
 
 // eachTransport runs fn against a broker reached over a UNIX socket and in
@@ -21,27 +20,19 @@ import (
 func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *Conn)) {
 	for _, tr := range []string{"unix", "inproc"} {
 		t.Run(tr, func(t *testing.T) {
-			b, err := eventbus.New(eventbus.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			var b *eventbus.Broker
 			addr := "inproc://"
 			if tr == "unix" {
-				srv, err := server.New(server.Options{Broker: b})
-				if err != nil {
-					t.Fatal(err)
-				}
-				path := filepath.Join(t.TempDir(), "eventbus.sock")
-				l, err := transport.ListenUnix(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				served := make(chan error, 1)
-				go func() { served <- srv.Serve(l) }()
-				t.Cleanup(func() { srv.Close(); <-served })
+				var path string
+				path, _, b = testbroker.Start(t, server.Options{})
 				addr = "unix://" + path
+			} else {
+				var err error
+				if b, err = eventbus.New(eventbus.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { b.Close() })
 			}
-			t.Cleanup(func() { b.Close() })
 			fn(t, func(name string) *Conn {
 				c, err := Dial(t.Context(), addr, Options{Name: name, Broker: b})
 				if err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"github.com/daemoneye/daemoneye/topic"
 )
 
@@ -25,24 +25,8 @@ func startBroker(t *testing.T) (string, *server.Server) { return startBrokerB(t)
 func startBrokerB(t testing.TB) (string, *server.Server) { return startBrokerWith(t, server.Options{}) }
 
 func startBrokerWith(t testing.TB, opts server.Options) (string, *server.Server) {
-	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Broker, opts.Logger = b, testLogger()
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "eventbus.sock")
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	opts.Logger = testLogger()
+	path, srv, _ := testbroker.Start(t, opts)
 	return path, srv
 }
 

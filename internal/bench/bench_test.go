@@ -13,7 +13,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -185,23 +185,7 @@ func TestRunSocket(t *testing.T) {
 
 // startBroker starts a broker on a socket, as daemoneye-broker would.
 func startBroker(t *testing.T) string {
-	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "eventbus.sock")
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	path, _, _ := testbroker.Start(t, server.Options{})
 	return path
 }
 

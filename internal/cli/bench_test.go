@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/bench"
 	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 )
 
 func TestBenchFlags(t *testing.T) {
@@ -206,22 +204,6 @@ func TestProgressLine(t *testing.T) {
 
 // startBenchBroker starts a broker on a socket, as daemoneye-broker would.
 func startBenchBroker(t *testing.T) string {
-	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "eventbus.sock")
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	path, _, _ := testbroker.Start(t, server.Options{})
 	return path
 }
