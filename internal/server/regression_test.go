@@ -73,9 +73,14 @@ func TestGroupProbeDoesNotDisconnect(t *testing.T) {
 	w1.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 6, Pattern: []byte("events.noise"), Overflow: uint8(eventbus.OverflowDropNewest)}))
 	w1.sync()
 	big := make([]byte, 1000)
-	for range 2000 {
+	// Full means the writer is stuck on a full socket, not just between
+	// two batches: 50 refusals in a row, 1 ms apart, with no progress.
+	for fails := 0; fails < 50; {
 		if err := b.Publish(context.Background(), eventbus.Message{Topic: "events.noise", Payload: big}); err != nil {
-			break // w1's connection is full
+			fails++
+			time.Sleep(time.Millisecond)
+		} else {
+			fails = 0
 		}
 	}
 	for range 2 { // one of them is w1's turn
