@@ -759,8 +759,11 @@ type ConfigUpdateResult struct {
 	ChangedKeys []string `protobuf:"bytes,3,rep,name=changed_keys,json=changedKeys,proto3" json:"changed_keys,omitempty"`
 	// True when some changes take effect only after a restart.
 	RestartRequired bool `protobuf:"varint,4,opt,name=restart_required,json=restartRequired,proto3" json:"restart_required,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The whole configuration in force after the request (with
+	// validate_only: the configuration now, unchanged). Added in 1.1.
+	CurrentConfig *structpb.Struct `protobuf:"bytes,5,opt,name=current_config,json=currentConfig,proto3" json:"current_config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigUpdateResult) Reset() {
@@ -819,6 +822,13 @@ func (x *ConfigUpdateResult) GetRestartRequired() bool {
 		return x.RestartRequired
 	}
 	return false
+}
+
+func (x *ConfigUpdateResult) GetCurrentConfig() *structpb.Struct {
+	if x != nil {
+		return x.CurrentConfig
+	}
+	return nil
 }
 
 // GetCapabilitiesRequest asks a service what it can do.
@@ -1204,12 +1214,13 @@ const file_daemoneye_eventbus_v1_operations_proto_rawDesc = "" +
 	"\x06config\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06config\x12#\n" +
 	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\x12\x1a\n" +
 	"\brollback\x18\x03 \x01(\bR\brollback\x12)\n" +
-	"\x10expected_version\x18\x04 \x01(\tR\x0fexpectedVersion\"\xa3\x01\n" +
+	"\x10expected_version\x18\x04 \x01(\tR\x0fexpectedVersion\"\xe3\x01\n" +
 	"\x12ConfigUpdateResult\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12%\n" +
 	"\x0econfig_version\x18\x02 \x01(\tR\rconfigVersion\x12!\n" +
 	"\fchanged_keys\x18\x03 \x03(\tR\vchangedKeys\x12)\n" +
-	"\x10restart_required\x18\x04 \x01(\bR\x0frestartRequired\"C\n" +
+	"\x10restart_required\x18\x04 \x01(\bR\x0frestartRequired\x12>\n" +
+	"\x0ecurrent_config\x18\x05 \x01(\v2\x17.google.protobuf.StructR\rcurrentConfig\"C\n" +
 	"\x16GetCapabilitiesRequest\x12)\n" +
 	"\x10include_versions\x18\x01 \x01(\bR\x0fincludeVersions\"\xa0\x03\n" +
 	"\fCapabilities\x12V\n" +
@@ -1306,16 +1317,17 @@ var file_daemoneye_eventbus_v1_operations_proto_depIdxs = []int32{
 	18, // 12: daemoneye.eventbus.v1.HealthCheckResponse.uptime:type_name -> google.protobuf.Duration
 	21, // 13: daemoneye.eventbus.v1.HealthCheckResponse.checked_at:type_name -> google.protobuf.Timestamp
 	19, // 14: daemoneye.eventbus.v1.ConfigUpdateRequest.config:type_name -> google.protobuf.Struct
-	0,  // 15: daemoneye.eventbus.v1.Capabilities.supported_operations:type_name -> daemoneye.eventbus.v1.RpcOperation
-	24, // 16: daemoneye.eventbus.v1.Capabilities.version:type_name -> daemoneye.eventbus.v1.MessageVersion
-	24, // 17: daemoneye.eventbus.v1.Capabilities.supported_versions:type_name -> daemoneye.eventbus.v1.MessageVersion
-	18, // 18: daemoneye.eventbus.v1.ShutdownRequest.timeout:type_name -> google.protobuf.Duration
-	21, // 19: daemoneye.eventbus.v1.ShutdownResponse.deadline:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	19, // 15: daemoneye.eventbus.v1.ConfigUpdateResult.current_config:type_name -> google.protobuf.Struct
+	0,  // 16: daemoneye.eventbus.v1.Capabilities.supported_operations:type_name -> daemoneye.eventbus.v1.RpcOperation
+	24, // 17: daemoneye.eventbus.v1.Capabilities.version:type_name -> daemoneye.eventbus.v1.MessageVersion
+	24, // 18: daemoneye.eventbus.v1.Capabilities.supported_versions:type_name -> daemoneye.eventbus.v1.MessageVersion
+	18, // 19: daemoneye.eventbus.v1.ShutdownRequest.timeout:type_name -> google.protobuf.Duration
+	21, // 20: daemoneye.eventbus.v1.ShutdownResponse.deadline:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_operations_proto_init() }
