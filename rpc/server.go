@@ -1,0 +1,344 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/envelope"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Request is one RPC as a handler sees it.
+type Request struct {
+	// Topic is the topic the request was published to.
+	Topic string
+	// Envelope is the whole message: metadata (sender, version) and
+	// correlation.
+	Envelope *eventbusv1.EventBusMessage
+	// Call is the request itself: operation, body, deadline, attempt.
+	Call *eventbusv1.RpcRequest
+}
+
+// Handler serves requests. ServeRPC returns the response body (its body
+// field set for the operation; the Server fills in the request id, the
+// operation, the status and the completion time) or an error: an *Error
+// to say exactly what the caller sees, or any error, reported as
+// category INTERNAL. ctx ends when the request's deadline passes or the
+// Server closes; it carries the request's correlation (CorrelationFrom),
+// so calls made with it continue the workflow. ServeRPC may be called
+// concurrently, up to ServerOptions.MaxConcurrent at once.
+type Handler interface {
+	ServeRPC(ctx context.Context, req *Request) (*eventbusv1.RpcResponse, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) (*eventbusv1.RpcResponse, error)
+
+// ServeRPC calls f.
+func (f HandlerFunc) ServeRPC(ctx context.Context, req *Request) (*eventbusv1.RpcResponse, error) {
+	return f(ctx, req)
+}
+
+// ServerOptions configures a Server. The zero value is usable.
+type ServerOptions struct {
+	// ID names this instance in responses (source id, routing instance
+	// id). Default: the connection's identity.
+	ID string
+	// QueueGroup makes instances that use the same group share requests:
+	// each request goes to one of them, round robin, skipping those whose
+	// connection is full. Empty: every subscribed Server gets every
+	// request (and the caller takes the first answer).
+	QueueGroup string
+	// MaxConcurrent bounds the handlers running at once. A request beyond
+	// it is answered at once with UNAVAILABLE (code "overloaded",
+	// retryable), so an idempotent caller retries, possibly on another
+	// instance, instead of timing out. Default 64.
+	MaxConcurrent int
+	// Buffer is the number of requests the subscription holds before the
+	// Server takes them (default 1024). Over a socket, requests that
+	// arrive while it is full are dropped by the client library and
+	// counted in the Conn's stats; their callers time out.
+	Buffer int
+	// Logger receives reports of replies that could not be sent and of
+	// requests that could not be decoded, at debug and warn levels.
+	// Default: silent.
+	Logger *slog.Logger
+}
+
+// ServerStats counts what a Server did. Every request received is counted
+// in exactly one of Handled, Failed, Rejected, Expired and Malformed.
+type ServerStats struct {
+	Received  uint64 // requests that reached the Server
+	Handled   uint64 // answered with SUCCESS
+	Failed    uint64 // answered with an error from the handler
+	Rejected  uint64 // refused: overloaded, shutting down, or other major version
+	Expired   uint64 // their deadline had passed on arrival
+	Malformed uint64 // undecodable, invalid, or without a reply topic
+	// ReplyFailed counts responses that could not be published (the
+	// connection closed, the payload was too large); their callers time
+	// out.
+	ReplyFailed uint64
+}
+
+// Server answers RPC requests on a Conn: it subscribes to the patterns
+// given to Handle, runs each request's handler on its own goroutine with
+// the request's deadline, and publishes the response to the caller's
+// reply topic. Shutdown stops it gracefully, Close at once. A Server is
+// safe for concurrent use.
+type Server struct {
+	conn   *client.Conn
+	opts   ServerOptions
+	ctx    context.Context // handlers' base context, cancelled by Close
+	cancel context.CancelFunc
+	sem    chan struct{}
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	subs   []*client.Subscription
+	wg     sync.WaitGroup // running handlers; Add only under mu while !closed
+
+	received, handled, failed, rejected, expired, malformed, replyFailed atomic.Uint64
+}
+
+// NewServer returns a Server that answers on conn. It starts nothing until
+// Handle.
+func NewServer(conn *client.Conn, opts ServerOptions) *Server {
+	if opts.ID == "" {
+		opts.ID = conn.Identity()
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 64
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 1024
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{conn: conn, opts: opts, ctx: ctx, cancel: cancel, sem: make(chan struct{}, opts.MaxConcurrent), log: log}
+}
+
+// ID returns the instance id the Server answers as.
+func (s *Server) ID() string { return s.opts.ID }
+
+// Handle subscribes to pattern (a topic or a pattern with + and #, under
+// control.) and serves its requests with h. It returns once the broker has
+// accepted the subscription, so a request published after it returns
+// reaches h.
+func (s *Server) Handle(ctx context.Context, pattern string, h Handler) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.mu.Unlock()
+	sub, err := s.conn.SubscribeFunc(ctx, pattern, client.SubscribeOptions{Buffer: s.opts.Buffer, QueueGroup: s.opts.QueueGroup}, func(m *client.Msg) {
+		s.receive(m, h)
+	})
+	if err != nil {
+		return fmt.Errorf("rpc: serve %q: %w", pattern, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		sub.Unsubscribe()
+		return ErrServerClosed
+	}
+	s.subs = append(s.subs, sub)
+	return nil
+}
+
+// Stats returns the Server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Received: s.received.Load(), Handled: s.handled.Load(), Failed: s.failed.Load(),
+		Rejected: s.rejected.Load(), Expired: s.expired.Load(), Malformed: s.malformed.Load(),
+		ReplyFailed: s.replyFailed.Load(),
+	}
+}
+
+// Shutdown stops taking requests (new ones are answered UNAVAILABLE,
+// code "shutting_down", until the subscriptions are gone) and waits for
+// the running handlers to finish. If ctx ends first, it cancels their
+// contexts, waits for them to return, and returns ctx's error. It does not
+// close the Conn.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return fmt.Errorf("rpc: shutdown: handlers still running were cancelled: %w", ctx.Err())
+	}
+}
+
+// Close stops taking requests, cancels the running handlers' contexts and
+// waits for them to return.
+func (s *Server) Close() error {
+	s.stop()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	s.closed = true
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.Unsubscribe()
+	}
+}
+
+// receive takes one request from the subscription. It never blocks on a
+// handler: a request it cannot run now is answered at once.
+func (s *Server) receive(m *client.Msg, h Handler) {
+	s.received.Add(1)
+	at := time.Now()
+	if m.Reply == "" {
+		s.malformed.Add(1)
+		s.log.Debug("rpc: dropped a message with no reply topic", "topic", m.Topic)
+		return
+	}
+	req := &Request{Topic: m.Topic, Envelope: new(eventbusv1.EventBusMessage)}
+	reply := m.Reply
+	if err := proto.Unmarshal(m.Payload, req.Envelope); err != nil {
+		s.malformed.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, CodeInvalidRequest,
+			"the request is not a protobuf EventBusMessage: %v", err), nil)
+		return
+	}
+	// Best effort for the answers below: echo the request id if there is one.
+	req.Call = req.Envelope.GetRpcRequest().GetRequest()
+	if v := req.Envelope.GetMetadata().GetVersion(); v != nil && v.GetMajor() != envelope.VersionMajor {
+		s.rejected.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNSUPPORTED, CodeVersionUnsupported,
+			"the request uses schema version %d.%d; this service speaks %d.x (up to %s): use a client built for major version %d",
+			v.GetMajor(), v.GetMinor(), envelope.VersionMajor, envelope.Version, envelope.VersionMajor), nil)
+		return
+	}
+	if err := envelope.Validate(req.Envelope); err != nil || req.Call == nil {
+		if err == nil {
+			err = fmt.Errorf("the payload is a %v, not an RPC request", envelope.MessageTypeOf(req.Envelope))
+		}
+		s.malformed.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, CodeInvalidRequest, "%v", err), nil)
+		return
+	}
+	deadline := time.Time{}
+	if d := req.Call.GetDeadline(); d != nil {
+		deadline = d.AsTime()
+		if !at.Before(deadline) {
+			s.expired.Add(1)
+			s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_TIMEOUT, CodeDeadlineExceeded,
+				"the request's deadline had passed when it arrived (%v late)", at.Sub(deadline).Round(time.Microsecond)), nil)
+			return
+		}
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.rejected.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeOverloaded,
+			"%d requests are running already (MaxConcurrent); retry, or add instances to the queue group", s.opts.MaxConcurrent), nil)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.sem
+		s.rejected.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeShuttingDown,
+			"the service is shutting down; retry on another instance"), nil)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.sem }()
+		s.run(req, reply, at, deadline, h)
+	}()
+}
+
+func (s *Server) run(req *Request, reply string, received, deadline time.Time, h Handler) {
+	ctx := s.ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	ctx = WithCorrelation(ctx, req.Envelope.GetCorrelation())
+	start := time.Now()
+	resp, err := h.ServeRPC(ctx, req)
+	if err != nil {
+		s.failed.Add(1)
+		s.answer(req, reply, received, start, toError(err), nil)
+		return
+	}
+	s.handled.Add(1)
+	s.answer(req, reply, received, start, nil, resp)
+}
+
+// answer publishes the response to a request: resp on success, or e.
+func (s *Server) answer(req *Request, reply string, received, started time.Time, e *Error, resp *eventbusv1.RpcResponse) {
+	now := time.Now()
+	if resp == nil {
+		resp = &eventbusv1.RpcResponse{}
+	}
+	resp.RequestId = req.Call.GetRequestId()
+	resp.Operation = req.Call.GetOperation()
+	resp.CompletedAt = timestamppb.New(now)
+	if e != nil {
+		resp.Status, resp.Error, resp.Body = e.Status, e.Detail, nil
+	} else {
+		resp.Status, resp.Error = eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, nil
+	}
+	var queued time.Duration
+	if ts := req.Envelope.GetMetadata().GetTimestamp(); ts != nil {
+		queued = max(0, started.Sub(ts.AsTime()))
+	}
+	msg := envelope.New(reply, now, &eventbusv1.RpcResponsePayload{
+		Response: resp,
+		Routing:  &eventbusv1.RpcRoutingInfo{SourceService: s.opts.ID, TargetTopic: req.Topic, ReplyTo: reply, InstanceId: s.opts.ID},
+		PerformanceMetrics: &eventbusv1.RpcPerformanceMetrics{
+			QueueTime: durationpb.New(queued), ProcessingTime: durationpb.New(now.Sub(started)), ReceivedAt: timestamppb.New(received),
+		},
+	})
+	msg.Metadata.SourceId = s.opts.ID
+	msg.Metadata.TargetId = req.Call.GetClientId()
+	if c := req.Envelope.GetCorrelation(); c != nil {
+		msg.Correlation = envelope.Child(c)
+	} else {
+		msg.Correlation = envelope.NewRoot()
+	}
+	payload, err := proto.Marshal(msg)
+	if err == nil {
+		err = s.conn.Respond(&client.Msg{Topic: req.Topic, Reply: reply}, payload)
+	}
+	if err != nil {
+		s.replyFailed.Add(1)
+		if !errors.Is(err, client.ErrClosed) {
+			s.log.Warn("rpc: could not send a response", "topic", req.Topic, "request_id", resp.RequestId, "err", err)
+		}
+	}
+}
