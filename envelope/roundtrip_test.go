@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/internal/protofill"
+
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -79,24 +81,24 @@ func TestRoundTripEveryField(t *testing.T) {
 			all = append(all, md.Fields().Get(i).FullName())
 		}
 	}
-	covered := func(f *filler) bool {
+	covered := func(f *protofill.Filler) bool {
 		for _, name := range all {
-			if !f.set[name] {
+			if !f.Set[name] {
 				return false
 			}
 		}
 		return true
 	}
-	f := newFiller()
+	f := protofill.New()
 	n := 0
 	for ; n < 200 && (n == 0 || !covered(f)); n++ {
-		f.choice = n
+		f.Choice = n
 		var m eventbusv1.EventBusMessage
-		f.fill(m.ProtoReflect())
+		f.Fill(m.ProtoReflect())
 		roundTrip(t, &m)
 	}
 	for _, name := range all {
-		if !f.set[name] {
+		if !f.Set[name] {
 			t.Errorf("field %s was never set in %d messages: is its message reachable from EventBusMessage?", name, n)
 		}
 	}
@@ -120,8 +122,8 @@ func TestEveryOperationRoundTrips(t *testing.T) {
 		op := eventbusv1.RpcOperation(ops.Get(i).Number())
 		name := strings.ToLower(strings.TrimPrefix(string(ops.Get(i).Name()), "RPC_OPERATION_"))
 		t.Run(name, func(t *testing.T) {
-			f := newFiller()
-			f.choice = i
+			f := protofill.New()
+			f.Choice = i
 
 			req := &eventbusv1.RpcRequest{
 				RequestId: envelope.NewID(), Operation: op, TargetId: "procmond", ClientId: "agent",
@@ -154,23 +156,23 @@ func TestEveryOperationRoundTrips(t *testing.T) {
 }
 
 // setBody sets the field of oneof body named name to a filled message.
-func setBody(t *testing.T, f *filler, m protoreflect.Message, body protoreflect.OneofDescriptor, name string) {
+func setBody(t *testing.T, f *protofill.Filler, m protoreflect.Message, body protoreflect.OneofDescriptor, name string) {
 	t.Helper()
 	fd := body.Fields().ByName(protoreflect.Name(name))
 	if fd == nil {
 		t.Fatalf("%s has no body field %q", m.Descriptor().FullName(), name)
 	}
 	v := m.NewField(fd)
-	f.fill(v.Message())
+	f.Fill(v.Message())
 	m.Set(fd, v)
 }
 
 // TestFillerSetsEveryField guards the filler itself: a filled message
 // differs from the same message with any one field cleared.
 func TestFillerSetsEveryField(t *testing.T) {
-	f := newFiller()
+	f := protofill.New()
 	var m eventbusv1.ProcessRecord
-	f.fill(m.ProtoReflect())
+	f.Fill(m.ProtoReflect())
 	fields := m.ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)

@@ -12,19 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/internal/testproc"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
 
 // Two processes exchange messages through a third: the broker.
 func TestPubSubAcrossProcesses(t *testing.T) {
@@ -32,8 +24,8 @@ func TestPubSubAcrossProcesses(t *testing.T) {
 		t.Skip("builds binaries and runs processes")
 	}
 	dir := t.TempDir()
-	brokerBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	cliBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
 	sock := filepath.Join(dir, "run", "eventbus.sock")
 
 	broker := exec.Command(brokerBin, "--socket", sock)

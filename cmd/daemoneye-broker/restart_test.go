@@ -1,50 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/daemoneye/daemoneye/internal/testproc"
 )
-
-// lines collects a process's output lines on a channel.
-func lines(t *testing.T, r io.Reader) <-chan string {
-	t.Helper()
-	ch := make(chan string, 100)
-	go func() {
-		defer close(ch)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			ch <- sc.Text()
-		}
-	}()
-	return ch
-}
-
-// expectLine waits up to 10 s for a line containing want.
-func expectLine(t *testing.T, ch <-chan string, what, want string) string {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case l, ok := <-ch:
-			if !ok {
-				t.Fatalf("%s ended before printing %q", what, want)
-			}
-			if strings.Contains(l, want) {
-				return l
-			}
-		case <-timeout:
-			t.Fatalf("%s did not print %q within 10 s", what, want)
-		}
-	}
-}
 
 // The broker is killed and started again: the clients, separate processes,
 // reconnect by themselves; what the publisher buffered meanwhile reaches the
@@ -54,8 +20,8 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		t.Skip("builds binaries and runs processes")
 	}
 	dir := t.TempDir()
-	brokerBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	cliBin := build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
 	sock := filepath.Join(dir, "run", "eventbus.sock")
 
 	startBroker := func() *exec.Cmd {
@@ -64,7 +30,7 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		if err := b.Start(); err != nil {
 			t.Fatal(err)
 		}
-		expectLine(t, lines(t, berr), "the broker", "listening")
+		testproc.ExpectLine(t, testproc.Lines(berr), "the broker", "listening")
 		return b
 	}
 	broker := startBroker()
@@ -76,8 +42,8 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Process.Kill()
-	subLines, subNotices := lines(t, subOut), lines(t, subErr)
-	expectLine(t, subNotices, "sub", "subscribed")
+	subLines, subNotices := testproc.Lines(subOut), testproc.Lines(subErr)
+	testproc.ExpectLine(t, subNotices, "sub", "subscribed")
 
 	pub := exec.Command(cliBin, "--socket", sock, "pub", "events.test.lines")
 	pubIn, _ := pub.StdinPipe()
@@ -86,7 +52,7 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Process.Kill()
-	pubNotices := lines(t, pubErr)
+	pubNotices := testproc.Lines(pubErr)
 
 	payloadOf := func(l string) string {
 		var m struct{ Payload string }
@@ -96,20 +62,20 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		return m.Payload
 	}
 	fmt.Fprintln(pubIn, "before")
-	expectLine(t, subLines, "sub", `"before"`)
+	testproc.ExpectLine(t, subLines, "sub", `"before"`)
 
 	broker.Process.Kill() // SIGKILL: no goodbye, the socket file stays behind
 	broker.Wait()
-	expectLine(t, pubNotices, "pub", "lost the broker")
-	expectLine(t, subNotices, "sub", "lost the broker")
+	testproc.ExpectLine(t, pubNotices, "pub", "lost the broker")
+	testproc.ExpectLine(t, subNotices, "sub", "lost the broker")
 	for _, l := range []string{"buffered-1", "buffered-2", "buffered-3"} {
 		fmt.Fprintln(pubIn, l) // kept in pub's buffer while no broker runs
 	}
 
 	broker = startBroker() // replaces the stale socket
 	defer broker.Process.Kill()
-	expectLine(t, pubNotices, "pub", "reconnected")
-	expectLine(t, subNotices, "sub", "reconnected")
+	testproc.ExpectLine(t, pubNotices, "pub", "reconnected")
+	testproc.ExpectLine(t, subNotices, "sub", "reconnected")
 
 	// The buffer reached the new broker, whichever client reconnected first.
 	waitFor(t, func() bool {
@@ -138,7 +104,7 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	fmt.Fprintln(pubIn, "after")
 	var got []string
 	for p := ""; p != "after"; {
-		p = payloadOf(expectLine(t, subLines, "sub", "events.test.lines"))
+		p = payloadOf(testproc.ExpectLine(t, subLines, "sub", "events.test.lines"))
 		got = append(got, p)
 	}
 	t.Logf("sub received after the restart: %v", got)

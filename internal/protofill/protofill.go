@@ -1,4 +1,8 @@
-package envelope_test
+// Package protofill sets every field of a protobuf message to a non-zero
+// value, through reflection, for round-trip tests that must cover fields
+// added later without anyone remembering to add them to a test. For tests
+// only.
+package protofill
 
 import (
 	"fmt"
@@ -6,41 +10,42 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// filler sets every field of a message to a non-zero value, through
-// protobuf reflection, so round-trip tests cover fields added later
-// without anyone remembering to add them to a test.
+// Filler sets every field of a message to a non-zero value.
 //
 // A message can set only one field of each oneof: each time the filler
 // meets a oneof, it sets the case after the one it set the previous time,
 // so filling messages repeatedly sets every case of every oneof in turn.
 // Recursive well-known types (google.protobuf.Struct, Value, ListValue) stop
 // nesting at maxDepth.
-type filler struct {
-	// choice varies the values from one call to the next.
-	choice int
-	// set records every field the filler set, by full name, across calls.
-	set map[protoreflect.FullName]bool
+type Filler struct {
+	// Choice varies the values from one Filler to the next.
+	Choice int
+	// Set records every field the Filler set, by full name, across calls.
+	Set map[protoreflect.FullName]bool
 	// next is the case each oneof sets next time.
 	next map[protoreflect.FullName]int
 }
 
 const maxDepth = 10
 
-func newFiller() *filler {
-	return &filler{set: map[protoreflect.FullName]bool{}, next: map[protoreflect.FullName]int{}}
+// New returns a Filler.
+func New() *Filler {
+	return &Filler{Set: map[protoreflect.FullName]bool{}, next: map[protoreflect.FullName]int{}}
 }
 
-func (f *filler) fill(m protoreflect.Message) { f.fillDepth(m, 0) }
+// Fill sets every field of m (one case of each oneof: the next one each
+// time the Filler meets that oneof).
+func (f *Filler) Fill(m protoreflect.Message) { f.fillDepth(m, 0) }
 
-func (f *filler) fillDepth(m protoreflect.Message, depth int) {
+func (f *Filler) fillDepth(m protoreflect.Message, depth int) {
 	md := m.Descriptor()
 	switch md.FullName() {
 	case "google.protobuf.Timestamp":
-		m.Set(md.Fields().ByName("seconds"), protoreflect.ValueOfInt64(1_763_900_000+int64(f.choice)))
+		m.Set(md.Fields().ByName("seconds"), protoreflect.ValueOfInt64(1_763_900_000+int64(f.Choice)))
 		m.Set(md.Fields().ByName("nanos"), protoreflect.ValueOfInt32(123_456_789))
 		return
 	case "google.protobuf.Duration":
-		m.Set(md.Fields().ByName("seconds"), protoreflect.ValueOfInt64(42+int64(f.choice)))
+		m.Set(md.Fields().ByName("seconds"), protoreflect.ValueOfInt64(42+int64(f.Choice)))
 		m.Set(md.Fields().ByName("nanos"), protoreflect.ValueOfInt32(500_000_000))
 		return
 	}
@@ -81,8 +86,8 @@ func (f *filler) fillDepth(m protoreflect.Message, depth int) {
 	}
 }
 
-func (f *filler) setField(m protoreflect.Message, fd protoreflect.FieldDescriptor, depth int) {
-	f.set[fd.FullName()] = true
+func (f *Filler) setField(m protoreflect.Message, fd protoreflect.FieldDescriptor, depth int) {
+	f.Set[fd.FullName()] = true
 	switch {
 	case fd.IsMap():
 		mp := m.Mutable(fd).Map()
@@ -116,7 +121,7 @@ func (f *filler) setField(m protoreflect.Message, fd protoreflect.FieldDescripto
 	}
 }
 
-func (f *filler) mapKey(fd protoreflect.FieldDescriptor, i int) protoreflect.MapKey {
+func (f *Filler) mapKey(fd protoreflect.FieldDescriptor, i int) protoreflect.MapKey {
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
 		return protoreflect.ValueOfBool(i == 0).MapKey()
@@ -128,7 +133,7 @@ func (f *filler) mapKey(fd protoreflect.FieldDescriptor, i int) protoreflect.Map
 
 // scalar returns a non-zero value of fd's kind that differs by field
 // number and by i, so swapped fields or elements do not compare equal.
-func (f *filler) scalar(fd protoreflect.FieldDescriptor, i int) protoreflect.Value {
+func (f *Filler) scalar(fd protoreflect.FieldDescriptor, i int) protoreflect.Value {
 	n := int64(fd.Number())*10 + int64(i) + 1
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
@@ -150,9 +155,9 @@ func (f *filler) scalar(fd protoreflect.FieldDescriptor, i int) protoreflect.Val
 	case protoreflect.DoubleKind:
 		return protoreflect.ValueOfFloat64(float64(n) + 0.25)
 	case protoreflect.StringKind:
-		return protoreflect.ValueOfString(fmt.Sprintf("%s-%d-%d", fd.Name(), i, f.choice))
+		return protoreflect.ValueOfString(fmt.Sprintf("%s-%d-%d", fd.Name(), i, f.Choice))
 	case protoreflect.BytesKind:
-		return protoreflect.ValueOfBytes([]byte{byte(n), byte(i), 0xff, byte(f.choice)})
+		return protoreflect.ValueOfBytes([]byte{byte(n), byte(i), 0xff, byte(f.Choice)})
 	}
 	panic(fmt.Sprintf("filler: unhandled kind %v of %s", fd.Kind(), fd.FullName()))
 }

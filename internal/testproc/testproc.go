@@ -1,0 +1,76 @@
+// Package testproc builds the project's binaries and watches the output of
+// processes, for tests that run real processes. For tests only.
+package testproc
+
+import (
+	"bufio"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Build builds the package pkg (an import path) into dir and returns the
+// binary's path.
+func Build(t testing.TB, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// Lines sends r's lines on the channel it returns, which is closed at the
+// end of r (when the process closes its end of the pipe).
+func Lines(r io.Reader) <-chan string {
+	ch := make(chan string, 100)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// ExpectLine waits up to 10 s for a line on ch containing want, and
+// returns it. what names the process in the failure message.
+func ExpectLine(t testing.TB, ch <-chan string, what, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s ended before printing %q", what, want)
+			}
+			if strings.Contains(l, want) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("%s did not print %q within 10 s", what, want)
+		}
+	}
+}
+
+// StartBroker starts the daemoneye-broker binary bin on the socket sock
+// with extra arguments, waits until it listens, and kills it at the end of
+// the test.
+func StartBroker(t testing.TB, bin, sock string, args ...string) *exec.Cmd {
+	t.Helper()
+	b := exec.Command(bin, append([]string{"--socket", sock}, args...)...)
+	stderr, err := b.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Process.Kill(); b.Wait() })
+	ExpectLine(t, Lines(stderr), "the broker", "listening")
+	return b
+}
