@@ -141,4 +141,3 @@ func changedKeys(a, b *structpb.Struct) []string {
 	slices.Sort(keys)
 	return keys
 }
-
