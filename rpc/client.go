@@ -165,7 +165,7 @@ func (c *Client) Call(ctx context.Context, topic string, req *eventbusv1.RpcRequ
 			break
 		}
 	}
-	return nil, fmt.Errorf("rpc: %s on %s: %w", opName(req.GetOperation()), topic, err)
+	return nil, fmt.Errorf("%s on %s: %w", opName(req.GetOperation()), topic, err)
 }
 
 // attempt makes one try. after says whether the error may pass: -1 no,

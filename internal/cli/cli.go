@@ -20,6 +20,8 @@ Commands:
   sub [--count N] [--json] PATTERN...  print messages matching the patterns
   stats [--json]                   print the broker's counters, topics and connections
   bench [flags]                    measure publish/subscribe throughput and latency
+  call SUBJECT [JSON]              send an RPC request (protobuf JSON) and print the response
+  collectors health|capabilities|config ID  ask a collector over RPC
 
 The broker is --socket, --url (unix:///path, tls://host:port with the
 --tls-* files, or tcp://127.0.0.1:port with a token), $DAEMONEYE_SOCKET, or
@@ -70,6 +72,10 @@ func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		err = runSub(ctx, g, args[1:], stdout, stderr)
 	case "stats":
 		err = runStats(ctx, g, args[1:], stdout, stderr)
+	case "call":
+		err = runCall(ctx, g, args[1:], stdout, stderr)
+	case "collectors":
+		err = runCollectors(ctx, g, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "daemoneye-cli: unknown command %q\n\n%s", args[0], usage)
 		return 2

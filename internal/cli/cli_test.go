@@ -11,7 +11,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if sock := os.Getenv("DAEMONEYE_TEST_COLLECTOR"); sock != "" {
+		os.Exit(runDemoProcess(sock, os.Getenv("DAEMONEYE_TEST_INSTANCE")))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
