@@ -123,6 +123,10 @@ type Msg struct {
 	Seq      uint64
 	Priority eventbus.Priority
 	Pattern  string // the pattern of the subscription that received it
+	// Value is the decoded form of Payload when the sender was in this
+	// process and provided one (see eventbus.Message.Value); nil over a
+	// socket. Shared with the sender and other subscribers: do not modify.
+	Value any
 }
 
 // Stats are a Conn's counters.
@@ -277,13 +281,13 @@ func (c *Conn) signal() {
 // whether the server refused it. While the connection is down the message
 // waits in the buffer (see Options.MaxBuffered).
 func (c *Conn) Publish(name string, payload []byte) error {
-	return c.publish(name, "", payload, 0, wire.AckNone, 0, false)
+	return c.publish(name, "", payload, nil, 0, wire.AckNone, 0, false)
 }
 
-// PublishMsg sends m (Topic, Reply, Payload and Priority; the rest is
-// ignored) like Publish.
+// PublishMsg sends m (Topic, Reply, Payload, Priority and, in process,
+// Value; the rest is ignored) like Publish.
 func (c *Conn) PublishMsg(m *Msg) error {
-	return c.publish(m.Topic, m.Reply, m.Payload, m.Priority, wire.AckNone, 0, false)
+	return c.publish(m.Topic, m.Reply, m.Payload, m.Value, m.Priority, wire.AckNone, 0, false)
 }
 
 // Respond publishes payload to the reply topic of request m. It fails if m
@@ -293,13 +297,24 @@ func (c *Conn) Respond(m *Msg, payload []byte) error {
 		return fmt.Errorf("client: respond: the message on %q is not a request (it has no reply topic)", m.Topic)
 	}
 	// A reply is awaited: write it from here, not via the writer goroutine.
-	return c.publish(m.Reply, "", payload, 0, wire.AckNone, 0, true)
+	return c.publish(m.Reply, "", payload, nil, 0, wire.AckNone, 0, true)
+}
+
+// RespondMsg publishes reply (its Payload, Priority and, in process, its
+// Value; Topic and Reply are ignored) to the reply topic of m, a request
+// received on a subscription.
+func (c *Conn) RespondMsg(m, reply *Msg) error {
+	if m.Reply == "" {
+		return fmt.Errorf("client: respond: the message on %q is not a request (it has no reply topic)", m.Topic)
+	}
+	return c.publish(m.Reply, "", reply.Payload, reply.Value, reply.Priority, wire.AckNone, 0, true)
 }
 
 // publish queues a publish frame. inline writes it from the calling
 // goroutine when no write is in progress (for requests and replies, whose
 // latency matters more than batching).
-func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Priority, ack wire.AckMode, ackID uint64, inline bool) error {
+// value travels only in process (eventbus.Message.Value).
+func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eventbus.Priority, ack wire.AckMode, ackID uint64, inline bool) error {
 	if err := topic.Validate(name); err != nil {
 		return fmt.Errorf("client: publish: %w", err)
 	}
@@ -307,7 +322,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, prio eventbus.Prior
 		return fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
 	}
 	if c.ip != nil {
-		return c.ip.publish(c, name, replyTo, payload, prio)
+		return c.ip.publish(c, name, replyTo, payload, value, prio)
 	}
 	if max := c.MaxPayload(); len(payload) > max {
 		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)

@@ -26,11 +26,11 @@ func newInproc(b *eventbus.Broker, name string) *inproc {
 // the caller may reuse it at once, as over a socket. Drops at subscribers
 // are kept for AsyncErr, as the server reports them; a refusal of the
 // message itself is returned.
-func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, prio eventbus.Priority) error {
+func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value any, prio eventbus.Priority) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload)})
+	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload), Value: value})
 	if err == nil {
 		c.published.Add(1)
 		return nil
@@ -90,7 +90,7 @@ func (c *Conn) pump(s *Subscription) {
 			c.mu.Unlock()
 			return
 		}
-		m := Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern}
+		m := Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern, Value: d.Value}
 		c.mu.Lock()
 		inbox := c.isInboxLocked(s)
 		if inbox {

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/daemoneye/daemoneye/internal/wire"
 	"strconv"
 	"strings"
+
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
 // reply is what a request waits for.
@@ -27,6 +29,16 @@ const InboxPrefix = "control.inbox."
 // reached the service). Replies travel to the Conn's inbox, subscribed on
 // the first Request.
 func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg, error) {
+	return c.request(ctx, topic, payload, nil, 0)
+}
+
+// RequestMsg is Request for m's Topic, Payload, Priority and, in process,
+// Value (see Msg.Value); the rest of m is ignored.
+func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
+	return c.request(ctx, m.Topic, m.Payload, m.Value, m.Priority)
+}
+
+func (c *Conn) request(ctx context.Context, topic string, payload []byte, value any, prio eventbus.Priority) (*Msg, error) {
 	if err := c.ensureInbox(ctx); err != nil {
 		return nil, err
 	}
@@ -43,7 +55,7 @@ func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg,
 	c.mu.Unlock()
 	// Ask for refusals only: a request nobody subscribes to is refused
 	// with an error frame that names it; the reply confirms the rest.
-	if err := c.publish(topic, replyTo, payload, 0, wire.AckErrors, n, true); err != nil {
+	if err := c.publish(topic, replyTo, payload, value, prio, wire.AckErrors, n, true); err != nil {
 		c.forgetRequest(n)
 		return nil, err
 	}

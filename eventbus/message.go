@@ -79,6 +79,13 @@ type Message struct {
 	// broker forgets a topic's state (see [Options.MaxTopics]), the topic's
 	// sequence starts again at 1.
 	Seq uint64
+	// Value optionally carries the decoded form of Payload, for subscribers
+	// in this process: they may use it instead of decoding Payload, and
+	// nothing is serialized on their behalf. The broker carries it along and
+	// never looks at it; connections to other processes send only Payload.
+	// The publisher must keep the two equivalent, and nobody may modify
+	// Value after Publish (every in-process subscriber shares it).
+	Value any
 }
 
 // size is what a message counts against a queue's byte limit.

@@ -106,8 +106,11 @@ func NewClient(conn *client.Conn, opts ClientOptions) *Client {
 // Call sends req to the service on topic and returns its response, whose
 // status is SUCCESS. Call fills in req's request id (when empty), its
 // operation (from the body, when unspecified), client id, deadline and
-// attempt; req must not be used concurrently. The deadline is ctx's, or
-// ClientOptions.Timeout from now.
+// attempt. Call takes req over: in process the service reads the very
+// object (nothing is serialized for it), possibly after Call has returned
+// with a timeout, so do not modify req afterwards. Likewise the response
+// may be shared with the service: read it, do not modify it. The deadline
+// is ctx's, or ClientOptions.Timeout from now.
 //
 // A failed call returns an error that matches the package's sentinels: an
 // *Error when the service answered with a failure (errors.As gives the
@@ -183,12 +186,14 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 	}
 	deadline, _ := actx.Deadline()
 	now := time.Now()
+	if n > 1 {
+		// In process the service shares the request (Msg.Value): a handler
+		// of an earlier attempt may still be reading it.
+		req = proto.Clone(req).(*eventbusv1.RpcRequest)
+	}
 	req.Attempt = n
 	req.Deadline = timestamppb.New(deadline)
-	msg := envelope.New(topic, now, &eventbusv1.RpcRequestPayload{
-		Request: req,
-		Routing: &eventbusv1.RpcRoutingInfo{SourceService: c.opts.ID, TargetTopic: topic},
-	})
+	msg := envelope.New(topic, now, &eventbusv1.RpcRequestPayload{Request: req})
 	msg.Metadata.SourceId = c.opts.ID
 	msg.Metadata.TargetId = req.GetTargetId()
 	msg.Correlation = corr
@@ -197,7 +202,7 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 		c.breakers.done(topic, b, true)
 		return nil, -1, fmt.Errorf("%w: encode the request: %v", ErrInvalidArgument, err)
 	}
-	reply, err := c.conn.Request(actx, topic, payload)
+	reply, err := c.conn.RequestMsg(actx, &client.Msg{Topic: topic, Payload: payload, Value: msg})
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -213,7 +218,7 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 		c.breakers.done(topic, b, true)
 		return nil, -1, err
 	}
-	resp, err := decodeResponse(reply.Payload, req)
+	resp, err := decodeResponse(reply, req)
 	if err != nil {
 		c.breakers.done(topic, b, true)
 		return nil, -1, err
@@ -236,11 +241,15 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 	return nil, after, e
 }
 
-// decodeResponse decodes and checks the reply to req.
-func decodeResponse(payload []byte, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
-	m := new(eventbusv1.EventBusMessage)
-	if err := proto.Unmarshal(payload, m); err != nil {
-		return nil, fmt.Errorf("%w: not a protobuf EventBusMessage: %v", ErrBadResponse, err)
+// decodeResponse decodes (unless it came decoded, in process) and checks
+// the reply to req.
+func decodeResponse(reply *client.Msg, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
+	m, ok := reply.Value.(*eventbusv1.EventBusMessage)
+	if !ok {
+		m = new(eventbusv1.EventBusMessage)
+		if err := proto.Unmarshal(reply.Payload, m); err != nil {
+			return nil, fmt.Errorf("%w: not a protobuf EventBusMessage: %v", ErrBadResponse, err)
+		}
 	}
 	if v := m.GetMetadata().GetVersion(); v != nil && v.GetMajor() != envelope.VersionMajor {
 		return nil, fmt.Errorf("%w: the service answered in schema version %d.%d; this client speaks %d.x: %w",

@@ -362,7 +362,7 @@ func TestVersionNegotiation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := decodeResponse(reply.Payload, req)
+			resp, err := decodeResponse(reply, req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,7 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Request is one RPC as a handler sees it.
+// Request is one RPC as a handler sees it. In process it shares its
+// messages with the caller: read them, do not modify them.
 type Request struct {
 	// Topic is the topic the request was published to.
 	Topic string
@@ -30,7 +31,9 @@ type Request struct {
 
 // Handler serves requests. ServeRPC returns the response body (its body
 // field set for the operation; the Server fills in the request id, the
-// operation, the status and the completion time) or an error: an *Error
+// operation, the status and the completion time), which it must not
+// modify afterwards (in process the caller receives the very object), or
+// an error: an *Error
 // to say exactly what the caller sees, or any error, reported as
 // category INTERNAL. ctx ends when the request's deadline passes or the
 // Server closes; it carries the request's correlation (CorrelationFrom),
@@ -95,17 +98,17 @@ type ServerStats struct {
 // reply topic. Shutdown stops it gracefully, Close at once. A Server is
 // safe for concurrent use.
 type Server struct {
-	conn   *client.Conn
-	opts   ServerOptions
-	ctx    context.Context // handlers' base context, cancelled by Close
-	cancel context.CancelFunc
-	sem    chan struct{}
-	log    *slog.Logger
+	conn    *client.Conn
+	opts    ServerOptions
+	ctx     context.Context // handlers' base context, cancelled by Close
+	cancel  context.CancelFunc
+	log     *slog.Logger
+	running atomic.Int32 // handlers running, at most MaxConcurrent
 
 	mu     sync.Mutex
 	closed bool
 	subs   []*client.Subscription
-	wg     sync.WaitGroup // running handlers; Add only under mu while !closed
+	wg     sync.WaitGroup // the readers; the first Add of a Handle only under mu while !closed
 
 	received, handled, failed, rejected, expired, malformed, replyFailed atomic.Uint64
 }
@@ -127,7 +130,7 @@ func NewServer(conn *client.Conn, opts ServerOptions) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{conn: conn, opts: opts, ctx: ctx, cancel: cancel, sem: make(chan struct{}, opts.MaxConcurrent), log: log}
+	return &Server{conn: conn, opts: opts, ctx: ctx, cancel: cancel, log: log}
 }
 
 // ID returns the instance id the Server answers as.
@@ -144,9 +147,7 @@ func (s *Server) Handle(ctx context.Context, pattern string, h Handler) error {
 		return ErrServerClosed
 	}
 	s.mu.Unlock()
-	sub, err := s.conn.SubscribeFunc(ctx, pattern, client.SubscribeOptions{Buffer: s.opts.Buffer, QueueGroup: s.opts.QueueGroup}, func(m *client.Msg) {
-		s.receive(m, h)
-	})
+	sub, err := s.conn.SubscribeWith(ctx, pattern, client.SubscribeOptions{Buffer: s.opts.Buffer, QueueGroup: s.opts.QueueGroup})
 	if err != nil {
 		return fmt.Errorf("rpc: serve %q: %w", pattern, err)
 	}
@@ -157,7 +158,47 @@ func (s *Server) Handle(ctx context.Context, pattern string, h Handler) error {
 		return ErrServerClosed
 	}
 	s.subs = append(s.subs, sub)
+	r := &readers{s: s, h: h, ch: sub.C()}
+	r.spawn()
 	return nil
+}
+
+// readers take one subscription's requests straight off its channel and
+// run their handlers, so a request costs no hand-off between goroutines.
+// There is always one reader more than may run handlers: when
+// MaxConcurrent handlers run, that one answers new requests at once with
+// UNAVAILABLE instead of leaving them to wait. Readers are started as
+// needed and stay until the subscription ends; the Server's WaitGroup
+// counts them.
+type readers struct {
+	s     *Server
+	h     Handler
+	ch    <-chan client.Msg
+	total atomic.Int32 // readers started
+	idle  atomic.Int32 // readers waiting for a request
+}
+
+// spawn starts one more reader. The caller holds a WaitGroup count (a
+// reader) or s.mu with the Server open.
+func (r *readers) spawn() {
+	r.total.Add(1)
+	r.idle.Add(1)
+	r.s.wg.Go(r.read)
+}
+
+func (r *readers) read() {
+	limit := int32(r.s.opts.MaxConcurrent) + 1
+	for m := range r.ch {
+		if r.idle.Add(-1) == 0 {
+			// The last idle reader is busy now: start another, if allowed.
+			if n := r.total.Load(); n < limit && r.total.CompareAndSwap(n, n+1) {
+				r.total.Add(-1) // spawn counts it again
+				r.spawn()
+			}
+		}
+		r.s.receive(&m, r.h)
+		r.idle.Add(1)
+	}
 }
 
 // Stats returns the Server's counters.
@@ -169,11 +210,13 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// Shutdown stops taking requests (new ones are answered UNAVAILABLE,
-// code "shutting_down", until the subscriptions are gone) and waits for
-// the running handlers to finish. If ctx ends first, it cancels their
-// contexts, waits for them to return, and returns ctx's error. It does not
-// close the Conn.
+// Shutdown stops taking requests: it unsubscribes, so new requests go to
+// other instances of the queue group or fail with no responders. The
+// requests already received are handled, and Shutdown waits for their
+// handlers. If ctx ends first, it cancels the handlers' contexts, waits
+// for them to return (requests still waiting are answered UNAVAILABLE,
+// code "shutting_down"), and returns ctx's error. It does not close the
+// Conn.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	done := make(chan struct{})
@@ -209,8 +252,8 @@ func (s *Server) stop() {
 	}
 }
 
-// receive takes one request from the subscription. It never blocks on a
-// handler: a request it cannot run now is answered at once.
+// receive handles one request from a subscription, running its handler on
+// the calling reader. A request it cannot run now is answered at once.
 func (s *Server) receive(m *client.Msg, h Handler) {
 	s.received.Add(1)
 	at := time.Now()
@@ -221,7 +264,9 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 	}
 	req := &Request{Topic: m.Topic, Envelope: new(eventbusv1.EventBusMessage)}
 	reply := m.Reply
-	if err := proto.Unmarshal(m.Payload, req.Envelope); err != nil {
+	if env, ok := m.Value.(*eventbusv1.EventBusMessage); ok {
+		req.Envelope = env // in process: the caller's own, nothing to decode
+	} else if err := proto.Unmarshal(m.Payload, req.Envelope); err != nil {
 		s.malformed.Add(1)
 		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, CodeInvalidRequest,
 			"the request is not a protobuf EventBusMessage: %v", err), nil)
@@ -254,40 +299,26 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 			return
 		}
 	}
-	select {
-	case s.sem <- struct{}{}:
-	default:
+	if s.running.Add(1) > int32(s.opts.MaxConcurrent) {
+		s.running.Add(-1)
 		s.rejected.Add(1)
 		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeOverloaded,
 			"%d requests are running already (MaxConcurrent); retry, or add instances to the queue group", s.opts.MaxConcurrent), nil)
 		return
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.sem
+	defer s.running.Add(-1)
+	if s.ctx.Err() != nil {
 		s.rejected.Add(1)
 		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeShuttingDown,
 			"the service is shutting down; retry on another instance"), nil)
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.sem }()
-		s.run(req, reply, at, deadline, h)
-	}()
+	s.run(req, reply, at, deadline, h)
 }
 
 func (s *Server) run(req *Request, reply string, received, deadline time.Time, h Handler) {
-	ctx := s.ctx
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	ctx = WithCorrelation(ctx, req.Envelope.GetCorrelation())
+	ctx := newHandlerContext(WithCorrelation(s.ctx, req.Envelope.GetCorrelation()), deadline)
+	defer ctx.release()
 	start := time.Now()
 	resp, err := h.ServeRPC(ctx, req)
 	if err != nil {
@@ -313,15 +344,10 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 	} else {
 		resp.Status, resp.Error = eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, nil
 	}
-	var queued time.Duration
-	if ts := req.Envelope.GetMetadata().GetTimestamp(); ts != nil {
-		queued = max(0, started.Sub(ts.AsTime()))
-	}
 	msg := envelope.New(reply, now, &eventbusv1.RpcResponsePayload{
 		Response: resp,
-		Routing:  &eventbusv1.RpcRoutingInfo{SourceService: s.opts.ID, TargetTopic: req.Topic, ReplyTo: reply, InstanceId: s.opts.ID},
 		PerformanceMetrics: &eventbusv1.RpcPerformanceMetrics{
-			QueueTime: durationpb.New(queued), ProcessingTime: durationpb.New(now.Sub(started)), ReceivedAt: timestamppb.New(received),
+			QueueTime: durationpb.New(started.Sub(received)), ProcessingTime: durationpb.New(now.Sub(started)),
 		},
 	})
 	msg.Metadata.SourceId = s.opts.ID
@@ -333,7 +359,7 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 	}
 	payload, err := proto.Marshal(msg)
 	if err == nil {
-		err = s.conn.Respond(&client.Msg{Topic: req.Topic, Reply: reply}, payload)
+		err = s.conn.RespondMsg(&client.Msg{Topic: req.Topic, Reply: reply}, &client.Msg{Payload: payload, Value: msg})
 	}
 	if err != nil {
 		s.replyFailed.Add(1)

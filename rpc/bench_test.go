@@ -1,0 +1,92 @@
+package rpc
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/bench"
+	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
+)
+
+// BenchmarkCall measures health-check calls through a Client and a Server
+// (envelope encoding and decoding included), in process and over the UNIX
+// socket, by one caller (latency) and by 8 concurrent callers (RunParallel, 4 per CPU on 2 CPUs)
+// (throughput). Each op is one call; calls/s, p50-µs and p99-µs are per
+// call.
+func BenchmarkCall(b *testing.B) {
+	for _, tr := range []string{"inproc", "unix"} {
+		for _, callers := range []int{1, 8} {
+			name := tr + "/seq"
+			if callers > 1 {
+				name = tr + "/par8"
+			}
+			b.Run(name, func(b *testing.B) {
+				var bk *eventbus.Broker
+				addr := "inproc://"
+				if tr == "unix" {
+					var path string
+					path, _, bk = testbroker.Start(b, server.Options{})
+					addr = "unix://" + path
+				} else {
+					var err error
+					if bk, err = eventbus.New(eventbus.Options{}); err != nil {
+						b.Fatal(err)
+					}
+					defer bk.Close()
+				}
+				dial := func(name string) *client.Conn {
+					c, err := client.Dial(b.Context(), addr, client.Options{Name: name, Broker: bk})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { c.Close() })
+					return c
+				}
+				srv := NewServer(dial("svc"), ServerOptions{})
+				defer srv.Close()
+				if err := srv.Handle(b.Context(), healthTopic, HandlerFunc(healthy)); err != nil {
+					b.Fatal(err)
+				}
+				c := NewClient(dial("caller"), ClientOptions{})
+				if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil { // the inbox
+					b.Fatal(err)
+				}
+				var mu sync.Mutex
+				var all bench.Histogram
+				call := func(h *bench.Histogram) {
+					t0 := time.Now()
+					if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil {
+						b.Error(err)
+					}
+					h.Record(time.Since(t0))
+				}
+				b.ReportAllocs()
+				start := time.Now()
+				if callers == 1 {
+					for b.Loop() {
+						call(&all)
+					}
+				} else {
+					b.SetParallelism(callers / max(1, runtime.GOMAXPROCS(0)))
+					b.RunParallel(func(pb *testing.PB) {
+						var h bench.Histogram
+						for pb.Next() {
+							call(&h)
+						}
+						mu.Lock()
+						all.Merge(&h)
+						mu.Unlock()
+					})
+				}
+				b.ReportMetric(float64(all.Count())/time.Since(start).Seconds(), "calls/s")
+				b.ReportMetric(float64(all.Quantile(0.5).Nanoseconds())/1e3, "p50-µs")
+				b.ReportMetric(float64(all.Quantile(0.99).Nanoseconds())/1e3, "p99-µs")
+			})
+		}
+	}
+}
