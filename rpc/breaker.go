@@ -3,6 +3,7 @@ package rpc
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,7 @@ type breakers struct {
 
 	mu sync.Mutex
 	m  map[string]*breaker
+	n  atomic.Int32 // len(m): a call finds no entry without the lock
 }
 
 type breaker struct {
@@ -35,7 +37,7 @@ func (bs *breakers) init(threshold int, cooldown time.Duration) {
 // allow says whether a call to topic may go ahead. The *breaker it returns
 // (nil for a healthy topic) goes back to done with the outcome.
 func (bs *breakers) allow(topic string) (*breaker, error) {
-	if bs.threshold < 0 {
+	if bs.threshold < 0 || bs.n.Load() == 0 {
 		return nil, nil
 	}
 	bs.mu.Lock()
@@ -67,6 +69,7 @@ func (bs *breakers) done(topic string, b *breaker, ok bool) {
 	if ok {
 		if bs.m[topic] == b {
 			delete(bs.m, topic)
+			bs.n.Store(int32(len(bs.m)))
 		}
 		return
 	}
@@ -75,6 +78,7 @@ func (bs *breakers) done(topic string, b *breaker, ok bool) {
 			bs.evict()
 			b = &breaker{}
 			bs.m[topic] = b
+			bs.n.Store(int32(len(bs.m)))
 		}
 	}
 	b.probing = false

@@ -345,10 +345,8 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 		resp.Status, resp.Error = eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, nil
 	}
 	msg := envelope.New(reply, now, &eventbusv1.RpcResponsePayload{
-		Response: resp,
-		PerformanceMetrics: &eventbusv1.RpcPerformanceMetrics{
-			QueueTime: durationpb.New(started.Sub(received)), ProcessingTime: durationpb.New(now.Sub(started)),
-		},
+		Response:           resp,
+		PerformanceMetrics: &eventbusv1.RpcPerformanceMetrics{ProcessingTime: durationpb.New(now.Sub(started))},
 	})
 	msg.Metadata.SourceId = s.opts.ID
 	msg.Metadata.TargetId = req.Call.GetClientId()
@@ -357,8 +355,11 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 	} else {
 		msg.Correlation = envelope.NewRoot()
 	}
-	payload, err := proto.Marshal(msg)
+	buf := getBuf()
+	defer putBuf(buf)
+	payload, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], msg)
 	if err == nil {
+		*buf = payload
 		err = s.conn.RespondMsg(&client.Msg{Topic: req.Topic, Reply: reply}, &client.Msg{Payload: payload, Value: msg})
 	}
 	if err != nil {
