@@ -34,7 +34,13 @@ type Kind string
 const (
 	PubSub   Kind = "pubsub"
 	ReqReply Kind = "reqreply"
+	// RPC is a health-check call in the DaemonEye envelope: DaemonEye's
+	// rpc package against the same envelopes over nats.go request/reply.
+	RPC Kind = "rpc"
 )
+
+// calls reports whether k is measured in calls (request/reply, RPC).
+func (k Kind) calls() bool { return k == ReqReply || k == RPC }
 
 // Transport is the pair of transports a scenario compares.
 type Transport string
@@ -70,9 +76,12 @@ func Scenarios() []Scenario {
 		if kind == PubSub {
 			sc.ID = fmt.Sprintf("pubsub/1:%d/%s/%dB", subs, tr, size)
 			sc.Title = fmt.Sprintf("pub/sub 1:%d, %s", subs, title)
-		} else {
+		} else if kind == ReqReply {
 			sc.ID = fmt.Sprintf("reqreply/%s/%dB", tr, size)
 			sc.Title = "req/reply, " + title
+		} else {
+			sc.ID = fmt.Sprintf("rpc/%s", tr)
+			sc.Title = "RPC health check, " + title
 		}
 		out = append(out, sc)
 	}
@@ -85,6 +94,8 @@ func Scenarios() []Scenario {
 	}
 	add(ReqReply, Socket, 0, DefaultReqPayload)
 	add(ReqReply, InProc, 0, DefaultReqPayload)
+	add(RPC, Socket, 0, 0)
+	add(RPC, InProc, 0, 0)
 	add(PubSub, MTLS, 1, 128)
 	return out
 }
@@ -174,7 +185,7 @@ type Trial struct {
 
 // rate is the figure the comparison ranks by.
 func (t *Trial) rate(k Kind) float64 {
-	if k == ReqReply {
+	if k.calls() {
 		return t.CallsPerSec
 	}
 	return t.MsgsPerSec
@@ -323,7 +334,7 @@ func progress(cfg *Config, format string, args ...any) {
 
 func trialLine(k Kind, t *Trial) string {
 	var s string
-	if k == ReqReply {
+	if k.calls() {
 		s = fmt.Sprintf("%s calls/s  p50 %.1f µs  p99 %.1f µs", si(t.CallsPerSec), t.P50us, t.P99us)
 	} else {
 		s = fmt.Sprintf("%s msgs/s  %s deliveries/s  %.3fs  dropped %d", si(t.MsgsPerSec), si(t.DeliveriesPerSec), t.Seconds, t.Dropped)
@@ -352,7 +363,7 @@ func runTrial(ctx context.Context, sys system, sc Scenario, cfg *Config, p *pki,
 	m.Transport = e.transport()
 	tctx, cancel := context.WithTimeout(ctx, cfg.TrialTimeout)
 	defer cancel()
-	if sc.Kind == ReqReply {
+	if sc.Kind.calls() {
 		return reqReplyTrial(tctx, e, sc, cfg)
 	}
 	return pubSubTrial(tctx, e, sc, cfg)

@@ -48,7 +48,7 @@ func TestScenariosDeliverEverything(t *testing.T) {
 				if tr.MsgsPerSec <= 0 || tr.DeliveriesPerSec < tr.MsgsPerSec {
 					t.Errorf("%s %s: rates %v msgs/s, %v deliveries/s", res.ID, m.System, tr.MsgsPerSec, tr.DeliveriesPerSec)
 				}
-			case ReqReply:
+			case ReqReply, RPC:
 				if tr.Calls != 100 || tr.CallsPerSec <= 0 || tr.P50us <= 0 || tr.P99us < tr.P50us {
 					t.Errorf("%s %s: %d calls, %v calls/s, p50 %v µs, p99 %v µs", res.ID, m.System, tr.Calls, tr.CallsPerSec, tr.P50us, tr.P99us)
 				}
@@ -62,7 +62,7 @@ func TestScenariosDeliverEverything(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"pub/sub 1:10, UNIX vs TCP", "req/reply, inproc vs in-process", "mTLS vs mTLS", "ratio"} {
+	for _, want := range []string{"pub/sub 1:10, UNIX vs TCP", "req/reply, inproc vs in-process", "RPC health check, UNIX vs TCP", "mTLS vs mTLS", "ratio"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -73,7 +73,7 @@ func TestScenariosDeliverEverything(t *testing.T) {
 }
 
 func TestSelect(t *testing.T) {
-	for filter, want := range map[string]int{"": len(Scenarios()), "1:10": 6, "INPROC": 7, "req": 2, "mtls": 1, "socket/128B": 2, "nothing": 0} {
+	for filter, want := range map[string]int{"": len(Scenarios()), "1:10": 6, "INPROC": 8, "req": 2, "rpc": 2, "mtls": 1, "socket/128B": 2, "nothing": 0} {
 		if got := len(Select(filter)); got != want {
 			t.Errorf("Select(%q): %d scenarios, want %d", filter, got, want)
 		}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/daemoneye/daemoneye/rpc"
+
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/server"
@@ -125,6 +127,9 @@ func (e *deEnv) close() {
 	e.conns = nil
 	e.mu.Unlock()
 	for _, c := range conns {
+		if c.srv != nil {
+			c.srv.Close()
+		}
 		c.c.Close()
 		c.wg.Wait()
 	}
@@ -142,6 +147,8 @@ func (e *deEnv) close() {
 
 type deConn struct {
 	c    *client.Conn
+	srv  *rpc.Server // serveRPC
+	rc   *rpc.Client // call
 	disc atomic.Uint64
 	wg   sync.WaitGroup // subscriber goroutines
 }

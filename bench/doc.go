@@ -16,6 +16,13 @@
 //     a net.Pipe).
 //   - request/reply: one caller making sequential requests to one
 //     responder on another connection, over the same pairs of transports.
+//   - RPC: a health check in the DaemonEye envelope, sequential calls,
+//     over the same pairs of transports. DaemonEye runs it with its rpc
+//     package; on NATS the same envelopes are built, encoded, decoded and
+//     checked by the same steps around nats.go request/reply, so both do
+//     the same protobuf work and the difference is the bus. (In process,
+//     DaemonEye's rpc passes the decoded envelope along and skips the
+//     decoding; NATS cannot.)
 //   - pub/sub 1:1, 128 B, over mutual TLS on loopback TCP, when the
 //     DaemonEye client can dial tls:// (otherwise reported as skipped).
 //

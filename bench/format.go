@@ -19,6 +19,9 @@ func si(v float64) string {
 }
 
 func sizeLabel(n int) string {
+	if n == 0 {
+		return "-" // RPC: the envelope's own size
+	}
 	if n >= 1024 && n%1024 == 0 {
 		return fmt.Sprintf("%d KiB", n/1024)
 	}
@@ -67,7 +70,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	var ps, rr []*Result
 	for i := range r.Results {
-		if r.Results[i].Kind == ReqReply {
+		if r.Results[i].Kind.calls() {
 			rr = append(rr, &r.Results[i])
 		} else {
 			ps = append(ps, &r.Results[i])

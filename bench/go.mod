@@ -6,6 +6,7 @@ require (
 	github.com/daemoneye/daemoneye v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (

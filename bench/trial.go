@@ -45,6 +45,10 @@ type conn interface {
 	// respond answers every request on topic with its own payload.
 	respond(ctx context.Context, topic string) error
 	request(ctx context.Context, topic string, payload []byte) error
+	// serveRPC answers health-check RPCs on topic, in the DaemonEye
+	// envelope; call makes one.
+	serveRPC(ctx context.Context, topic string) error
+	call(ctx context.Context, topic string) error
 	// disconnects counts connections lost other than by close.
 	disconnects() uint64
 }
@@ -241,16 +245,26 @@ func reqReplyTrial(ctx context.Context, e env, sc Scenario, cfg *Config) (Trial,
 	if err != nil {
 		return tr, err
 	}
-	if err := rc.respond(ctx, echoTopic); err != nil {
-		return tr, err
-	}
 	cc, err := e.dial(ctx, "bench-caller")
 	if err != nil {
 		return tr, err
 	}
+	serve := func() error { return rc.respond(ctx, echoTopic) }
 	payload := make([]byte, sc.Size)
+	call := func() error { return cc.request(ctx, echoTopic, payload) }
+	if sc.Kind == RPC {
+		serve = func() error { return rc.serveRPC(ctx, rpcTopic) }
+		call = func() error {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return cc.call(cctx, rpcTopic)
+		}
+	}
+	if err := serve(); err != nil {
+		return tr, err
+	}
 	for range max(10, min(calls/10, 1000)) {
-		if err := cc.request(ctx, echoTopic, payload); err != nil {
+		if err := call(); err != nil {
 			return tr, fmt.Errorf("warm-up request: %w", err)
 		}
 	}
@@ -260,7 +274,7 @@ func reqReplyTrial(ctx context.Context, e env, sc Scenario, cfg *Config) (Trial,
 	var reqErr error
 	for range calls {
 		t0 := time.Now()
-		if reqErr = cc.request(ctx, echoTopic, payload); reqErr != nil {
+		if reqErr = call(); reqErr != nil {
 			reqErr = fmt.Errorf("request %d: %w", len(lat)+1, reqErr)
 			break
 		}
