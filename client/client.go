@@ -168,7 +168,11 @@ type Conn struct {
 	asyncMore int           // refusals beyond maxAsyncErrs
 	subs      map[uint32]*Subscription
 	waiters   map[uint64]chan error // ping nonce or ack id -> result
-	requests  map[uint64]chan reply // request id -> its reply
+	requests  map[uint64]chan reply // request id -> its reply; guarded by reqMu
+	// reqMu guards requests. It is taken after mu, never before, and
+	// alone by the in-process inbox, which delivers from the broker's
+	// publish path where mu must not be taken.
+	reqMu sync.Mutex
 	nextSID   uint32
 	inbox     *Subscription // receives replies to requests; made by the first Request
 	inboxName string        // inbox topic prefix, "control.inbox.<random>."
@@ -621,7 +625,7 @@ func (c *Conn) deliver(d *wire.Deliver) {
 		return
 	}
 	if c.isInboxLocked(s) { // a reply: its topic is unique, not worth interning
-		c.replyLocked(&Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
+		c.reply(c.inboxName, &Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
 			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern})
 		return
 	}
@@ -648,8 +652,11 @@ func (c *Conn) refused(e *wire.ErrorBody) {
 	defer c.mu.Unlock()
 	switch {
 	case e.Ref&nonceBit != 0:
-		if ch, ok := c.requests[e.Ref]; ok {
-			delete(c.requests, e.Ref)
+		c.reqMu.Lock()
+		ch, ok := c.requests[e.Ref]
+		delete(c.requests, e.Ref)
+		c.reqMu.Unlock()
+		if ok {
 			ch <- reply{err: err}
 			return
 		}
@@ -704,10 +711,12 @@ func (c *Conn) lose(why error) {
 		ch <- failed
 		delete(c.waiters, n)
 	}
+	c.reqMu.Lock()
 	for n, ch := range c.requests {
 		ch <- reply{err: failed}
 		delete(c.requests, n)
 	}
+	c.reqMu.Unlock()
 	c.out, c.outMsgs = keepAfterLoss(c.out)
 	if c.room != nil { // publishers waiting for room now find none: tell them
 		close(c.room)
@@ -851,10 +860,12 @@ func (c *Conn) shutdown(why error) {
 		ch <- why
 		delete(c.waiters, n)
 	}
+	c.reqMu.Lock()
 	for n, ch := range c.requests {
 		ch <- reply{err: why}
 		delete(c.requests, n)
 	}
+	c.reqMu.Unlock()
 	for _, s := range c.subs {
 		c.endSubLocked(s)
 	}

@@ -11,8 +11,9 @@ import (
 // with nothing serialized. The Conn is one subscriber of the broker, as a
 // socket connection is one subscriber of its server's broker.
 type inproc struct {
-	b   *eventbus.Broker
-	sub *eventbus.Subscriber
+	b     *eventbus.Broker
+	sub   *eventbus.Subscriber
+	inbox *eventbus.Subscriber // the reply inbox's: a sink, made with the inbox
 }
 
 func newInproc(b *eventbus.Broker, name string) *inproc {
@@ -46,6 +47,12 @@ func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value a
 }
 
 func (ip *inproc) subscribe(c *Conn, s *Subscription) error {
+	c.mu.Lock()
+	inbox := c.inboxName
+	c.mu.Unlock()
+	if inbox != "" && s.pattern == inbox+"+" {
+		return ip.subscribeInbox(c, s, inbox)
+	}
 	es, err := ip.sub.Subscribe(s.pattern, eventbus.SubscribeOptions{
 		QueueGroup: s.opts.QueueGroup, MaxMessages: s.opts.MaxMessages, MaxBytes: s.opts.MaxBytes,
 		Overflow: s.opts.Overflow, BlockTimeout: s.opts.BlockTimeout,
@@ -66,6 +73,44 @@ func (ip *inproc) subscribe(c *Conn, s *Subscription) error {
 	c.subs[s.sid] = s
 	c.mu.Unlock()
 	c.wg.Go(func() { c.pump(s) })
+	return nil
+}
+
+// subscribeInbox subscribes the reply inbox as a sink: the broker hands
+// each reply to its waiting request from the responder's goroutine, with no
+// queue and no pump in between (one goroutine hop less per call).
+func (ip *inproc) subscribeInbox(c *Conn, s *Subscription, inbox string) error {
+	sink := ip.b.NewSinkSubscriber(ip.sub.Name()+"/inbox", inboxSink{c: c, prefix: inbox})
+	es, err := sink.Subscribe(s.pattern, eventbus.SubscribeOptions{})
+	if err != nil {
+		sink.Close()
+		return err
+	}
+	s.es, s.stop, s.pumped = es, make(chan struct{}), make(chan struct{})
+	close(s.pumped) // there is no pump
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		sink.Close()
+		return c.err
+	}
+	ip.inbox = sink // under mu: close reads it
+	c.nextSID++
+	s.sid = c.nextSID
+	c.subs[s.sid] = s
+	return nil
+}
+
+// inboxSink delivers replies to their requests. Deliver runs on the
+// publisher's goroutine under the broker's topic lock: it takes only the
+// Conn's reqMu and never blocks.
+type inboxSink struct {
+	c      *Conn
+	prefix string
+}
+
+func (k inboxSink) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
+	k.c.reply(k.prefix, &Msg{Topic: m.Topic, Payload: m.Payload, Seq: m.Seq, Priority: m.Priority, Pattern: s.Pattern(), Value: m.Value})
 	return nil
 }
 
@@ -91,15 +136,6 @@ func (c *Conn) pump(s *Subscription) {
 			return
 		}
 		m := Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern, Value: d.Value}
-		c.mu.Lock()
-		inbox := c.isInboxLocked(s)
-		if inbox {
-			c.replyLocked(&m)
-		}
-		c.mu.Unlock()
-		if inbox {
-			continue
-		}
 		select {
 		case s.ch <- m:
 		case <-s.stop:
@@ -113,6 +149,12 @@ func (c *Conn) pump(s *Subscription) {
 func (ip *inproc) close(c *Conn) error {
 	c.shutdown(ErrClosed)
 	ip.sub.Close()
+	c.mu.Lock()
+	inbox := ip.inbox
+	c.mu.Unlock()
+	if inbox != nil {
+		inbox.Close()
+	}
 	c.wg.Wait()
 	return nil
 }

@@ -51,7 +51,9 @@ func (c *Conn) request(ctx context.Context, topic string, payload []byte, value 
 		c.mu.Unlock()
 		return nil, err
 	}
+	c.reqMu.Lock()
 	c.requests[n] = ch
+	c.reqMu.Unlock()
 	c.mu.Unlock()
 	// Ask for refusals only: a request nobody subscribes to is refused
 	// with an error frame that names it; the reply confirms the rest.
@@ -72,9 +74,9 @@ func (c *Conn) request(ctx context.Context, topic string, payload []byte, value 
 }
 
 func (c *Conn) forgetRequest(n uint64) {
-	c.mu.Lock()
+	c.reqMu.Lock()
 	delete(c.requests, n)
-	c.mu.Unlock()
+	c.reqMu.Unlock()
 }
 
 // ensureInbox subscribes the Conn's inbox once.
@@ -108,16 +110,20 @@ func (c *Conn) isInboxLocked(s *Subscription) bool {
 	return c.inboxName != "" && s.pattern == c.inboxName+"+"
 }
 
-// replyLocked hands a message that arrived on the inbox to its request; a
-// reply nobody waits for any more (the request timed out) is dropped.
-func (c *Conn) replyLocked(m *Msg) {
-	id, err := strconv.ParseUint(strings.TrimPrefix(m.Topic, c.inboxName), 10, 63)
+// reply hands a message that arrived on the inbox (whose topics start
+// with inbox) to its request; a reply nobody waits for any more (the
+// request timed out) is dropped. It never blocks.
+func (c *Conn) reply(inbox string, m *Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(m.Topic, inbox), 10, 63)
 	if err != nil {
 		return
 	}
 	n := id | nonceBit
-	if ch, ok := c.requests[n]; ok {
-		delete(c.requests, n)
-		ch <- reply{msg: m}
+	c.reqMu.Lock()
+	ch, ok := c.requests[n]
+	delete(c.requests, n)
+	c.reqMu.Unlock()
+	if ok {
+		ch <- reply{msg: m} // capacity 1, and only one reply is taken
 	}
 }
