@@ -221,3 +221,37 @@ func TestAPIDrain(t *testing.T) {
 		}
 	})
 }
+
+// binValue stands in for an encodable value (envelope.Lazy).
+type binValue string
+
+func (v binValue) AppendBinary(b []byte) ([]byte, error) { return append(b, v...), nil }
+
+// A Msg with a Value and no Payload: in process the subscriber gets the
+// value itself; over the socket, its encoding.
+func TestAPIValueWithoutPayload(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		sub, pub := dial("sub"), dial("pub")
+		s, err := sub.Subscribe(t.Context(), "events.#", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.PublishMsg(&Msg{Topic: "events.v", Value: binValue("encoded")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, s, 1)[0]
+		if v, ok := m.Value.(binValue); ok {
+			if v != "encoded" || m.Payload != nil {
+				t.Errorf("in process: value %q, payload %q", v, m.Payload)
+			}
+		} else if string(m.Payload) != "encoded" || m.Value != nil {
+			t.Errorf("over the socket: payload %q, value %v", m.Payload, m.Value)
+		}
+		if err := pub.PublishMsg(&Msg{Topic: "events.v", Value: 42}); err == nil && pub.ip == nil {
+			t.Error("an unencodable value without payload was sent over the socket")
+		}
+	})
+}

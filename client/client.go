@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -125,7 +126,9 @@ type Msg struct {
 	Pattern  string // the pattern of the subscription that received it
 	// Value is the decoded form of Payload when the sender was in this
 	// process and provided one (see eventbus.Message.Value); nil over a
-	// socket. Shared with the sender and other subscribers: do not modify.
+	// socket. In process, Payload is nil when Value stands in for it (as
+	// envelope.Lazy does). Shared with the sender and other subscribers:
+	// do not modify.
 	Value any
 }
 
@@ -172,7 +175,7 @@ type Conn struct {
 	// reqMu guards requests. It is taken after mu, never before, and
 	// alone by the in-process inbox, which delivers from the broker's
 	// publish path where mu must not be taken.
-	reqMu sync.Mutex
+	reqMu     sync.Mutex
 	nextSID   uint32
 	inbox     *Subscription // receives replies to requests; made by the first Request
 	inboxName string        // inbox topic prefix, "control.inbox.<random>."
@@ -288,8 +291,11 @@ func (c *Conn) Publish(name string, payload []byte) error {
 	return c.publish(name, "", payload, nil, 0, wire.AckNone, 0, false)
 }
 
-// PublishMsg sends m (Topic, Reply, Payload, Priority and, in process,
-// Value; the rest is ignored) like Publish.
+// PublishMsg sends m (Topic, Reply, Payload, Priority and Value; the rest
+// is ignored) like Publish. In process, Value travels as is; over a socket
+// only Payload does, and a Msg with a Value and no Payload is sent with
+// the Value's encoding (it must implement encoding.BinaryAppender, as
+// envelope.Lazy does).
 func (c *Conn) PublishMsg(m *Msg) error {
 	return c.publish(m.Topic, m.Reply, m.Payload, m.Value, m.Priority, wire.AckNone, 0, false)
 }
@@ -304,8 +310,8 @@ func (c *Conn) Respond(m *Msg, payload []byte) error {
 	return c.publish(m.Reply, "", payload, nil, 0, wire.AckNone, 0, true)
 }
 
-// RespondMsg publishes reply (its Payload, Priority and, in process, its
-// Value; Topic and Reply are ignored) to the reply topic of m, a request
+// RespondMsg publishes reply (its Payload, Priority and Value, as
+// PublishMsg does; Topic and Reply are ignored) to the reply topic of m, a request
 // received on a subscription.
 func (c *Conn) RespondMsg(m, reply *Msg) error {
 	if m.Reply == "" {
@@ -327,6 +333,24 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 	}
 	if c.ip != nil {
 		return c.ip.publish(c, name, replyTo, payload, value, prio)
+	}
+	if payload == nil && value != nil {
+		// Over a socket a value must be encoded (eventbus.Message.Value).
+		enc, ok := value.(encoding.BinaryAppender)
+		if !ok {
+			return fmt.Errorf("client: publish to %q: no payload, and the value (%T) cannot be encoded", name, value)
+		}
+		scratch := encodeBufs.Get().(*[]byte)
+		defer func() {
+			if cap(*scratch) <= 64<<10 {
+				encodeBufs.Put(scratch)
+			}
+		}()
+		p, err := enc.AppendBinary((*scratch)[:0])
+		if err != nil {
+			return fmt.Errorf("client: publish to %q: encode the value: %w", name, err)
+		}
+		*scratch, payload = p, p // the frame copies it before publish returns
 	}
 	if max := c.MaxPayload(); len(payload) > max {
 		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
@@ -933,3 +957,6 @@ func (c *Conn) Close() error {
 	}
 	return fmt.Errorf("%w: %d buffered messages were never sent: %w", ErrDisconnected, unsent, flushErr)
 }
+
+// encodeBufs holds scratch buffers for values encoded on publish.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -32,8 +32,8 @@ func (c *Conn) Request(ctx context.Context, topic string, payload []byte) (*Msg,
 	return c.request(ctx, topic, payload, nil, 0)
 }
 
-// RequestMsg is Request for m's Topic, Payload, Priority and, in process,
-// Value (see Msg.Value); the rest of m is ignored.
+// RequestMsg is Request for m's Topic, Payload, Priority and Value (as
+// PublishMsg sends them); the rest of m is ignored.
 func (c *Conn) RequestMsg(ctx context.Context, m *Msg) (*Msg, error) {
 	return c.request(ctx, m.Topic, m.Payload, m.Value, m.Priority)
 }

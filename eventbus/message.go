@@ -82,9 +82,16 @@ type Message struct {
 	// Value optionally carries the decoded form of Payload, for subscribers
 	// in this process: they may use it instead of decoding Payload, and
 	// nothing is serialized on their behalf. The broker carries it along and
-	// never looks at it; connections to other processes send only Payload.
-	// The publisher must keep the two equivalent, and nobody may modify
-	// Value after Publish (every in-process subscriber shares it).
+	// never looks at it; connections to other processes send Payload. The
+	// publisher must keep the two equivalent, and nobody may modify Value
+	// after Publish (every in-process subscriber shares it).
+	//
+	// A message may carry a Value and no Payload if the Value implements
+	// encoding.BinaryAppender: a connection to another process then encodes
+	// it when it delivers the message (see envelope.Lazy), and in-process
+	// subscribers never pay for an encoding. The broker's MaxPayload and
+	// byte limits count only Payload; the connection checks the encoded
+	// size against its own limits.
 	Value any
 }
 

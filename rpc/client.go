@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
@@ -198,17 +197,9 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 	msg.Metadata.SourceId = c.opts.ID
 	msg.Metadata.TargetId = req.GetTargetId()
 	msg.Correlation = corr
-	buf := getBuf()
-	defer putBuf(buf)
-	payload, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], msg)
-	if err != nil {
-		c.breakers.done(topic, b, true)
-		return nil, -1, fmt.Errorf("%w: encode the request: %v", ErrInvalidArgument, err)
-	}
-	*buf = payload
-	// The Conn copies the payload (into its buffer, or for subscribers in
-	// process), so the buffer is free again when RequestMsg returns.
-	reply, err := c.conn.RequestMsg(actx, &client.Msg{Topic: topic, Payload: payload, Value: msg})
+	// No payload: the Conn encodes the envelope only if it leaves the
+	// process (envelope.Lazy).
+	reply, err := c.conn.RequestMsg(actx, &client.Msg{Topic: topic, Value: envelope.Lazy{M: msg}})
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -250,7 +241,7 @@ func (c *Client) attempt(ctx context.Context, topic string, req *eventbusv1.RpcR
 // decodeResponse decodes (unless it came decoded, in process) and checks
 // the reply to req.
 func decodeResponse(reply *client.Msg, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
-	m, ok := reply.Value.(*eventbusv1.EventBusMessage)
+	m, ok := envelope.FromValue(reply.Value)
 	if !ok {
 		m = new(eventbusv1.EventBusMessage)
 		if err := proto.Unmarshal(reply.Payload, m); err != nil {
@@ -290,18 +281,4 @@ func backoff(base, limit time.Duration, n int) time.Duration {
 // opName is an operation's name as in the body field: health_check.
 func opName(op eventbusv1.RpcOperation) string {
 	return strings.ToLower(strings.TrimPrefix(op.String(), "RPC_OPERATION_"))
-}
-
-// Encoding buffers, reused: a payload is copied by the Conn before
-// RequestMsg and RespondMsg return.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func getBuf() *[]byte { return bufs.Get().(*[]byte) }
-
-// putBuf returns b to the pool unless it grew large (a snapshot page),
-// which would then be held for every small call.
-func putBuf(b *[]byte) {
-	if cap(*b) <= 64<<10 {
-		bufs.Put(b)
-	}
 }

@@ -395,9 +395,12 @@ func TestMalformedRequestsAreAnswered(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			m := new(eventbusv1.EventBusMessage)
-			if err := proto.Unmarshal(reply.Payload, m); err != nil {
-				t.Fatal(err)
+			m, ok := envelope.FromValue(reply.Value) // in process
+			if !ok {
+				m = new(eventbusv1.EventBusMessage)
+				if err := proto.Unmarshal(reply.Payload, m); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if e := m.GetRpcResponse().GetResponse().GetError(); e.GetCode() != CodeInvalidRequest {
 				t.Errorf("%s: answered %v", name, m.GetRpcResponse())
@@ -442,6 +445,37 @@ func TestShutdownFinishesRunningHandlers(t *testing.T) {
 			t.Errorf("Handle after Shutdown = %v", err)
 		}
 	})
+}
+
+// An in-process caller and a service behind the socket (the agent calling
+// a collector), and the other way round: the in-process side's envelopes,
+// never encoded for in-process use, are encoded for the socket.
+func TestCallsBetweenProcessAndSocket(t *testing.T) {
+	path, _, b := testbroker.Start(t, server.Options{})
+	dial := func(addr string) *client.Conn {
+		c, err := client.Dial(t.Context(), addr, client.Options{Broker: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for _, tc := range []struct{ caller, service string }{{"inproc://", "unix://" + path}, {"unix://" + path, "inproc://"}} {
+		var got *Request
+		srv := serve(t, dial(tc.service), ServerOptions{}, healthTopic, func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
+			got = r
+			return healthy(ctx, r)
+		})
+		c := NewClient(dial(tc.caller), ClientOptions{ID: "agent"})
+		resp, err := c.Call(t.Context(), healthTopic, healthReq())
+		if err != nil {
+			t.Fatalf("%s calling %s: %v", tc.caller, tc.service, err)
+		}
+		if resp.GetHealthCheck().GetStatus() != eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY || got.Call.GetClientId() != "agent" {
+			t.Errorf("%s calling %s: response %v, request %v", tc.caller, tc.service, resp, got.Call)
+		}
+		srv.Close()
+	}
 }
 
 // Repeated failures to reach a service open its circuit; after the

@@ -264,7 +264,7 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 	}
 	req := &Request{Topic: m.Topic, Envelope: new(eventbusv1.EventBusMessage)}
 	reply := m.Reply
-	if env, ok := m.Value.(*eventbusv1.EventBusMessage); ok {
+	if env, ok := envelope.FromValue(m.Value); ok {
 		req.Envelope = env // in process: the caller's own, nothing to decode
 	} else if err := proto.Unmarshal(m.Payload, req.Envelope); err != nil {
 		s.malformed.Add(1)
@@ -355,13 +355,7 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 	} else {
 		msg.Correlation = envelope.NewRoot()
 	}
-	buf := getBuf()
-	defer putBuf(buf)
-	payload, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], msg)
-	if err == nil {
-		*buf = payload
-		err = s.conn.RespondMsg(&client.Msg{Topic: req.Topic, Reply: reply}, &client.Msg{Payload: payload, Value: msg})
-	}
+	err := s.conn.RespondMsg(&client.Msg{Topic: req.Topic, Reply: reply}, &client.Msg{Value: envelope.Lazy{M: msg}})
 	if err != nil {
 		s.replyFailed.Add(1)
 		if !errors.Is(err, client.ErrClosed) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -295,13 +296,51 @@ func (c *conn) TryDeliver(s *eventbus.Subscription, m eventbus.Message) error {
 	return c.deliver(s, &m, false)
 }
 
-// frameSize is the size of the deliver frame for m.
-func frameSize(m *eventbus.Message) int {
-	return wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(m.Payload)
+// frameSize is the size of the deliver frame for m with payload.
+func frameSize(m *eventbus.Message, payload []byte) int {
+	return wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(payload)
 }
 
+// payloadOf returns the bytes to send for m: its Payload, or the encoding
+// of a Value that stands in for it (eventbus.Message.Value), appended to
+// scratch. The caller returns scratch to encodeBufs.
+func (c *conn) payloadOf(m *eventbus.Message, scratch *[]byte) ([]byte, error) {
+	if m.Payload != nil || m.Value == nil {
+		return m.Payload, nil
+	}
+	enc, ok := m.Value.(encoding.BinaryAppender)
+	if !ok {
+		return nil, fmt.Errorf("%w: the message to %q has no payload and its value (%T) cannot be encoded", eventbus.ErrPayloadTooLarge, m.Topic, m.Value)
+	}
+	p, err := enc.AppendBinary((*scratch)[:0])
+	if err != nil {
+		return nil, fmt.Errorf("encode the value of a message to %q: %w", m.Topic, err)
+	}
+	*scratch = p
+	if max := c.srv.opts.Broker.MaxPayload(); len(p) > max {
+		return nil, fmt.Errorf("%w: %d bytes encoded for %q; the limit is %d", eventbus.ErrPayloadTooLarge, len(p), m.Topic, max)
+	}
+	return p, nil
+}
+
+// encodeBufs holds scratch buffers for values encoded on delivery.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
-	size := frameSize(m)
+	payload := m.Payload
+	if payload == nil && m.Value != nil {
+		scratch := encodeBufs.Get().(*[]byte)
+		defer func() {
+			if cap(*scratch) <= 64<<10 {
+				encodeBufs.Put(scratch)
+			}
+		}()
+		var err error
+		if payload, err = c.payloadOf(m, scratch); err != nil {
+			return err
+		}
+	}
+	size := frameSize(m, payload)
 	if size > c.srv.opts.MaxPending {
 		return errFrameOverPending // could never fit: not worth waiting for
 	}
@@ -324,7 +363,7 @@ func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy boo
 		return errConnFull
 	}
 	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, m.Payload)
+	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload)
 	c.mu.Unlock()
 	if wasEmpty {
 		c.signal()
@@ -335,7 +374,17 @@ func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy boo
 // Room implements eventbus.RoomWaiter: a publisher to a subscription whose
 // policy is block waits here while the connection is over MaxPending.
 func (c *conn) Room(_ *eventbus.Subscription, m eventbus.Message) <-chan struct{} {
-	size := frameSize(&m) // the measure Deliver uses, or a waiter could spin
+	payload := m.Payload
+	if payload == nil && m.Value != nil {
+		scratch := encodeBufs.Get().(*[]byte)
+		p, err := c.payloadOf(&m, scratch)
+		encodeBufs.Put(scratch)
+		if err != nil {
+			return nil // Deliver will refuse it
+		}
+		payload = p
+	}
+	size := frameSize(&m, payload) // the measure Deliver uses, or a waiter could spin
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || len(c.out)+c.writing+size <= c.srv.opts.MaxPending {

@@ -482,3 +482,36 @@ func TestBlockPolicyHoldsThePublisher(t *testing.T) {
 		t.Errorf("delivered %d, dropped %+v; want all %d and no drops", st.Delivered, st.Dropped, n)
 	}
 }
+
+// binValue stands in for an encodable value (envelope.Lazy).
+type binValue string
+
+func (v binValue) AppendBinary(b []byte) ([]byte, error) { return append(b, v...), nil }
+
+// A message published in process with a value and no payload reaches a
+// subscriber over the socket encoded; one whose value cannot be encoded is
+// refused, counted, and does not break the connection.
+func TestValueEncodedForTheSocket(t *testing.T) {
+	path, _, b := start(t, Options{})
+	sub := dial(t, path)
+	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#")}))
+	sub.sync()
+	if err := b.Publish(t.Context(), eventbus.Message{Topic: "events.a", Value: binValue("encoded")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := sub.deliver(); string(d.Payload) != "encoded" {
+		t.Errorf("payload %q, want the value's encoding", d.Payload)
+	}
+	if err := b.Publish(t.Context(), eventbus.Message{Topic: "events.a", Value: 42}); err == nil {
+		t.Error("a value that cannot be encoded was accepted for a socket subscriber")
+	}
+	if err := b.Publish(t.Context(), eventbus.Message{Topic: "events.a", Payload: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := sub.deliver(); string(d.Payload) != "after" {
+		t.Errorf("payload %q after the refused one", d.Payload)
+	}
+	if got := b.Stats().Dropped.Total(); got != 1 {
+		t.Errorf("%d drops counted, want 1", got)
+	}
+}
