@@ -14,12 +14,14 @@ import (
 )
 
 // BenchmarkCall measures health-check calls through a Client and a Server
-// (envelope encoding and decoding included), in process and over the UNIX
-// socket, by one caller (latency) and by 8 concurrent callers (RunParallel, 4 per CPU on 2 CPUs)
-// (throughput). Each op is one call; calls/s, p50-µs and p99-µs are per
-// call.
+// (envelope encoding and decoding included), by one caller (latency) and by
+// 8 concurrent callers (RunParallel, 4 per CPU on 2 CPUs; throughput):
+// inproc (both in process), unix (both over the UNIX socket: a CLI calling
+// a collector through a broker), and agent (the caller in the broker's
+// process, the service over the socket: the agent calling its collector).
+// Each op is one call; calls/s, p50-µs and p99-µs are per call.
 func BenchmarkCall(b *testing.B) {
-	for _, tr := range []string{"inproc", "unix"} {
+	for _, tr := range []string{"inproc", "unix", "agent"} {
 		for _, callers := range []int{1, 8} {
 			name := tr + "/seq"
 			if callers > 1 {
@@ -27,11 +29,14 @@ func BenchmarkCall(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				var bk *eventbus.Broker
-				addr := "inproc://"
-				if tr == "unix" {
+				addr, callerAddr := "inproc://", "inproc://"
+				if tr != "inproc" {
 					var path string
 					path, _, bk = testbroker.Start(b, server.Options{})
-					addr = "unix://" + path
+					addr, callerAddr = "unix://"+path, "unix://"+path
+					if tr == "agent" {
+						callerAddr = "inproc://"
+					}
 				} else {
 					var err error
 					if bk, err = eventbus.New(eventbus.Options{}); err != nil {
@@ -40,7 +45,11 @@ func BenchmarkCall(b *testing.B) {
 					defer bk.Close()
 				}
 				dial := func(name string) *client.Conn {
-					c, err := client.Dial(b.Context(), addr, client.Options{Name: name, Broker: bk})
+					a := addr
+					if name == "caller" {
+						a = callerAddr
+					}
+					c, err := client.Dial(b.Context(), a, client.Options{Name: name, Broker: bk})
 					if err != nil {
 						b.Fatal(err)
 					}
