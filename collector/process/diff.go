@@ -1,0 +1,84 @@
+package process
+
+import (
+	"slices"
+
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Change is one lifecycle event found by comparing two scans.
+type Change struct {
+	Subtype eventbusv1.ProcessEventSubtype
+	// Record is the process as the latest scan saw it; for TERMINATED, as
+	// the previous one did.
+	Record *eventbusv1.ProcessRecord
+	// Changed names the ProcessRecord fields that changed, for UPDATED.
+	Changed []string
+}
+
+// Diff compares two scans (keyed by pid and start time, so a reused pid
+// is a new process) and returns what happened in between, ordered by pid:
+// CREATED for new processes, TERMINATED for those gone, UPDATED for those
+// whose name, executable (path, or deleted or replaced on disk), user or
+// command line changed. With no previous scan (prev nil), every process
+// is OBSERVED.
+func Diff(prev, cur map[Key]*eventbusv1.ProcessRecord) []Change {
+	var out []Change
+	for k, r := range cur {
+		if prev == nil {
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED, Record: r})
+			continue
+		}
+		old, ok := prev[k]
+		if !ok {
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r})
+			continue
+		}
+		if changed := changedFields(old, r); len(changed) > 0 {
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED, Record: r, Changed: changed})
+		}
+	}
+	for k, r := range prev {
+		if _, ok := cur[k]; !ok {
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r})
+		}
+	}
+	slices.SortFunc(out, func(a, b Change) int {
+		if a.Record.GetPid() != b.Record.GetPid() {
+			return int(a.Record.GetPid()) - int(b.Record.GetPid())
+		}
+		return int(a.Subtype) - int(b.Subtype)
+	})
+	return out
+}
+
+// changedFields lists the watched fields that differ between two records
+// of one process. A field that could not be read in one of them (an
+// inaccessible process) does not count as changed.
+func changedFields(a, b *eventbusv1.ProcessRecord) []string {
+	var out []string
+	if a.GetName() != b.GetName() {
+		out = append(out, "name")
+	}
+	if a.GetExecutablePath() != b.GetExecutablePath() && a.GetExecutablePath() != "" && b.GetExecutablePath() != "" {
+		out = append(out, "executable_path")
+	}
+	if a.GetExecutableDeleted() != b.GetExecutableDeleted() {
+		out = append(out, "executable_deleted")
+	}
+	if a.Uid != nil && b.Uid != nil && a.GetUid() != b.GetUid() {
+		out = append(out, "uid")
+	}
+	if len(a.GetCommandLine()) > 0 && len(b.GetCommandLine()) > 0 && !slices.Equal(a.GetCommandLine(), b.GetCommandLine()) {
+		out = append(out, "command_line")
+	}
+	if len(a.GetExecutableHash()) > 0 && len(b.GetExecutableHash()) > 0 && !proto.Equal(hashOnly(a), hashOnly(b)) {
+		out = append(out, "executable_hash")
+	}
+	return out
+}
+
+func hashOnly(r *eventbusv1.ProcessRecord) *eventbusv1.ProcessRecord {
+	return &eventbusv1.ProcessRecord{ExecutableHash: r.GetExecutableHash(), HashAlgorithm: r.GetHashAlgorithm()}
+}

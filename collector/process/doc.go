@@ -1,0 +1,28 @@
+// Package process is procmond's logic: it reads the processes from /proc
+// (with github.com/prometheus/procfs), turns successive scans into
+// lifecycle events, and publishes them as typed envelopes.
+//
+// A Scanner reads each process into an eventbusv1.ProcessRecord: pid,
+// ppid, name, executable path, command line, start time, CPU use since the
+// previous scan, resident and virtual memory, uid, gid and user name,
+// whether the executable still exists, whether the running image was
+// deleted or replaced on disk, and a SHA-256 of the image (read through
+// /proc/<pid>/exe, so a deleted binary is still hashed) cached by device,
+// inode, size and modification time. Without root, fields of other users'
+// processes cannot be read: the record says accessible=false.
+//
+// Diff compares two scans keyed by pid and start time (a reused pid is a
+// new process): CREATED, TERMINATED, UPDATED (name, executable, user or
+// command line changed, with the changed fields), or OBSERVED for every
+// process of the first scan.
+//
+// A Collector runs the scanner on an interval, publishes the changes
+// (events.process.enumeration for OBSERVED, .lifecycle for CREATED and
+// TERMINATED, .metadata for UPDATED; each with the parent's name and
+// executable), sends heartbeats, and serves the collector control
+// operations: health, capabilities, configuration (interval_ms,
+// heartbeat_ms, hash), snapshots and shutdown.
+//
+// The Collector's goroutines are its caller's (Run) and the rpc.Server's;
+// Run waits for them before it returns.
+package process

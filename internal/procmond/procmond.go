@@ -1,0 +1,139 @@
+// Package procmond is the procmond command: flags, logging, the
+// connection to the broker, and the process collector (package
+// collector/process) running until a signal or a shutdown request. The
+// daemoneye-agent binary runs it too, in collector mode.
+package procmond
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/collector/process"
+	"github.com/daemoneye/daemoneye/internal/transport"
+)
+
+// Version is reported in procmond's capabilities.
+const Version = "0.4.0"
+
+// Main runs procmond with args (without the program name) until ctx ends
+// or a shutdown is requested over RPC, and returns the exit code: 0, 1 on
+// failure, 2 on a usage error.
+func Main(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("procmond", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", "", "broker socket (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	url := fs.String("url", "", "broker URL instead of --socket (unix:///path, tls://host:port)")
+	id := fs.String("id", process.DefaultID, "collector id: its topics end with it")
+	interval := fs.Duration("interval", process.DefaultInterval, "time between scans (at least 100ms)")
+	heartbeat := fs.Duration("heartbeat", process.DefaultHeartbeatInterval, "time between heartbeats")
+	noHash := fs.Bool("no-hash", false, "do not hash executables")
+	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
+	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor (the agent passes it)")
+	verbose := fs.Bool("v", false, "log debug detail")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "procmond: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("collector", *id)
+	token, err := readToken(*tokenFile, *tokenFD)
+	if err != nil {
+		log.Error("procmond: " + err.Error())
+		return 1
+	}
+	addr := *url
+	if addr == "" {
+		addr = *socket
+	}
+	if addr == "" {
+		addr = os.Getenv("DAEMONEYE_SOCKET")
+	}
+	if addr == "" {
+		addr = transport.DefaultSocketPath()
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := client.Dial(dctx, addr, client.Options{
+		Name: *id, Token: token,
+		OnDisconnect: func(err error) {
+			log.Warn("procmond: lost the broker; collecting on, events are buffered until it is back", "err", err)
+		},
+		OnReconnect: func() { log.Info("procmond: reconnected to the broker") },
+	})
+	cancel()
+	if err != nil {
+		log.Error("procmond: cannot reach the broker", "addr", addr, "err", err)
+		return 1
+	}
+	defer conn.Close()
+	c, err := process.New(conn, process.Options{ID: *id, Interval: *interval, HeartbeatInterval: *heartbeat, NoHash: *noHash,
+		SoftwareVersion: Version, Logger: log})
+	if err != nil {
+		log.Error("procmond: " + err.Error())
+		return 2
+	}
+	log.Info("procmond: collecting", "broker", addr, "interval", *interval, "identity", conn.Identity())
+	err = c.Run(ctx)
+	switch {
+	case err == nil, errors.Is(err, process.ErrShutdown):
+		log.Info("procmond: stopped", "reason", stopReason(err))
+		return 0
+	}
+	log.Error("procmond: " + err.Error())
+	return 1
+}
+
+func stopReason(err error) string {
+	if err != nil {
+		return "shutdown requested over RPC"
+	}
+	return "signal"
+}
+
+// readToken reads the broker token from a file or an inherited file
+// descriptor; neither given: no token (peer credentials).
+func readToken(file string, fd int) (string, error) {
+	var r io.Reader
+	switch {
+	case file != "" && fd >= 0:
+		return "", errors.New("give --token-file or --token-fd, not both")
+	case file != "":
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("read the token: %w", err)
+		}
+		defer f.Close()
+		r = f
+	case fd >= 0:
+		f := os.NewFile(uintptr(fd), "token-fd-"+strconv.Itoa(fd))
+		if f == nil {
+			return "", fmt.Errorf("--token-fd %d is not an open file descriptor", fd)
+		}
+		defer f.Close()
+		r = f
+	default:
+		return "", nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", fmt.Errorf("read the token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
