@@ -63,7 +63,7 @@ func TestProcmondProcess(t *testing.T) {
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // subscribed
+	time.Sleep(300 * time.Millisecond)                         // subscribed
 	if err := exec.Command("sleep", "0.5").Run(); err != nil { // outlives a scan interval
 		t.Fatal(err)
 	}
