@@ -63,8 +63,9 @@ func TestProcmondProcess(t *testing.T) {
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)                         // subscribed
-	if err := exec.Command("sleep", "0.5").Run(); err != nil { // outlives a scan interval
+	time.Sleep(300 * time.Millisecond) // subscribed
+	// A process that outlives a scan interval.
+	if err := exec.Command("sleep", "0.5").Run(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
