@@ -1,0 +1,156 @@
+package detect
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/envelope"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestParseRefusesBadRules(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", "rules:\n  - id: a\n    title: A\n    severity: low\n    expresion: 'true'\n", "field expresion not found"},
+		{"unknown top key", "rule: []\n", "field rule not found"},
+		{"no id", "rules:\n  - title: A\n    severity: low\n    expression: 'true'\n", "rule 1: no id"},
+		{"duplicate", "rules:\n  - {id: a, title: A, severity: low, expression: 'true'}\n  - {id: a, title: B, severity: low, expression: 'true'}\n", `rule "a": the id is used twice`},
+		{"severity", "rules:\n  - {id: a, title: A, severity: severe, expression: 'true'}\n", `rule "a": severity "severe"`},
+		{"syntax", "rules:\n  - {id: bad-cel, title: A, severity: low, expression: 'process.name ==' }\n", `rule "bad-cel": ERROR`},
+		{"unknown field", "rules:\n  - {id: typo, title: A, severity: low, expression: 'process.nmae == \"x\"' }\n", `rule "typo": ERROR`},
+		{"not boolean", "rules:\n  - {id: num, title: A, severity: low, expression: 'process.pid' }\n", `rule "num": the expression is of type uint`},
+		{"no expression", "rules:\n  - {id: a, title: A, severity: low}\n", `rule "a": no expression`},
+	}
+	for _, tc := range cases {
+		_, err := Parse(strings.NewReader(tc.yaml), "test.yaml")
+		if !errors.Is(err, ErrInvalidRule) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalidRule containing %q", tc.name, err, tc.want)
+		}
+	}
+	rules, err := Parse(strings.NewReader("rules:\n  - {id: a, title: A, severity: low, expression: 'true', disabled: true}\n"), "x")
+	if err != nil || len(rules) != 0 {
+		t.Errorf("a disabled rule: %v, %v", rules, err)
+	}
+}
+
+type event struct {
+	subtype eventbusv1.ProcessEventSubtype
+	proc    *eventbusv1.ProcessRecord
+	parent  string
+	changed []string
+}
+
+func (e event) envelope() *eventbusv1.EventBusMessage {
+	d := &eventbusv1.ProcessEventData{Process: e.proc, Subtype: e.subtype, TreeContext: &eventbusv1.ProcessTreeContext{ParentName: e.parent}}
+	if e.changed != nil {
+		d.ChangedFields = &fieldmaskpb.FieldMask{Paths: e.changed}
+	}
+	m := envelope.New(envelope.TopicProcessLifecycle, time.Now(), &eventbusv1.CollectionEvent{Event: &eventbusv1.CollectionEvent_Process{Process: d}})
+	m.Correlation = envelope.NewRoot()
+	return m
+}
+
+func proc(pid uint32, name, exe string, cmd ...string) *eventbusv1.ProcessRecord {
+	if cmd == nil && exe != "" {
+		cmd = []string{exe}
+	}
+	return &eventbusv1.ProcessRecord{Pid: pid, Name: name, ExecutablePath: exe, CommandLine: cmd, FileExists: exe != "",
+		StartTime: timestamppb.New(time.Unix(1_700_000_000+int64(pid), 0))}
+}
+
+const (
+	created    = eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED
+	observed   = eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED
+	updated    = eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED
+	terminated = eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED
+)
+
+func TestBuiltinRules(t *testing.T) {
+	rules, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := proc(7, "daemon", "/usr/sbin/daemon")
+	deleted.ExecutableDeleted = true
+	cases := []struct {
+		name string
+		ev   event
+		want []string
+	}{
+		{"sleep from /tmp", event{subtype: created, proc: proc(1, "sleepy", "/tmp/sleepy", "/tmp/sleepy", "30")}, []string{"exec-from-world-writable-dir"}},
+		{"from /dev/shm, seen at start", event{subtype: observed, proc: proc(2, "x", "/dev/shm/x")}, []string{"exec-from-world-writable-dir"}},
+		{"from /tmp, gone", event{subtype: terminated, proc: proc(3, "x", "/tmp/x")}, nil},
+		{"a normal binary", event{subtype: created, proc: proc(4, "sleep", "/usr/bin/sleep")}, nil},
+		{"/tmpfoo is not /tmp", event{subtype: created, proc: proc(5, "x", "/tmpfoo/x")}, nil},
+		{"deleted while running", event{subtype: updated, proc: deleted, changed: []string{"executable_deleted"}}, []string{"executable-deleted-while-running"}},
+		{"shell from nginx", event{subtype: created, proc: proc(8, "sh", "/usr/bin/dash", "sh", "-c", "id"), parent: "nginx"}, []string{"shell-from-network-service"}},
+		{"shell from sshd", event{subtype: created, proc: proc(9, "bash", "/usr/bin/bash"), parent: "sshd"}, nil},
+		{"fake kworker", event{subtype: created, proc: proc(10, "kworker/0:1", "/tmp/.x/kworker", "[kworker/0:1]")}, []string{"exec-from-world-writable-dir", "fake-kernel-thread"}},
+		{"bracketed argv", event{subtype: observed, proc: proc(11, "miner", "/usr/local/bin/miner", "[kthreadd]")}, []string{"fake-kernel-thread"}},
+		{"a real kernel thread", event{subtype: observed, proc: proc(12, "kworker/1:2", "", nil...)}, nil},
+	}
+	for _, tc := range cases {
+		e := NewEngine(rules, Options{})
+		var got []string
+		for _, a := range e.Evaluate(tc.ev.envelope(), time.Now()) {
+			got = append(got, a.GetRuleId())
+			if a.GetProcess().GetPid() != tc.ev.proc.GetPid() || a.GetTriggeringCorrelationId() == "" || a.GetSeverity() == 0 || a.GetTitle() == "" {
+				t.Errorf("%s: alert %v", tc.name, a)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: rules %v, want %v", tc.name, got, tc.want)
+		}
+		if st := e.Stats(); st.Failed != 0 {
+			t.Errorf("%s: %d evaluations failed", tc.name, st.Failed)
+		}
+	}
+}
+
+func TestRepeatWindow(t *testing.T) {
+	rules, _ := Builtin()
+	e := NewEngine(rules, Options{RepeatWindow: time.Minute})
+	now := time.Now()
+	ev := event{subtype: observed, proc: proc(1, "x", "/tmp/x")}
+	count := func(at time.Time, ev event) int { return len(e.Evaluate(ev.envelope(), at)) }
+	if n := count(now, ev); n != 1 {
+		t.Fatalf("first: %d alerts", n)
+	}
+	if n := count(now.Add(30*time.Second), ev); n != 0 {
+		t.Errorf("again within the window: %d alerts", n)
+	}
+	other := event{subtype: observed, proc: proc(2, "x", "/tmp/x")}
+	if n := count(now.Add(30*time.Second), other); n != 1 {
+		t.Errorf("another process: %d alerts", n)
+	}
+	if n := count(now.Add(61*time.Second), ev); n != 1 {
+		t.Errorf("after the window: %d alerts", n)
+	}
+	if st := e.Stats(); st.Fired != 3 || st.Silenced != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Any input either parses into rules that evaluate without panicking, or
+// is refused with ErrInvalidRule.
+func FuzzParse(f *testing.F) {
+	f.Add(builtinYAML)
+	f.Add("rules:\n  - {id: a, title: A, severity: low, expression: 'process.name.matches(\"^a\")'}\n")
+	f.Add("rules: [")
+	f.Fuzz(func(t *testing.T, src string) {
+		rules, err := Parse(strings.NewReader(src), "fuzz")
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRule) {
+				t.Fatalf("error %v does not wrap ErrInvalidRule", err)
+			}
+			return
+		}
+		e := NewEngine(rules, Options{})
+		e.Evaluate(event{subtype: created, proc: proc(1, "x", "/tmp/x")}.envelope(), time.Now())
+	})
+}
