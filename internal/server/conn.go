@@ -45,8 +45,10 @@ type conn struct {
 	wake       chan struct{} // capacity 1: out became non-empty or slow was set
 
 	// reader goroutine only
-	subs   map[uint32]*eventbus.Subscription
-	topics wire.Interner
+	subs      map[uint32]*eventbus.Subscription
+	topics    wire.Interner
+	identity  string           // set by the handshake
+	authCache map[string]error // publish decisions by topic (Authorizer)
 }
 
 // maxSpare is the largest batch buffer a connection keeps for the next
@@ -57,7 +59,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
 		closeCh: make(chan struct{}), wake: make(chan struct{}, 1),
-		subs: make(map[uint32]*eventbus.Subscription),
+		subs: make(map[uint32]*eventbus.Subscription), authCache: map[string]error{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -131,6 +133,7 @@ func (c *conn) serve() error {
 		return err
 	}
 	session := newSessionID()
+	c.identity = identity
 	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
 	c.mu.Lock()
@@ -186,6 +189,10 @@ func (c *conn) handle(f wire.Frame) error {
 		}
 		if p.Reply != nil {
 			m.Reply = string(p.Reply) // inboxes are mostly unique per request: not interned
+		}
+		if err := c.allowPublish(m.Topic, m.Reply); err != nil {
+			c.forbidden(p.AckID, err, true)
+			return nil
 		}
 		err = c.srv.opts.Broker.Publish(c.ctx, m)
 		c.publishResult(&p, err)
@@ -264,6 +271,10 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 	}
 	if len(c.subs) >= c.srv.opts.MaxSubscriptions {
 		c.sendError(wire.CodeLimit, uint64(r.SID), fmt.Sprintf("this connection has the server's limit of %d subscriptions; unsubscribe some or raise MaxSubscriptions", c.srv.opts.MaxSubscriptions))
+		return
+	}
+	if err := c.allowSubscribe(string(r.Pattern)); err != nil {
+		c.forbidden(uint64(r.SID), err, false)
 		return
 	}
 	opts := eventbus.SubscribeOptions{

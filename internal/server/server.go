@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,11 @@ type Options struct {
 	// Auth says who may connect and how they prove it; the zero value
 	// admits root and the server's own user over a UNIX socket.
 	Auth Auth
+	// Authorizer, if set, decides what each connected identity may
+	// publish and subscribe to; refusals are answered with code forbidden
+	// and counted in Stats. Nil: every identity Auth admits may do
+	// everything. In-process clients of the broker are not subject to it.
+	Authorizer Authorizer
 }
 
 // Server serves the wire protocol on listeners, connecting each client to
@@ -85,6 +91,8 @@ type Server struct {
 
 	wg    sync.WaitGroup         // every connection goroutine
 	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
+
+	deniedPublishes, deniedSubscribes atomic.Uint64
 }
 
 // New returns a server for opts.Broker.

@@ -515,3 +515,60 @@ func TestValueEncodedForTheSocket(t *testing.T) {
 		t.Errorf("%d drops counted, want 1", got)
 	}
 }
+
+// denyControl forbids everyone to publish under control.collector and to
+// subscribe to anything under control but their own inbox.
+type denyControl struct{}
+
+func (denyControl) AllowPublish(identity, topic string) error {
+	if strings.HasPrefix(topic, "control.collector.") {
+		return fmt.Errorf("only the agent may send collector commands")
+	}
+	return nil
+}
+
+func (denyControl) AllowSubscribe(identity, pattern string) error {
+	if strings.HasPrefix(pattern, "control.") && !strings.HasPrefix(pattern, "control.inbox.mine.") {
+		return fmt.Errorf("control topics are the agent's")
+	}
+	return nil
+}
+
+func TestAuthorizer(t *testing.T) {
+	path, srv, b := start(t, Options{Authorizer: denyControl{}})
+	c := dial(t, path)
+	watch, err := b.Subscribe("#", eventbus.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Unsubscribe()
+	expectForbidden := func(what string, ref uint64) {
+		t.Helper()
+		f := c.frame()
+		e, err := wire.ParseError(f.Type, f.Flags, f.Body)
+		if f.Type != wire.TypeError || err != nil || e.Code != wire.CodeForbidden || e.Ref != ref || !strings.Contains(string(e.Text), "uid:") {
+			t.Fatalf("%s: got %s %+v, want a forbidden error for ref %d naming the identity", what, f.Type, e, ref)
+		}
+	}
+	c.send(wire.AppendPublishMsg(nil, 0, wire.AckAll, 7, "control.collector.lifecycle.procmond", "", []byte("stop")))
+	expectForbidden("publish", 7)
+	c.send(wire.AppendPublishMsg(nil, 0, wire.AckAll, 8, "control.collector.lifecycle.procmond", "", []byte("again"))) // cached decision
+	expectForbidden("publish again", 8)
+	c.send(wire.AppendPublishMsg(nil, 0, wire.AckAll, 9, "events.a", "control.inbox.other.1", []byte("req")))
+	expectForbidden("request with someone else's inbox", 9)
+	c.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 3, Pattern: []byte("control.#")}))
+	expectForbidden("subscribe", 3)
+	// The connection goes on: an allowed publish and subscription work.
+	c.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 4, Pattern: []byte("control.inbox.mine.+")}))
+	c.send(wire.AppendPublishMsg(nil, 0, wire.AckAll, 10, "events.a", "control.inbox.mine.1", []byte("ok")))
+	if f := c.frame(); f.Type != wire.TypeAck {
+		t.Fatalf("allowed publish answered %s", f.Type)
+	}
+	d, err := watch.Next(t.Context())
+	if err != nil || d.Topic != "events.a" {
+		t.Errorf("the broker got %v, %v; want only the allowed publish", d.Topic, err)
+	}
+	if st := srv.Stats(); st.DeniedPublishes != 3 || st.DeniedSubscribes != 1 {
+		t.Errorf("denied %d publishes, %d subscribes; want 3 and 1", st.DeniedPublishes, st.DeniedSubscribes)
+	}
+}

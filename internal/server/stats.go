@@ -23,6 +23,10 @@ type Stats struct {
 	// busiest); the totals cover everything.
 	TopicsOmitted        int `json:"topics_omitted,omitempty"`
 	SubscriptionsOmitted int `json:"subscriptions_omitted,omitempty"`
+	// DeniedPublishes and DeniedSubscribes count what the Authorizer
+	// refused.
+	DeniedPublishes  uint64 `json:"denied_publishes"`
+	DeniedSubscribes uint64 `json:"denied_subscribes"`
 }
 
 // MaxStatsEntries bounds the topics and the subscriptions listed in a
@@ -42,7 +46,8 @@ type ConnStats struct {
 // Stats returns a snapshot of the broker's counters and the connections.
 // Safe for concurrent use.
 func (s *Server) Stats() Stats {
-	st := Stats{Broker: s.opts.Broker.Stats(), Connections: []ConnStats{}}
+	st := Stats{Broker: s.opts.Broker.Stats(), Connections: []ConnStats{},
+		DeniedPublishes: s.deniedPublishes.Load(), DeniedSubscribes: s.deniedSubscribes.Load()}
 	for _, c := range s.liveConns() {
 		c.mu.Lock()
 		cs := c.info
