@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/daemoneye/daemoneye/detect"
+	"github.com/daemoneye/daemoneye/internal/config"
+	"github.com/daemoneye/daemoneye/internal/procmond"
+	"github.com/daemoneye/daemoneye/internal/transport"
+)
+
+const usage = `daemoneye-agent watches the processes of this host and raises alerts.
+
+It hosts the event bus on a UNIX socket, starts procmond, runs the detection
+rules on its events and prints the alerts. Stop it with Ctrl-C.
+
+Usage:
+  daemoneye-agent [flags]
+  daemoneye-agent collector procmond [procmond flags]   (how the agent runs its collectors)
+
+Flags:
+`
+
+// File is the agent's configuration file (YAML, strict: an unknown key is
+// an error). Flags override it; $DAEMONEYE_SOCKET overrides socket.
+type File struct {
+	Socket       string          `yaml:"socket"`
+	Rules        string          `yaml:"rules"`
+	BuiltinRules *bool           `yaml:"builtin_rules"`
+	RepeatWindow config.Duration `yaml:"repeat_window"`
+	AllowUIDs    []uint32        `yaml:"allow_uids"`
+	AllowGIDs    []uint32        `yaml:"allow_gids"`
+	Alerts       struct {
+		Stdout         string `yaml:"stdout"` // text, json or off
+		File           string `yaml:"file"`
+		Syslog         bool   `yaml:"syslog"`
+		Webhook        string `yaml:"webhook"`
+		WebhookRetries int    `yaml:"webhook_retries"`
+	} `yaml:"alerts"`
+	Collectors []struct {
+		ID       string          `yaml:"id"`
+		Kind     string          `yaml:"kind"`
+		Interval config.Duration `yaml:"interval"`
+		Args     []string        `yaml:"args"`
+	} `yaml:"collectors"`
+	Supervision struct {
+		RestartBackoff    config.Duration `yaml:"restart_backoff"`
+		MaxRestartBackoff config.Duration `yaml:"max_restart_backoff"`
+		RestartWindow     config.Duration `yaml:"restart_window"`
+		MaxRestarts       int             `yaml:"max_restarts"`
+		StopTimeout       config.Duration `yaml:"stop_timeout"`
+	} `yaml:"supervision"`
+}
+
+// Main runs daemoneye-agent with args (without the program name) and
+// returns the exit code: 0, 1 on failure, 2 on a usage error.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "collector" {
+		if args[1] != "procmond" {
+			fmt.Fprintf(stderr, "daemoneye-agent: unknown collector %q (procmond is the one there is)\n", args[1])
+			return 2
+		}
+		return procmond.Main(ctx, args[2:], stderr)
+	}
+	fs := flag.NewFlagSet("daemoneye-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
+	socket := fs.String("socket", "", "UNIX socket of the bus (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	rulesFile := fs.String("rules", "", "YAML file of detection rules, added to the built-in ones")
+	noBuiltin := fs.Bool("no-builtin-rules", false, "do not load the built-in rules")
+	alertsOut := fs.String("alerts", "text", "alerts on standard output: text, json or off")
+	alertFile := fs.String("alert-file", "", "also append alerts to this file, as JSON lines")
+	useSyslog := fs.Bool("syslog", false, "also send alerts to syslog (facility auth)")
+	webhook := fs.String("webhook", "", "also POST alerts as JSON to this URL (retried with backoff)")
+	interval := fs.Duration("interval", 0, "procmond's scan interval (default 2s)")
+	verbose := fs.Bool("v", false, "log debug detail")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "daemoneye-agent: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var file File
+	if *configPath != "" {
+		if err := config.Load(*configPath, &file); err != nil {
+			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
+			return 2
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	pick := func(flagVal string, name, env, fileVal string) string {
+		switch {
+		case set[name]:
+			return flagVal
+		case env != "" && os.Getenv(env) != "":
+			return os.Getenv(env)
+		}
+		return fileVal
+	}
+	opts := Options{
+		Socket:         pick(*socket, "socket", "DAEMONEYE_SOCKET", file.Socket),
+		AlertFile:      pick(*alertFile, "alert-file", "", file.Alerts.File),
+		Webhook:        pick(*webhook, "webhook", "", file.Alerts.Webhook),
+		Syslog:         *useSyslog || (!set["syslog"] && file.Alerts.Syslog),
+		WebhookRetries: file.Alerts.WebhookRetries,
+		RepeatWindow:   time.Duration(file.RepeatWindow),
+		Peers:          transport.PeerPolicy{UIDs: file.AllowUIDs, GIDs: file.AllowGIDs},
+		Stderr:         stderr,
+		Logger:         log,
+		RestartBackoff: time.Duration(file.Supervision.RestartBackoff), MaxRestartBackoff: time.Duration(file.Supervision.MaxRestartBackoff),
+		RestartWindow: time.Duration(file.Supervision.RestartWindow), StopTimeout: time.Duration(file.Supervision.StopTimeout),
+		MaxRestarts: file.Supervision.MaxRestarts,
+	}
+	switch out := pick(*alertsOut, "alerts", "", file.Alerts.Stdout); out {
+	case "", "text":
+		opts.Stdout = stdout
+	case "json":
+		opts.Stdout, opts.AlertsJSON = stdout, true
+	case "off":
+	default:
+		fmt.Fprintf(stderr, "daemoneye-agent: --alerts %q: use text, json or off\n", out)
+		return 2
+	}
+	for _, c := range file.Collectors {
+		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval), Args: c.Args})
+	}
+	if opts.Collectors == nil {
+		opts.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}
+	}
+	if set["interval"] {
+		for i := range opts.Collectors {
+			opts.Collectors[i].Interval = *interval
+		}
+	}
+	builtin := file.BuiltinRules == nil || *file.BuiltinRules
+	if set["no-builtin-rules"] {
+		builtin = !*noBuiltin
+	}
+	if builtin {
+		rules, err := detect.Builtin()
+		if err != nil {
+			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
+			return 1
+		}
+		opts.Rules = rules
+	} else {
+		opts.Rules = []*detect.Rule{}
+	}
+	if path := pick(*rulesFile, "rules", "", file.Rules); path != "" {
+		rules, err := detect.LoadFile(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
+			return 2
+		}
+		opts.Rules = append(opts.Rules, rules...)
+	}
+	ready := func(a *Agent) {
+		fmt.Fprintf(stderr, "daemoneye-agent: watching the processes of this host with %d rules; alerts appear below.\n"+
+			"  Try: cp /bin/sleep /tmp/sleepy && /tmp/sleepy 30\n"+
+			"  Inspect: daemoneye-cli --socket %s collectors list\n", len(opts.Rules), a.Socket())
+	}
+	if err := Run(ctx, opts, ready); err != nil {
+		fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
