@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,23 +25,6 @@ import (
 type sink interface {
 	name() string
 	send(ctx context.Context, a *eventbusv1.Alert) error
-}
-
-// FormatAlert is the one-line, human-readable form of an alert: time,
-// severity, rule, pid, executable, title.
-func FormatAlert(a *eventbusv1.Alert) string {
-	p := a.GetProcess()
-	line := fmt.Sprintf("%s ALERT %-8s %s pid=%d exe=%q user=%s: %s",
-		a.GetTimestamp().AsTime().Local().Format(time.DateTime), strings.ToUpper(detect.SeverityName(a.GetSeverity())),
-		a.GetRuleId(), p.GetPid(), p.GetExecutablePath(), orDash(p.GetUserName()), a.GetTitle())
-	return strings.ToValidUTF8(line, "\uFFFD")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // alertJSON is an alert as one line of JSON (protobuf JSON).
@@ -69,7 +51,7 @@ func (s *writerSink) send(_ context.Context, a *eventbusv1.Alert) error {
 		}
 		line = append(b, '\n')
 	} else {
-		line = []byte(FormatAlert(a) + "\n")
+		line = []byte(detect.FormatAlert(a) + "\n")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,7 +83,7 @@ func openSyslogSink() (*syslogSink, io.Closer, error) {
 func (s *syslogSink) name() string { return "syslog" }
 
 func (s *syslogSink) send(_ context.Context, a *eventbusv1.Alert) error {
-	msg := FormatAlert(a)
+	msg := detect.FormatAlert(a)
 	switch a.GetSeverity() {
 	case eventbusv1.AlertSeverity_ALERT_SEVERITY_CRITICAL:
 		return s.w.Crit(msg)

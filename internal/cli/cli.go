@@ -21,7 +21,10 @@ Commands:
   stats [--json]                   print the broker's counters, topics and connections
   bench [flags]                    measure publish/subscribe throughput and latency
   call SUBJECT [JSON]              send an RPC request (protobuf JSON) and print the response
+  collectors list|status|restart [ID]   the agent's collectors
   collectors health|capabilities|config ID  ask a collector over RPC
+  ps [--json]                      the processes procmond sees now
+  alerts --follow [--json]         print alerts as the agent raises them
 
 The broker is --socket, --url (unix:///path, tls://host:port with the
 --tls-* files, or tcp://127.0.0.1:port with a token), $DAEMONEYE_SOCKET, or
@@ -76,6 +79,10 @@ func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		err = runCall(ctx, g, args[1:], stdout, stderr)
 	case "collectors":
 		err = runCollectors(ctx, g, args[1:], stdout, stderr)
+	case "ps":
+		err = runPs(ctx, g, args[1:], stdout, stderr)
+	case "alerts":
+		err = runAlerts(ctx, g, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "daemoneye-cli: unknown command %q\n\n%s", args[0], usage)
 		return 2

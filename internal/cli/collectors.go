@@ -15,8 +15,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-const collectorsSynopsis = `collectors health|capabilities|config [flags] ID [JSON]: ask a collector over RPC
+const collectorsSynopsis = `collectors list|status|restart|health|capabilities|config [flags] [ID] [JSON]
 
+  list                      the agent's collectors: state, health, restarts
+  status ID                 one of them
+  restart ID                have the agent restart it
   health ID                 overall and per-component health
   capabilities ID           operations, topics, features and schema versions
   config ID                 the configuration in force and its version
@@ -35,6 +38,10 @@ func runCollectors(ctx context.Context, g *global, args []string, stdout, stderr
 		return nil
 	}
 	sub := args[0]
+	switch sub {
+	case "list", "status", "restart":
+		return runAgentAdmin(ctx, g, sub, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("collectors "+sub, stderr, collectorsSynopsis)
 	asJSON := fs.Bool("json", false, "print the response as protobuf JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the collector")
@@ -49,7 +56,7 @@ func runCollectors(ctx context.Context, g *global, args []string, stdout, stderr
 		expected = fs.String("expected-version", "", "apply only if this version is in force")
 		maxArgs = 2
 	default:
-		return fmt.Errorf("%w: unknown collectors subcommand %q (health, capabilities or config)", errUsage, sub)
+		return fmt.Errorf("%w: unknown collectors subcommand %q (list, status, restart, health, capabilities or config)", errUsage, sub)
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
