@@ -1,5 +1,7 @@
 package envelope
 
+import eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+
 // Topics of the DaemonEye topic tree (docs/schemas.md says which payload
 // travels on which). Event topics carry CollectionEvent payloads.
 const (
@@ -83,3 +85,24 @@ const (
 	// control.health.status.<collector_id>.
 	TopicHealthStatus = "control.health.status"
 )
+
+// ProcessTopic returns the topic procmond publishes a process event of
+// that subtype on: one subtopic per subtype under the design's categories,
+// events.process.enumeration.observed, events.process.lifecycle.created,
+// events.process.lifecycle.terminated and events.process.metadata.updated.
+// Subscribe to events.process.lifecycle.+ for both lifecycle subtypes, or
+// events.process.# for everything. It returns "" for
+// PROCESS_EVENT_SUBTYPE_UNSPECIFIED.
+func ProcessTopic(subtype eventbusv1.ProcessEventSubtype) string {
+	switch subtype {
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED:
+		return TopicProcessEnumeration + ".observed"
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED:
+		return TopicProcessLifecycle + ".created"
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED:
+		return TopicProcessLifecycle + ".terminated"
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED:
+		return TopicProcessMetadata + ".updated"
+	}
+	return ""
+}

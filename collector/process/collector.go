@@ -249,13 +249,10 @@ func (c *Collector) noteInaccessible(cur map[Key]*eventbusv1.ProcessRecord) {
 
 // topicOf is where an event of that subtype is published.
 func topicOf(st eventbusv1.ProcessEventSubtype) (string, eventbus.Priority) {
-	switch st {
-	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED:
-		return envelope.TopicProcessEnumeration, eventbus.PriorityLow
-	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED:
-		return envelope.TopicProcessMetadata, eventbus.PriorityNormal
+	if st == eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED {
+		return envelope.ProcessTopic(st), eventbus.PriorityLow
 	}
-	return envelope.TopicProcessLifecycle, eventbus.PriorityNormal
+	return envelope.ProcessTopic(st), eventbus.PriorityNormal
 }
 
 func (c *Collector) publish(ch Change, cur map[Key]*eventbusv1.ProcessRecord, now time.Time) {
@@ -376,7 +373,7 @@ func (c *Collector) Capabilities(context.Context, *eventbusv1.GetCapabilitiesReq
 		features = append(features, "process.hash")
 	}
 	return &eventbusv1.Capabilities{
-		PublishedTopics: []string{envelope.TopicProcessEnumeration, envelope.TopicProcessLifecycle, envelope.TopicProcessMetadata,
+		PublishedTopics: []string{envelope.TopicProcessEnumeration + ".+", envelope.TopicProcessLifecycle + ".+", envelope.TopicProcessMetadata + ".+",
 			envelope.TopicHealthHeartbeat + "." + c.opts.ID},
 		SubscribedPatterns: []string{"control.collector.+." + c.opts.ID, envelope.TopicAgentTasks + "." + c.opts.ID},
 		Features:           features, SoftwareVersion: c.opts.SoftwareVersion,

@@ -16,10 +16,11 @@
 // command line changed, with the changed fields), or OBSERVED for every
 // process of the first scan.
 //
-// A Collector runs the scanner on an interval, publishes the changes
-// (events.process.enumeration for OBSERVED, .lifecycle for CREATED and
-// TERMINATED, .metadata for UPDATED; each with the parent's name and
-// executable), sends heartbeats, and serves the collector control
+// A Collector runs the scanner on an interval, publishes the changes, one
+// subtopic per subtype (envelope.ProcessTopic:
+// events.process.enumeration.observed, events.process.lifecycle.created,
+// events.process.lifecycle.terminated, events.process.metadata.updated;
+// each with the parent's name and executable), sends heartbeats, and serves the collector control
 // operations: health, capabilities, configuration (interval_ms,
 // heartbeat_ms, hash), snapshots and shutdown.
 //

@@ -259,7 +259,7 @@ func TestCollectorOverTheBus(t *testing.T) {
 			}
 			d := e.GetCollectionEvent().GetProcess()
 			if d.GetProcess().GetPid() == uint32(child.Process.Pid) && d.GetSubtype() == eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED {
-				if m.Topic != envelope.TopicProcessLifecycle || e.GetMetadata().GetSourceId() != "procmond" {
+				if m.Topic != "events.process.lifecycle.created" || e.GetMetadata().GetSourceId() != "procmond" {
 					t.Errorf("created event on %q from %q", m.Topic, e.GetMetadata().GetSourceId())
 				}
 				created = d

@@ -57,7 +57,7 @@ func TestProcmondProcess(t *testing.T) {
 	if !strings.Contains(snap, `"executablePath": "`+bin+`"`) || !strings.Contains(snap, `"totalCount": 1`) {
 		t.Errorf("snapshot of procmond itself:\n%s", snap)
 	}
-	sub := exec.Command(cli, "--socket", sock, "sub", "--count", "1", "events.process.lifecycle")
+	sub := exec.Command(cli, "--socket", sock, "sub", "--count", "1", "events.process.lifecycle.created")
 	var subOut bytes.Buffer
 	sub.Stdout = &subOut
 	if err := sub.Start(); err != nil {
