@@ -227,10 +227,14 @@ func (a *Agent) spawn(p *proc) (*exec.Cmd, <-chan error, error) {
 	w.Close()
 	exited := make(chan error, 1)
 	a.wg.Go(func() { exited <- cmd.Wait() })
-	if werr != nil {
+	if werr != nil && !errors.Is(werr, syscall.EPIPE) {
+		// A collector without its token cannot connect: end it, and let
+		// the supervisor count the exit as a crash.
+		a.log.Warn("agent: cannot pass the token; killing the collector", "collector", p.spec.ID, "err", werr)
 		cmd.Process.Kill()
-		return nil, nil, errors.Join(fmt.Errorf("pass the token to %s: %w", p.spec.ID, werr), <-exited)
 	}
+	// EPIPE: the collector exited (or closed the descriptor) before
+	// reading its token; its exit arrives on exited like any other.
 	p.set(func(p *proc) {
 		p.state, p.pid, p.started, p.lastBeat, p.beatStatus = StateRunning, cmd.Process.Pid, time.Now(), time.Time{}, HealthUnknown
 	})
@@ -238,7 +242,7 @@ func (a *Agent) spawn(p *proc) (*exec.Cmd, <-chan error, error) {
 }
 
 // stop ends a collector: a graceful shutdown request over RPC, then
-// SIGTERM, then SIGKILL, each after StopTimeout.
+// SIGTERM, then SIGKILL to its process group, each after StopTimeout.
 func (a *Agent) stop(p *proc, cmd *exec.Cmd, exited <-chan error) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.opts.StopTimeout)
 	_, err := a.collectors.GracefulShutdown(ctx, p.spec.ID, &eventbusv1.ShutdownRequest{Reason: "the agent is stopping it"})
@@ -246,9 +250,14 @@ func (a *Agent) stop(p *proc, cmd *exec.Cmd, exited <-chan error) {
 	if err != nil {
 		a.log.Debug("agent: graceful shutdown request failed", "collector", p.spec.ID, "err", err)
 	}
-	for _, sig := range []os.Signal{nil, syscall.SIGTERM, syscall.SIGKILL} {
-		if sig != nil {
+	for _, sig := range []syscall.Signal{0, syscall.SIGTERM, syscall.SIGKILL} {
+		switch sig {
+		case syscall.SIGTERM:
 			cmd.Process.Signal(sig)
+		case syscall.SIGKILL:
+			// The whole process group (the collector is its leader), so
+			// nothing it started outlives it.
+			syscall.Kill(-cmd.Process.Pid, sig)
 		}
 		select {
 		case <-exited:
@@ -261,8 +270,8 @@ func (a *Agent) stop(p *proc, cmd *exec.Cmd, exited <-chan error) {
 	<-exited // SIGKILL cannot be ignored
 }
 
-func stopStep(sig os.Signal) string {
-	if sig == nil {
+func stopStep(sig syscall.Signal) string {
+	if sig == 0 {
 		return "shutdown request"
 	}
 	return sig.String()
