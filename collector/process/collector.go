@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -67,8 +68,8 @@ type Collector struct {
 	conn    *client.Conn
 	opts    Options
 	log     *slog.Logger
-	scanner *Scanner
-	hashes  *HashCache
+	scanner *Scanner   // Run's, from its start to its end
+	hashes  *HashCache // used while hashOn
 	cfg     *collector.Config
 	started time.Time
 
@@ -79,6 +80,7 @@ type Collector struct {
 	scanErr   error
 	state     eventbusv1.CollectorState
 	warnedAcc bool
+	hashOn    bool
 	shutdown  chan struct{} // closed by a shutdown request
 	reconf    chan struct{} // a configuration change: re-read the intervals
 
@@ -108,13 +110,14 @@ func New(conn *client.Conn, opts Options) (*Collector, error) {
 	}
 	c := &Collector{conn: conn, opts: opts, log: log, started: time.Now(), state: eventbusv1.CollectorState_COLLECTOR_STATE_STARTING,
 		shutdown: make(chan struct{}), reconf: make(chan struct{}, 1)}
-	if !opts.NoHash {
-		c.hashes = &HashCache{}
+	c.hashes, c.hashOn = &HashCache{}, !opts.NoHash
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
 	}
-	var err error
-	if c.scanner, err = NewScanner(ScannerOptions{ProcRoot: opts.ProcRoot, Hashes: c.hashes}); err != nil {
-		return nil, err
+	if _, err := os.Stat(filepath.Join(opts.ProcRoot, "stat")); err != nil {
+		return nil, fmt.Errorf("process: %s is not a proc filesystem: %w", opts.ProcRoot, err)
 	}
+	c.opts.ProcRoot = opts.ProcRoot
 	initial, _ := structpb.NewStruct(map[string]any{
 		"interval_ms": float64(opts.Interval.Milliseconds()), "heartbeat_ms": float64(opts.HeartbeatInterval.Milliseconds()), "hash": !opts.NoHash,
 	})
@@ -149,6 +152,11 @@ func validateConfig(s *structpb.Struct) []*eventbusv1.FieldViolation {
 // nil) or a shutdown is requested over RPC (it returns ErrShutdown). It
 // flushes what it published before it returns.
 func (c *Collector) Run(ctx context.Context) error {
+	var err error
+	if c.scanner, err = NewScanner(ScannerOptions{ProcRoot: c.opts.ProcRoot}); err != nil {
+		return err
+	}
+	defer c.scanner.Close()
 	srv := rpc.NewServer(c.conn, rpc.ServerOptions{ID: c.opts.ID, MaxConcurrent: 8, Logger: c.log})
 	if err := collector.Serve(ctx, srv, c.opts.ID, c); err != nil {
 		srv.Close()
@@ -208,6 +216,12 @@ func (c *Collector) heartbeatInterval() time.Duration {
 
 // scanOnce scans, publishes the changes and keeps the scan for snapshots.
 func (c *Collector) scanOnce(now time.Time) {
+	c.mu.Lock()
+	c.scanner.hashes = nil
+	if c.hashOn {
+		c.scanner.hashes = c.hashes
+	}
+	c.mu.Unlock()
 	start := time.Now()
 	cur, err := c.scanner.Scan(now)
 	took := time.Since(start)
@@ -369,9 +383,11 @@ func (c *Collector) Health(_ context.Context, req *eventbusv1.HealthCheckRequest
 func (c *Collector) Capabilities(context.Context, *eventbusv1.GetCapabilitiesRequest) (*eventbusv1.Capabilities, error) {
 	c.handled.Add(1)
 	features := []string{"process.lifecycle", "process.tree"}
-	if c.hashes != nil {
+	c.mu.Lock()
+	if c.hashOn {
 		features = append(features, "process.hash")
 	}
+	c.mu.Unlock()
 	return &eventbusv1.Capabilities{
 		PublishedTopics: []string{envelope.TopicProcessEnumeration + ".+", envelope.TopicProcessLifecycle + ".+", envelope.TopicProcessMetadata + ".+",
 			envelope.TopicHealthHeartbeat + "." + c.opts.ID},
@@ -391,15 +407,7 @@ func (c *Collector) UpdateConfig(_ context.Context, req *eventbusv1.ConfigUpdate
 	cur, _ := c.cfg.Current()
 	hash := cur.GetFields()["hash"].GetBoolValue()
 	c.mu.Lock()
-	switch {
-	case hash && c.scanner.hashes == nil:
-		if c.hashes == nil {
-			c.hashes = &HashCache{}
-		}
-		c.scanner.hashes = c.hashes
-	case !hash:
-		c.scanner.hashes = nil
-	}
+	c.hashOn = hash
 	c.mu.Unlock()
 	select {
 	case c.reconf <- struct{}{}:

@@ -1,10 +1,10 @@
 package process
 
 import (
+	"bytes"
 	"slices"
 
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Change is one lifecycle event found by comparing two scans.
@@ -70,15 +70,11 @@ func changedFields(a, b *eventbusv1.ProcessRecord) []string {
 	if a.Uid != nil && b.Uid != nil && a.GetUid() != b.GetUid() {
 		out = append(out, "uid")
 	}
-	if len(a.GetCommandLine()) > 0 && len(b.GetCommandLine()) > 0 && !slices.Equal(a.GetCommandLine(), b.GetCommandLine()) {
+	if a.CommandLine != nil && b.CommandLine != nil && !slices.Equal(a.CommandLine, b.CommandLine) {
 		out = append(out, "command_line")
 	}
-	if len(a.GetExecutableHash()) > 0 && len(b.GetExecutableHash()) > 0 && !proto.Equal(hashOnly(a), hashOnly(b)) {
+	if len(a.GetExecutableHash()) > 0 && len(b.GetExecutableHash()) > 0 && (!bytes.Equal(a.GetExecutableHash(), b.GetExecutableHash()) || a.GetHashAlgorithm() != b.GetHashAlgorithm()) {
 		out = append(out, "executable_hash")
 	}
 	return out
-}
-
-func hashOnly(r *eventbusv1.ProcessRecord) *eventbusv1.ProcessRecord {
-	return &eventbusv1.ProcessRecord{ExecutableHash: r.GetExecutableHash(), HashAlgorithm: r.GetHashAlgorithm()}
 }

@@ -1,6 +1,16 @@
-// Package process is procmond's logic: it reads the processes from /proc
-// (with github.com/prometheus/procfs), turns successive scans into
-// lifecycle events, and publishes them as typed envelopes.
+// Package process is procmond's logic: it reads the processes from /proc,
+// turns successive scans into lifecycle events, and publishes them as
+// typed envelopes.
+//
+// A scan is bound by system calls (about 1 µs each on a small VM, several
+// for the /proc files the kernel generates on every read), so the Scanner
+// keeps each process's stat, status, cmdline and directory open between
+// scans and re-reads them with pread, parses them without allocating
+// (github.com/prometheus/procfs is the fuzz tests' oracle for those
+// parsers, and reads the boot time), and reads status and cmdline again
+// only when the process may have changed them: its /proc directory
+// changed owner (a setuid), its name or code and stack addresses changed
+// (an exec), or every 16 scans in any case. See BENCHMARKS.md.
 //
 // A Scanner reads each process into an eventbusv1.ProcessRecord: pid,
 // ppid, name, executable path, command line, start time, CPU use since the

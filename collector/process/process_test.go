@@ -141,6 +141,7 @@ func TestScannerFollowsARealProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	bin := copySleep(t, t.TempDir())
 	child := startChild(t, bin)
 	before := time.Now()

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -32,22 +33,68 @@ type Key struct {
 }
 
 // Scanner reads the processes from /proc. It keeps what it needs between
-// scans (CPU times for percentages, user names, executable hashes); it is
-// not safe for concurrent use.
+// scans: CPU times for percentages, user names, executable hashes, the
+// previous record of every process (whose unchanged parts the next record
+// shares), and, for up to MaxTracked processes, open descriptors on their
+// stat, status and cmdline files. Those files are produced anew by every
+// read, so a scan re-reads each with one pread instead of an open, a read
+// and a close (procfs's way, three times the system calls, which dominate
+// the cost of a scan). A process whose executable link did not change
+// keeps its file checks and hash without a stat.
+//
+// A Scanner is not safe for concurrent use; the records it returns are
+// never modified afterwards and may be read from any goroutine. Close
+// releases its descriptors.
 type Scanner struct {
-	fs       procfs.FS
-	root     string
-	bootTime time.Time
-	hashes   *HashCache // nil: no hashing
-	users    map[uint32]string
-	cpu      map[Key]cpuSample
-	self     int
+	root       string
+	dirfd      int // the proc root: getdents and openat
+	bootTime   time.Time
+	pageSize   uint64
+	hashes     *HashCache // nil: no hashing
+	users      map[uint32]string
+	procs      map[uint32]*tracked // by pid
+	kept       int                 // processes with descriptors kept open
+	maxTracked int
+	gen        uint64
+	pids       []uint32
+	dents, buf []byte
 }
 
-type cpuSample struct {
-	ticks uint64
-	at    time.Time
+// tracked is what a Scanner remembers of one process.
+type tracked struct {
+	key     Key
+	fds     [4]int    // stat, status, cmdline, the directory; -1: not kept open
+	owner   [2]uint32 // the directory's owner at the last status read
+	image   [5]uint64 // procStat.image at the last cmdline read
+	dir     string    // "<pid>/", for openat
+	exe     string    // "<root>/<pid>/exe"
+	gen     uint64    // the scan that last saw it
+	ticks   uint64    // utime+stime at the last scan
+	at      time.Time
+	link    string // the exe link at the last scan
+	linkErr error
+	rawCmd  []byte
+	rec     *eventbusv1.ProcessRecord // the last record
 }
+
+const (
+	fileStat = iota
+	fileStatus
+	fileCmdline
+	fileDir
+)
+
+var fileNames = [4]string{"stat", "status", "cmdline", "."}
+
+// statusRefresh: a process's status file (its uid and gid) is read again
+// when the owner of its /proc directory changes (the effective uid and
+// gid, or root once it is no longer dumpable, as after a setuid), and in
+// any case every statusRefresh scans, spread over the processes by pid.
+// Likewise a command line is read again when an exec may have happened
+// (the name or the code, stack or argument addresses in stat changed, or
+// the kernel hides those), and every statusRefresh scans otherwise, which
+// bounds how long a command line rewritten in place goes unseen.
+const statusRefresh = 16
 
 // ScannerOptions configures a Scanner. The zero value reads /proc and
 // hashes nothing.
@@ -56,6 +103,12 @@ type ScannerOptions struct {
 	ProcRoot string
 	// Hashes, when set, computes executable hashes through this cache.
 	Hashes *HashCache
+	// MaxTracked bounds the processes whose files stay open between
+	// scans (four descriptors each). Default 4096, and never more than a
+	// quarter of the descriptors the process may open (RLIMIT_NOFILE less
+	// 256). Processes beyond it are read with open, read, close. Negative:
+	// none.
+	MaxTracked int
 }
 
 // NewScanner returns a Scanner of the proc filesystem.
@@ -71,10 +124,39 @@ func NewScanner(opts ScannerOptions) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process: read the boot time from %s/stat: %w", opts.ProcRoot, err)
 	}
+	switch {
+	case opts.MaxTracked == 0:
+		opts.MaxTracked = 4096
+	case opts.MaxTracked < 0:
+		opts.MaxTracked = 0
+	}
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < 1<<31 {
+		opts.MaxTracked = max(0, min(opts.MaxTracked, (int(lim.Cur)-256)/4))
+	}
+	dirfd, err := syscall.Open(opts.ProcRoot, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("process: open %s: %w", opts.ProcRoot, err)
+	}
 	return &Scanner{
-		fs: pfs, root: opts.ProcRoot, bootTime: time.Unix(int64(st.BootTime), 0),
-		hashes: opts.Hashes, users: map[uint32]string{}, cpu: map[Key]cpuSample{}, self: os.Getpid(),
+		root: opts.ProcRoot, dirfd: dirfd, bootTime: time.Unix(int64(st.BootTime), 0), pageSize: uint64(os.Getpagesize()),
+		hashes: opts.Hashes, users: map[uint32]string{}, procs: map[uint32]*tracked{}, maxTracked: opts.MaxTracked,
+		dents: make([]byte, 32<<10), buf: make([]byte, 8<<10),
 	}, nil
+}
+
+// Close releases the Scanner's descriptors. A Scan after Close fails.
+func (s *Scanner) Close() error {
+	if s.dirfd < 0 {
+		return nil
+	}
+	for pid, t := range s.procs {
+		s.forget(t)
+		delete(s.procs, pid)
+	}
+	err := syscall.Close(s.dirfd)
+	s.dirfd = -1
+	return err
 }
 
 // Scan reads every process. Processes that vanish while being read are
@@ -83,70 +165,275 @@ func NewScanner(opts ScannerOptions) (*Scanner, error) {
 // stamps the records (collection_time) and measures CPU use since the
 // previous scan.
 func (s *Scanner) Scan(now time.Time) (map[Key]*eventbusv1.ProcessRecord, error) {
-	procs, err := s.fs.AllProcs()
-	if err != nil {
+	if s.dirfd < 0 {
+		return nil, fmt.Errorf("process: scan %s: the scanner is closed", s.root)
+	}
+	if err := s.listPIDs(); err != nil {
 		return nil, fmt.Errorf("process: list %s: %w", s.root, err)
 	}
-	out := make(map[Key]*eventbusv1.ProcessRecord, len(procs))
-	cpu := make(map[Key]cpuSample, len(procs))
+	s.gen++
+	out := make(map[Key]*eventbusv1.ProcessRecord, len(s.pids))
 	stamp := timestamppb.New(now)
-	for _, p := range procs {
-		st, err := p.Stat()
-		if err != nil {
-			continue // gone
+	for _, pid := range s.pids {
+		if t := s.read(pid, now); t != nil {
+			t.rec.CollectionTime = stamp
+			out[t.key] = t.rec
 		}
-		k := Key{PID: uint32(st.PID), Start: st.Starttime}
-		r := s.record(p, st, k, now)
-		r.CollectionTime = stamp
-		ticks := uint64(st.UTime + st.STime)
-		if prev, ok := s.cpu[k]; ok && now.After(prev.at) && ticks >= prev.ticks {
-			pct := float64(ticks-prev.ticks) / userHZ / now.Sub(prev.at).Seconds() * 100
-			r.CpuPercent = &pct
-		}
-		cpu[k] = cpuSample{ticks: ticks, at: now}
-		out[k] = r
 	}
-	s.cpu = cpu
+	for pid, t := range s.procs {
+		if t.gen != s.gen {
+			s.forget(t)
+			delete(s.procs, pid)
+		}
+	}
 	return out, nil
 }
 
-// record builds one process's record from what /proc tells.
-func (s *Scanner) record(p procfs.Proc, st procfs.ProcStat, k Key, now time.Time) *eventbusv1.ProcessRecord {
-	start := s.bootTime.Add(time.Duration(k.Start) * time.Second / userHZ)
-	rss, vms := uint64(st.ResidentMemory()), uint64(st.VirtualMemory())
-	r := &eventbusv1.ProcessRecord{
-		Pid: k.PID, Ppid: uint32(st.PPID), Name: st.Comm, StartTime: timestamppb.New(start),
-		MemoryRssBytes: &rss, MemoryVmsBytes: &vms, Accessible: true,
+func (s *Scanner) listPIDs() error {
+	if _, err := syscall.Seek(s.dirfd, 0, io.SeekStart); err != nil {
+		return err
 	}
-	if status, err := p.NewStatus(); err == nil {
-		uid, gid := uint32(status.UIDs[0]), uint32(status.GIDs[0])
-		r.Uid, r.Gid = &uid, &gid
-		r.UserName = s.userName(uid)
-	} else {
+	s.pids = s.pids[:0]
+	for {
+		n, err := syscall.Getdents(s.dirfd, s.dents)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return nil
+		}
+		s.pids = appendPIDs(s.pids, s.dents[:n])
+	}
+}
+
+// read reads one process into its tracked.rec, or returns nil if it is
+// gone.
+func (s *Scanner) read(pid uint32, now time.Time) *tracked {
+	t := s.procs[pid]
+	var st procStat
+	var err error
+	if t != nil {
+		var b []byte
+		if b, err = s.readFile(t, fileStat); err == nil {
+			st, err = parseStat(b)
+		}
+		if err != nil || st.starttime != t.key.Start {
+			s.forget(t) // gone, or its pid was reused: start over
+			delete(s.procs, pid)
+			t = nil
+		}
+	}
+	if t == nil {
+		t = s.track(pid)
+		b, err := s.readFile(t, fileStat)
+		if err == nil {
+			st, err = parseStat(b)
+		}
+		if err != nil {
+			s.forget(t)
+			return nil
+		}
+		t.key = Key{PID: pid, Start: st.starttime}
+		s.procs[pid] = t
+	}
+	t.gen = s.gen
+	box := s.record(t, st)
+	r := &box.rec
+	ticks := st.utime + st.stime
+	if t.rec != nil && now.After(t.at) && ticks >= t.ticks {
+		box.cpu = float64(ticks-t.ticks) / userHZ / now.Sub(t.at).Seconds() * 100
+		r.CpuPercent = &box.cpu
+	}
+	t.ticks, t.at, t.rec = ticks, now, r
+	return t
+}
+
+// track opens a process's files, keeping them open if the budget allows.
+func (s *Scanner) track(pid uint32) *tracked {
+	t := &tracked{fds: [4]int{-1, -1, -1, -1}, dir: strconv.FormatUint(uint64(pid), 10) + "/"}
+	t.exe = s.root + "/" + t.dir + "exe"
+	if s.kept >= s.maxTracked {
+		return t
+	}
+	for i, name := range fileNames {
+		fd, err := syscall.Openat(s.dirfd, t.dir+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			break // read later with open, read, close (and its error then)
+		}
+		t.fds[i] = fd
+	}
+	if t.fds[fileDir] < 0 {
+		s.closeFDs(t)
+		return t
+	}
+	s.kept++
+	return t
+}
+
+func (s *Scanner) closeFDs(t *tracked) {
+	for i, fd := range t.fds {
+		if fd >= 0 {
+			syscall.Close(fd)
+			t.fds[i] = -1
+		}
+	}
+}
+
+func (s *Scanner) forget(t *tracked) {
+	if t.fds[fileDir] >= 0 {
+		s.kept--
+	}
+	s.closeFDs(t)
+}
+
+// readFile returns the contents of one of a process's files, valid until
+// the next read.
+func (s *Scanner) readFile(t *tracked, which int) ([]byte, error) {
+	fd := t.fds[which]
+	if fd < 0 {
+		var err error
+		if fd, err = syscall.Openat(s.dirfd, t.dir+fileNames[which], syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != nil {
+			return nil, err
+		}
+		defer syscall.Close(fd)
+	}
+	b, buf, err := preadAll(fd, s.buf)
+	s.buf = buf
+	return b, err
+}
+
+// recordBox holds a record and its optional numbers: one allocation.
+type recordBox struct {
+	rec      eventbusv1.ProcessRecord
+	rss, vms uint64
+	cpu      float64
+}
+
+// record builds one process's record, sharing what did not change with
+// its previous record.
+func (s *Scanner) record(t *tracked, st procStat) *recordBox {
+	prev := t.rec
+	if prev == nil {
+		prev = &eventbusv1.ProcessRecord{
+			StartTime: timestamppb.New(s.bootTime.Add(time.Duration(t.key.Start) * time.Second / userHZ)),
+		}
+	}
+	box := &recordBox{rss: uint64(max(st.rss, 0)) * s.pageSize, vms: st.vsize}
+	r := &box.rec
+	r.Pid, r.Ppid, r.Name, r.StartTime = t.key.PID, uint32(st.ppid), prev.Name, prev.StartTime
+	r.MemoryRssBytes, r.MemoryVmsBytes, r.Accessible = &box.rss, &box.vms, true
+	if string(st.comm) != r.Name {
+		r.Name = string(st.comm)
+	}
+	owner, ok := s.owner(t)
+	if ok && prev.Uid != nil && prev.Gid != nil && owner == t.owner && (s.gen+uint64(t.key.PID))%statusRefresh != 0 {
+		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName
+	} else if b, err := s.readFile(t, fileStatus); err != nil {
 		r.Accessible = false
-	}
-	if cmd, err := p.CmdLine(); err == nil {
-		r.CommandLine = cmd
-	} else {
+	} else if uid, gid, err := parseStatusIDs(b); err != nil {
 		r.Accessible = false
+	} else {
+		t.owner = owner
+		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName
+		if prev.Uid == nil || *prev.Uid != uid {
+			r.Uid, r.UserName = &uid, s.userName(uid)
+		}
+		if prev.Gid == nil || *prev.Gid != gid {
+			r.Gid = &gid
+		}
 	}
-	exe, err := p.Executable()
+	if st.flags&pfKthread != 0 {
+		// A kernel thread: no command line, no executable.
+		r.CommandLine = []string{}
+		return box
+	}
+	same := t.rec != nil && prev.CommandLine != nil && st.image != [5]uint64{} && st.image == t.image && r.Name == prev.Name
+	if same && (s.gen+uint64(t.key.PID))%statusRefresh != statusRefresh/2 {
+		r.CommandLine = prev.CommandLine
+	} else if b, err := s.readFile(t, fileCmdline); err != nil {
+		r.Accessible = false
+	} else {
+		if len(b) > 0 {
+			// Empty: a zombie, or an exec under way (its arguments not yet
+			// in place); read it again next scan.
+			t.image = st.image
+		}
+		if prev.CommandLine != nil && bytes.Equal(b, t.rawCmd) {
+			r.CommandLine = prev.CommandLine
+		} else {
+			r.CommandLine = splitCmdline(b)
+			t.rawCmd = append(t.rawCmd[:0], b...)
+		}
+	}
+	s.executable(t, prev, r)
+	return box
+}
+
+// owner returns the uid and gid of a process's /proc directory (its
+// effective ids, or root's if it is not dumpable), if its directory is
+// kept open.
+func (s *Scanner) owner(t *tracked) ([2]uint32, bool) {
+	var st syscall.Stat_t
+	if t.fds[fileDir] < 0 || syscall.Fstat(t.fds[fileDir], &st) != nil {
+		return [2]uint32{}, false
+	}
+	return [2]uint32{st.Uid, st.Gid}, true
+}
+
+// executable fills the executable fields from the exe link. If the link
+// is what it was, the previous record's file checks and hash still hold
+// (a deleted or replaced file shows in the link as " (deleted)").
+func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord) {
+	var n int
+	var err error
+	if t.fds[fileDir] >= 0 {
+		n, err = readlinkExe(t.fds[fileDir], s.buf)
+	} else {
+		n, err = readlink(t.exe, s.buf)
+	}
+	link := s.buf[:max(n, 0)]
 	switch {
-	case err == nil && exe != "":
-		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(exe, " (deleted)")
-		s.checkFile(r, k.PID)
-	case err == nil || errors.Is(err, fs.ErrNotExist):
+	case err == nil && t.rec != nil && t.linkErr == nil && string(link) == t.link:
+		r.ExecutablePath, r.ExecutableDeleted, r.FileExists = prev.ExecutablePath, prev.ExecutableDeleted, prev.FileExists
+		r.ExecutableHash, r.HashAlgorithm = prev.ExecutableHash, prev.HashAlgorithm
+		if r.ExecutableHash == nil && s.hashes != nil && r.ExecutablePath != "" {
+			s.checkFile(r) // hashing was turned on
+		}
+	case err == nil:
+		t.link, t.linkErr = string(link), nil
+		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(t.link, " (deleted)")
+		if r.ExecutablePath != "" {
+			s.checkFile(r)
+		}
+	case errors.Is(err, fs.ErrNotExist):
 		// A kernel thread (or a zombie): no executable.
+		t.link, t.linkErr = "", err
 	default:
+		t.link, t.linkErr = "", err
 		r.Accessible = false
 	}
-	return r
+	if s.hashes == nil {
+		r.ExecutableHash, r.HashAlgorithm = nil, eventbusv1.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED
+	}
+}
+
+// readlink reads the link at path into buf (which bounds its length).
+func readlink(path string, buf []byte) (int, error) {
+	for {
+		n, err := syscall.Readlink(path, buf)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
 // checkFile sets file_exists, marks an executable replaced on disk since
 // the process started as deleted, and hashes the running image.
-func (s *Scanner) checkFile(r *eventbusv1.ProcessRecord, pid uint32) {
-	image := filepath.Join(s.root, strconv.FormatUint(uint64(pid), 10), "exe")
+func (s *Scanner) checkFile(r *eventbusv1.ProcessRecord) {
+	image := filepath.Join(s.root, strconv.FormatUint(uint64(r.Pid), 10), "exe")
 	running, errRun := os.Stat(image) // the mapped file, even if deleted
 	onDisk, errDisk := os.Stat(r.ExecutablePath)
 	r.FileExists = errDisk == nil

@@ -1,0 +1,288 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/prometheus/procfs"
+)
+
+// The scanner's records agree with procfs, both when it keeps the files
+// of the processes open between scans and when it opens them every time,
+// and on the first scan (everything read) and the later ones (what did
+// not change shared with the previous record).
+func TestScanMatchesProcfs(t *testing.T) {
+	bin := copySleep(t, t.TempDir())
+	var pids []int
+	for i := range 3 {
+		cmd := exec.Command(bin, fmt.Sprint(30+i))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		pids = append(pids, cmd.Process.Pid)
+	}
+	pids = append(pids, os.Getpid())
+	pfs, err := procfs.NewDefaultFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		max  int
+	}{{"kept open", 0}, {"reopened", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewScanner(ScannerOptions{MaxTracked: tc.max, Hashes: &HashCache{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for scan := range 20 { // past statusRefresh: every path
+				cur, err := s.Scan(time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, pid := range pids {
+					r := find(cur, pid)
+					if r == nil {
+						t.Fatalf("scan %d: pid %d missing", scan, pid)
+					}
+					compareWithProcfs(t, pfs, pid, r)
+				}
+				if want := []string{bin, "30"}; !slices.Equal(find(cur, pids[0]).GetCommandLine(), want) {
+					t.Errorf("command line %q, want %q", find(cur, pids[0]).GetCommandLine(), want)
+				}
+				if n := s.kept; (n == 0) != (tc.max < 0) {
+					t.Errorf("%d processes with files kept open", n)
+				}
+			}
+		})
+	}
+}
+
+func compareWithProcfs(t *testing.T, pfs procfs.FS, pid int, r *eventbusv1.ProcessRecord) {
+	t.Helper()
+	p, err := pfs.Proc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err1 := p.Stat()
+	status, err2 := p.NewStatus()
+	cmd, err3 := p.CmdLine()
+	exe, err4 := p.Executable()
+	if err := errorsJoin(err1, err2, err3); err != nil {
+		t.Fatalf("procfs: %v", err)
+	}
+	want := fmt.Sprintf("ppid=%d name=%q uid=%d gid=%d cmd=%q exe=%q", st.PPID, st.Comm, status.UIDs[0], status.GIDs[0], cmd, strings.TrimSuffix(exe, " (deleted)"))
+	got := fmt.Sprintf("ppid=%d name=%q uid=%d gid=%d cmd=%q exe=%q", r.GetPpid(), r.GetName(), r.GetUid(), r.GetGid(), r.GetCommandLine(), r.GetExecutablePath())
+	if err4 != nil {
+		t.Logf("procfs cannot read pid %d's executable: %v", pid, err4)
+	} else if got != want {
+		t.Errorf("pid %d:\n got %s\nwant %s", pid, got, want)
+	}
+	if !r.GetAccessible() || r.GetStartTime() == nil || (pid != os.Getpid() && r.GetMemoryVmsBytes() != uint64(st.VSize)) {
+		t.Errorf("pid %d: accessible %v, start %v, vms %d (procfs %d)", pid, r.GetAccessible(), r.GetStartTime(), r.GetMemoryVmsBytes(), st.VSize)
+	}
+}
+
+func errorsJoin(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The helper process of TestScanSeesUIDChange: it changes its uid to
+// nobody's when told on stdin.
+func init() {
+	if os.Getenv("PROCESS_TEST_HELPER") != "setuid" {
+		return
+	}
+	in := bufio.NewScanner(os.Stdin)
+	fmt.Println("ready")
+	in.Scan()
+	if err := syscall.Setuid(65534); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Println("done")
+	in.Scan() // until the test closes stdin
+	os.Exit(0)
+}
+
+// A process that changes its uid is seen doing so at the next scan (the
+// status file is re-read when its /proc directory changes owner).
+func TestScanSeesUIDChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change a process's uid")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), "PROCESS_TEST_HELPER=setuid")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatalf("helper: %q", out.Text())
+	}
+	s, err := NewScanner(ScannerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Scan(time.Now())
+	prev, _ := s.Scan(time.Now()) // the second scan takes the shared path
+	if r := find(prev, cmd.Process.Pid); r.GetUid() != 0 {
+		t.Fatalf("before: %v", r)
+	}
+	fmt.Fprintln(stdin, "go")
+	if !out.Scan() || out.Text() != "done" {
+		t.Fatalf("helper: %q", out.Text())
+	}
+	cur, _ := s.Scan(time.Now())
+	if r := find(cur, cmd.Process.Pid); r.GetUid() != 65534 || r.GetGid() != 0 {
+		t.Errorf("after setuid(65534): uid %d gid %d", r.GetUid(), r.GetGid())
+	}
+	changes := Diff(prev, cur)
+	if i := slices.IndexFunc(changes, func(c Change) bool { return c.Record.GetPid() == uint32(cmd.Process.Pid) }); i < 0 || !slices.Contains(changes[i].Changed, "uid") {
+		t.Errorf("changes %v", changes)
+	}
+}
+
+// A process that execs another program is seen with its new executable
+// and command line at the next scan.
+func TestScanSeesExec(t *testing.T) {
+	bin := copySleep(t, t.TempDir())
+	cmd := exec.Command("/bin/sh", "-c", "read x; exec "+bin+" 31")
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	s, err := NewScanner(ScannerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Scan(time.Now())
+	prev, _ := s.Scan(time.Now())
+	before := find(prev, cmd.Process.Pid)
+	if before == nil || before.GetCommandLine()[0] != "/bin/sh" {
+		t.Fatalf("before: %v", before)
+	}
+	fmt.Fprintln(stdin, "go")
+	// The exec shows in one scan, or over several if scans catch it half
+	// done (the new executable, the old name and arguments): changes are
+	// collected until it is whole.
+	var changed []string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		cur, _ := s.Scan(time.Now())
+		for _, c := range Diff(prev, cur) {
+			if c.Record.GetPid() == uint32(cmd.Process.Pid) {
+				changed = append(changed, c.Changed...)
+			}
+		}
+		r := find(cur, cmd.Process.Pid)
+		if r.GetExecutablePath() == bin && slices.Equal(r.GetCommandLine(), []string{bin, "31"}) && r.GetName() == "sleepy" {
+			if !slices.Contains(changed, "executable_path") || !slices.Contains(changed, "command_line") || !slices.Contains(changed, "name") {
+				t.Errorf("changes %v", changed)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exec seen: %v", r)
+		}
+		prev = cur
+		time.Sleep(time.Millisecond)
+	}
+}
+
+var decimal = regexp.MustCompile(`^-?[0-9]+$`)
+
+// FuzzProcFiles checks the parsers of stat, status and cmdline against
+// procfs reading the same bytes from a file, and parseStat against a
+// naive split as well.
+func FuzzProcFiles(f *testing.F) {
+	f.Add([]byte("4242 (sleepy (x)) S 1 4242 4242 0 -1 4194560 97 0 0 0 1 2 0 0 20 0 1 0 123456 8192000 250 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+		[]byte("Name:\tsleepy\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\n"), []byte("sleepy\x0030\x00"))
+	f.Add([]byte("1 () R 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"), []byte("Uid: 0\nGid: 0"), []byte("\x00"))
+	root := f.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "1"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	pfs, err := procfs.NewFS(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	write := func(t *testing.T, name string, data []byte) procfs.Proc {
+		if err := os.WriteFile(filepath.Join(root, "1", name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := pfs.Proc(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	f.Fuzz(func(t *testing.T, stat, status, cmdline []byte) {
+		got, err := parseStat(stat)
+		if err == nil {
+			// The naive reading: fields split on white space after the last ')'.
+			end := bytes.LastIndexByte(stat, ')')
+			fields := append([]string{"pid", "comm"}, strings.Fields(string(stat[end+1:]))...)
+			if string(got.comm) != string(stat[bytes.IndexByte(stat, '(')+1:end]) || fields[3] != fmt.Sprint(got.ppid) ||
+				fields[13] != fmt.Sprint(got.utime) || fields[21] != fmt.Sprint(got.starttime) || fields[23] != fmt.Sprint(got.rss) ||
+				fields[27] != fmt.Sprint(got.image[2]) {
+				t.Errorf("parseStat(%q) = %+v; fields %q", stat, got, fields)
+			}
+		}
+		if want, perr := write(t, "stat", stat).Stat(); perr == nil {
+			end := bytes.LastIndexByte(stat, ')')
+			canonical := len(stat) > end+1 && stat[end+1] == ' '
+			for i, tok := range strings.Fields(string(stat[end+1:])) {
+				canonical = canonical && (i == 0 || decimal.MatchString(tok))
+			}
+			if canonical {
+				if err != nil {
+					t.Fatalf("parseStat(%q) = %v; procfs reads it", stat, err)
+				}
+				if string(got.comm) != want.Comm || got.ppid != int64(want.PPID) || got.flags != uint64(want.Flags) || got.utime != uint64(want.UTime) ||
+					got.stime != uint64(want.STime) || got.starttime != want.Starttime || got.vsize != uint64(want.VSize) || got.rss != int64(want.RSS) ||
+					got.image[0] != want.StartCode || got.image[1] != want.EndCode || got.image[2] != want.StartStack {
+					t.Errorf("parseStat(%q) = %+v; procfs %+v", stat, got, want)
+				}
+			}
+		}
+
+		uid, gid, err := parseStatusIDs(status)
+		if want, perr := write(t, "status", status).NewStatus(); perr == nil && err == nil {
+			if uint64(uid) != want.UIDs[0] || uint64(gid) != want.GIDs[0] {
+				t.Errorf("parseStatusIDs(%q) = %d, %d; procfs %d, %d", status, uid, gid, want.UIDs[0], want.GIDs[0])
+			}
+		}
+
+		want, perr := write(t, "cmdline", cmdline).CmdLine()
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		if got := splitCmdline(cmdline); !slices.Equal(got, want) {
+			t.Errorf("splitCmdline(%q) = %q; procfs %q", cmdline, got, want)
+		}
+	})
+}
