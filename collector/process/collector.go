@@ -238,8 +238,16 @@ func (c *Collector) scanOnce(now time.Time) {
 		return
 	}
 	c.noteInaccessible(cur)
-	for _, ch := range Diff(prev, cur) {
-		c.publish(ch, cur, now)
+	changes := Diff(prev, cur)
+	if len(changes) == 0 {
+		return
+	}
+	byPID := make(map[uint32]*eventbusv1.ProcessRecord, len(cur))
+	for _, r := range cur {
+		byPID[r.GetPid()] = r
+	}
+	for _, ch := range changes {
+		c.publish(ch, byPID, now)
 	}
 }
 
@@ -269,9 +277,9 @@ func topicOf(st eventbusv1.ProcessEventSubtype) (string, eventbus.Priority) {
 	return envelope.ProcessTopic(st), eventbus.PriorityNormal
 }
 
-func (c *Collector) publish(ch Change, cur map[Key]*eventbusv1.ProcessRecord, now time.Time) {
+func (c *Collector) publish(ch Change, byPID map[uint32]*eventbusv1.ProcessRecord, now time.Time) {
 	topic, prio := topicOf(ch.Subtype)
-	data := &eventbusv1.ProcessEventData{Process: ch.Record, Subtype: ch.Subtype, TreeContext: treeOf(ch.Record, cur)}
+	data := &eventbusv1.ProcessEventData{Process: ch.Record, Subtype: ch.Subtype, TreeContext: treeOf(ch.Record, byPID)}
 	if len(ch.Changed) > 0 {
 		data.ChangedFields = &fieldmaskpb.FieldMask{Paths: ch.Changed}
 	}
@@ -295,11 +303,9 @@ func (c *Collector) publish(ch Change, cur map[Key]*eventbusv1.ProcessRecord, no
 }
 
 // treeOf finds a process's parent in the same scan.
-func treeOf(r *eventbusv1.ProcessRecord, cur map[Key]*eventbusv1.ProcessRecord) *eventbusv1.ProcessTreeContext {
-	for k, p := range cur {
-		if k.PID == r.GetPpid() {
-			return &eventbusv1.ProcessTreeContext{ParentName: p.GetName(), ParentExecutablePath: p.GetExecutablePath()}
-		}
+func treeOf(r *eventbusv1.ProcessRecord, byPID map[uint32]*eventbusv1.ProcessRecord) *eventbusv1.ProcessTreeContext {
+	if p, ok := byPID[r.GetPpid()]; ok {
+		return &eventbusv1.ProcessTreeContext{ParentName: p.GetName(), ParentExecutablePath: p.GetExecutablePath()}
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // binaries builds the agent and the CLI once per test.
-func binaries(t *testing.T) (agentBin, cli, dir string) {
+func binaries(t testing.TB) (agentBin, cli, dir string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes")
@@ -51,7 +51,7 @@ func copyExe(t *testing.T, dir, name string) string {
 	return dst
 }
 
-func status(t *testing.T, cli, sock string) AdminReply {
+func status(t testing.TB, cli, sock string) AdminReply {
 	t.Helper()
 	out, err := exec.Command(cli, "--socket", sock, "collectors", "list", "--json").Output()
 	if err != nil {
@@ -64,7 +64,7 @@ func status(t *testing.T, cli, sock string) AdminReply {
 	return r
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
