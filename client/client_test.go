@@ -43,7 +43,8 @@ func dialT(t *testing.T, path string) *Conn {
 func TestPublishSubscribe(t *testing.T) {
 	path, _ := startBroker(t)
 	sub, pub := dialT(t, path), dialT(t, path)
-	if sub.Identity() == "" {
+	identity := sub.Identity()
+	if identity == "" {
 		t.Error("no identity from the welcome")
 	}
 	s, err := sub.Subscribe(t.Context(), "events.#", 16)
@@ -67,6 +68,10 @@ func TestPublishSubscribe(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatal("no message")
 		}
+	}
+	// The frames read since the welcome must not have changed it.
+	if id := sub.Identity(); id != identity {
+		t.Errorf("Identity() = %q after receiving, %q before", id, identity)
 	}
 }
 

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -124,6 +125,9 @@ func dial(ctx context.Context, addr string, opts *Options) (*session, error) {
 		nc.Close()
 		return nil, fmt.Errorf("client: handshake: expected welcome, got %s (%v)", f.Type, err)
 	}
+	// The welcome's byte fields alias the reader's buffer, which the next
+	// frame overwrites.
+	w.SessionID, w.Identity = bytes.Clone(w.SessionID), bytes.Clone(w.Identity)
 	nc.SetDeadline(time.Time{})
 	// Deliver frames carry a payload of up to MaxPayload plus the topic.
 	r.SetMaxBody(int(w.MaxPayload) + 4096)
