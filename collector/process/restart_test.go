@@ -1,0 +1,160 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/collector"
+	"github.com/daemoneye/daemoneye/eventbus"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/rpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// brokerAt serves a fresh broker on path until stop is called (or the
+// test ends); before, if set, sees the broker before it serves.
+func brokerAt(t *testing.T, path string, before func(*eventbus.Broker)) (stop func()) {
+	t.Helper()
+	b, err := eventbus.New(eventbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(b)
+	}
+	l, err := transport.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	var stopped bool
+	stop = func() {
+		if !stopped {
+			stopped = true
+			srv.Close()
+			<-served
+			b.Close()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// While the broker is away procmond keeps scanning; what it saw meanwhile
+// reaches the next broker, and what did not fit its buffer is counted and
+// reported in its health.
+func TestCollectorAcrossBrokerRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		maxBuffered int
+	}{{"buffered", 0}, {"overflow", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "eventbus.sock")
+			stop := brokerAt(t, path, nil)
+			conn, err := client.Dial(t.Context(), path, client.Options{Name: "procmond", MaxBuffered: tc.maxBuffered,
+				ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			pc, err := New(conn, Options{Interval: 100 * time.Millisecond, NoHash: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error, 1)
+			go func() { ran <- pc.Run(ctx) }()
+			defer func() { cancel(); <-ran }()
+			for deadline := time.Now().Add(10 * time.Second); pc.published.Load() == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no event published")
+				}
+			}
+
+			stop()
+			child := startChild(t, copySleep(t, t.TempDir())) // born while the broker is away
+			for deadline := time.Now().Add(10 * time.Second); !scanned(pc, child.Process.Pid); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("procmond stopped scanning without a broker")
+				}
+			}
+			// The watcher subscribes in process before the new broker
+			// serves, so nothing procmond sends after its reconnect can
+			// precede the subscription.
+			var watch *client.Conn
+			var events *client.Subscription
+			brokerAt(t, path, func(b *eventbus.Broker) {
+				if watch, err = client.Dial(t.Context(), "inproc://", client.Options{Name: "watch", Broker: b}); err != nil {
+					t.Fatal(err)
+				}
+				if events, err = watch.Subscribe(t.Context(), "events.process.lifecycle.created", 1<<12); err != nil {
+					t.Fatal(err)
+				}
+			})
+			defer watch.Close()
+			cc := collector.NewClient(rpc.NewClient(watch, rpc.ClientOptions{}))
+			if tc.maxBuffered == 0 {
+				if !sawCreated(t, events, child.Process.Pid) {
+					t.Fatal("the event buffered while the broker was away never arrived")
+				}
+				return
+			}
+			var h *eventbusv1.HealthCheckResponse
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				h, err = cc.Health(t.Context(), DefaultID, &eventbusv1.HealthCheckRequest{IncludeMetrics: true})
+				if err == nil || !errors.Is(err, rpc.ErrNoResponders) || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dropped float64
+			for _, c := range h.GetComponents() {
+				dropped += c.GetMetrics()["dropped"]
+			}
+			if dropped == 0 || dropped != float64(pc.dropped.Load()) {
+				t.Errorf("health reports %v dropped, the collector counted %d", dropped, pc.dropped.Load())
+			}
+			if h.GetStatus() == eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+				t.Errorf("healthy after dropping events: %v", h)
+			}
+		})
+	}
+}
+
+func scanned(pc *Collector, pid int) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return find(pc.cur, pid) != nil
+}
+
+func sawCreated(t *testing.T, events *client.Subscription, pid int) bool {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-events.C():
+			e := new(eventbusv1.EventBusMessage)
+			if err := proto.Unmarshal(m.Payload, e); err != nil {
+				t.Fatal(err)
+			}
+			if e.GetCollectionEvent().GetProcess().GetProcess().GetPid() == uint32(pid) {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
+	}
+}
