@@ -376,10 +376,11 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 			break
 		}
 		if c.sess == nil {
+			waiting := len(c.out)
 			c.mu.Unlock()
 			c.bufferFull.Add(1)
 			return fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
-				ErrBufferFull, len(c.out), name)
+				ErrBufferFull, waiting, name)
 		}
 		// Connected but the writer is behind: wait for it to take a batch.
 		if c.room == nil {

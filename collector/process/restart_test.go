@@ -62,8 +62,10 @@ func TestCollectorAcrossBrokerRestart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "eventbus.sock")
 			stop := brokerAt(t, path, nil)
+			lost := make(chan struct{}, 1)
 			conn, err := client.Dial(t.Context(), path, client.Options{Name: "procmond", MaxBuffered: tc.maxBuffered,
-				ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond})
+				ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond,
+				OnDisconnect: func(error) { lost <- struct{}{} }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,8 +85,16 @@ func TestCollectorAcrossBrokerRestart(t *testing.T) {
 			}
 
 			stop()
-			child := startChild(t, copySleep(t, t.TempDir())) // born while the broker is away
-			for deadline := time.Now().Add(10 * time.Second); !scanned(pc, child.Process.Pid); time.Sleep(10 * time.Millisecond) {
+			select { // what procmond publishes from now on waits in its buffer
+			case <-lost:
+			case <-time.After(10 * time.Second):
+				t.Fatal("procmond's Conn did not notice the broker's end")
+			}
+			// Born while the broker is away: two events, where a one-byte
+			// buffer holds one (a buffer always takes one message).
+			bin := copySleep(t, t.TempDir())
+			child, other := startChild(t, bin), startChild(t, bin)
+			for deadline := time.Now().Add(10 * time.Second); !scanned(pc, child.Process.Pid) || !scanned(pc, other.Process.Pid); time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatal("procmond stopped scanning without a broker")
 				}
