@@ -5,12 +5,14 @@
 // A scan is bound by system calls (about 1 µs each on a small VM, several
 // for the /proc files the kernel generates on every read), so the Scanner
 // keeps each process's stat, status, cmdline and directory open between
-// scans and re-reads them with pread, parses them without allocating
+// scans and re-reads them with pread, and parses them without allocating
 // (github.com/prometheus/procfs is the fuzz tests' oracle for those
-// parsers, and reads the boot time), and reads status and cmdline again
-// only when the process may have changed them: its /proc directory
-// changed owner (a setuid), its name or code and stack addresses changed
-// (an exec), or every 16 scans in any case. See BENCHMARKS.md.
+// parsers, and reads the boot time). Every scan reads stat, the exe link
+// and the owner of the process's directory; status, cmdline and the
+// executable's identity and hash are read again only when the process may
+// have changed them (a new owner, that is a setuid; an exec, seen in stat;
+// a new link), and periodically (see the constants in scan.go). See
+// BENCHMARKS.md.
 //
 // A Scanner reads each process into an eventbusv1.ProcessRecord: pid,
 // ppid, name, executable path, command line, start time, CPU use since the

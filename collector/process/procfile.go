@@ -23,9 +23,10 @@ type procStat struct {
 	vsize        uint64 // bytes
 	rss          int64  // pages
 	// image holds addresses an exec changes (start and end of the code,
-	// start of the stack, start and end of the arguments): all zero when
-	// the kernel hides them from this reader, and the last two on kernels
-	// before 3.5.
+	// start of the stack, start and end of the arguments; the last two are
+	// 0 on kernels before 3.5). When the kernel hides them from this
+	// reader it shows "1 1 0 ... 0": the start of the stack is 0 then, as
+	// for a process without memory.
 	image [5]uint64
 }
 

@@ -65,11 +65,13 @@ type tracked struct {
 	key     Key
 	fds     [4]int    // stat, status, cmdline, the directory; -1: not kept open
 	owner   [2]uint32 // the directory's owner at the last status read
-	image   [5]uint64 // procStat.image at the last cmdline read
-	dir     string    // "<pid>/", for openat
-	exe     string    // "<root>/<pid>/exe"
-	gen     uint64    // the scan that last saw it
-	ticks   uint64    // utime+stime at the last scan
+	image   [5]uint64 // procStat.image at the last full read
+	imageID [2]uint64 // device and inode of the running image; imageOK if known
+	imageOK bool
+	dir     string // "<pid>/", for openat
+	exe     string // "<root>/<pid>/exe"
+	gen     uint64 // the scan that last saw it
+	ticks   uint64 // utime+stime at the last scan
 	at      time.Time
 	link    string // the exe link at the last scan
 	linkErr error
@@ -86,15 +88,36 @@ const (
 
 var fileNames = [4]string{"stat", "status", "cmdline", "."}
 
-// statusRefresh: a process's status file (its uid and gid) is read again
-// when the owner of its /proc directory changes (the effective uid and
-// gid, or root once it is no longer dumpable, as after a setuid), and in
-// any case every statusRefresh scans, spread over the processes by pid.
-// Likewise a command line is read again when an exec may have happened
-// (the name or the code, stack or argument addresses in stat changed, or
-// the kernel hides those), and every statusRefresh scans otherwise, which
-// bounds how long a command line rewritten in place goes unseen.
-const statusRefresh = 16
+// What a scan reads again of a process it already knows, besides stat and
+// the exe link (every scan):
+//
+//   - status (uid, gid), unless the owner of its /proc directory (the
+//     effective uid and gid, or root's when the process is not dumpable,
+//     as after a setuid) is what it was and equals the recorded real uid
+//     and gid; and every statusRefresh scans, which bounds how long a
+//     root process that changes only its real uid goes unseen;
+//   - cmdline, when an exec may have happened (the name, or the code,
+//     stack or argument addresses in stat changed, or the kernel hides
+//     them), and every cmdlineRefresh scans, which bounds how long a
+//     command line rewritten in place goes unseen;
+//   - the running image's identity and hash, when an exec may have
+//     happened or the link changed;
+//   - whether the executable's path still names the running image (a
+//     bind mount over it, or a new file where it was), every pathRefresh
+//     scans.
+//
+// The periodic reads are spread over the processes by pid.
+const (
+	statusRefresh  = 32
+	cmdlineRefresh = 16
+	pathRefresh    = 4
+)
+
+// due reports whether this scan is a process's turn for a read done every
+// n scans; slot spreads the different reads over different scans.
+func (s *Scanner) due(t *tracked, n, slot uint64) bool {
+	return (s.gen+uint64(t.key.PID)+slot)%n == 0
+}
 
 // ScannerOptions configures a Scanner. The zero value reads /proc and
 // hashes nothing.
@@ -240,6 +263,9 @@ func (s *Scanner) read(pid uint32, now time.Time) *tracked {
 		s.procs[pid] = t
 	}
 	t.gen = s.gen
+	if t.fds[fileDir] < 0 && s.kept < s.maxTracked {
+		s.keep(t) // the budget has room again (processes ended, or EMFILE passed)
+	}
 	box := s.record(t, st)
 	r := &box.rec
 	ticks := st.utime + st.stime
@@ -251,12 +277,20 @@ func (s *Scanner) read(pid uint32, now time.Time) *tracked {
 	return t
 }
 
-// track opens a process's files, keeping them open if the budget allows.
+// track starts tracking a process, with its files kept open if the
+// budget allows.
 func (s *Scanner) track(pid uint32) *tracked {
 	t := &tracked{fds: [4]int{-1, -1, -1, -1}, dir: strconv.FormatUint(uint64(pid), 10) + "/"}
 	t.exe = s.root + "/" + t.dir + "exe"
+	s.keep(t)
+	return t
+}
+
+// keep opens a process's files to keep them between scans, if the budget
+// allows; if any cannot be opened, it keeps none.
+func (s *Scanner) keep(t *tracked) {
 	if s.kept >= s.maxTracked {
-		return t
+		return
 	}
 	for i, name := range fileNames {
 		fd, err := syscall.Openat(s.dirfd, t.dir+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -267,10 +301,9 @@ func (s *Scanner) track(pid uint32) *tracked {
 	}
 	if t.fds[fileDir] < 0 {
 		s.closeFDs(t)
-		return t
+		return
 	}
 	s.kept++
-	return t
 }
 
 func (s *Scanner) closeFDs(t *tracked) {
@@ -328,8 +361,13 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	if string(st.comm) != r.Name {
 		r.Name = string(st.comm)
 	}
+	// An exec may have happened: the name, or the addresses an exec
+	// changes, differ, or the kernel hides those (start of stack 0).
+	// Kernel threads never exec.
+	kthread := st.flags&pfKthread != 0
+	execed := t.rec == nil || r.Name != prev.Name || (!kthread && (st.image[2] == 0 || st.image != t.image))
 	owner, ok := s.owner(t)
-	if ok && prev.Uid != nil && prev.Gid != nil && owner == t.owner && (s.gen+uint64(t.key.PID))%statusRefresh != 0 {
+	if ok && !execed && !s.due(t, statusRefresh, 0) && prev.Uid != nil && prev.Gid != nil && owner == t.owner && owner == [2]uint32{*prev.Uid, *prev.Gid} {
 		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName
 	} else if b, err := s.readFile(t, fileStatus); err != nil {
 		r.Accessible = false
@@ -345,13 +383,12 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 			r.Gid = &gid
 		}
 	}
-	if st.flags&pfKthread != 0 {
+	if kthread {
 		// A kernel thread: no command line, no executable.
 		r.CommandLine = []string{}
 		return box
 	}
-	same := t.rec != nil && prev.CommandLine != nil && st.image != [5]uint64{} && st.image == t.image && r.Name == prev.Name
-	if same && (s.gen+uint64(t.key.PID))%statusRefresh != statusRefresh/2 {
+	if !execed && !s.due(t, cmdlineRefresh, 5) && prev.CommandLine != nil {
 		r.CommandLine = prev.CommandLine
 	} else if b, err := s.readFile(t, fileCmdline); err != nil {
 		r.Accessible = false
@@ -368,7 +405,7 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 			t.rawCmd = append(t.rawCmd[:0], b...)
 		}
 	}
-	s.executable(t, prev, r)
+	s.executable(t, prev, r, execed, s.due(t, pathRefresh, 2))
 	return box
 }
 
@@ -383,10 +420,12 @@ func (s *Scanner) owner(t *tracked) ([2]uint32, bool) {
 	return [2]uint32{st.Uid, st.Gid}, true
 }
 
-// executable fills the executable fields from the exe link. If the link
-// is what it was, the previous record's file checks and hash still hold
-// (a deleted or replaced file shows in the link as " (deleted)").
-func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord) {
+// executable fills the executable fields from the exe link. Unless
+// recheck (an exec may have happened), a link
+// that reads as before means the same running image: its hash holds, and
+// whether its path still names it is checked if checkPath, else carried
+// over.
+func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord, recheck, checkPath bool) {
 	var n int
 	var err error
 	if t.fds[fileDir] >= 0 {
@@ -396,24 +435,31 @@ func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord) {
 	}
 	link := s.buf[:max(n, 0)]
 	switch {
-	case err == nil && t.rec != nil && t.linkErr == nil && string(link) == t.link:
-		r.ExecutablePath, r.ExecutableDeleted, r.FileExists = prev.ExecutablePath, prev.ExecutableDeleted, prev.FileExists
-		r.ExecutableHash, r.HashAlgorithm = prev.ExecutableHash, prev.HashAlgorithm
-		if r.ExecutableHash == nil && s.hashes != nil && r.ExecutablePath != "" {
-			s.checkFile(r) // hashing was turned on
-		}
-	case err == nil:
-		t.link, t.linkErr = string(link), nil
-		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(t.link, " (deleted)")
-		if r.ExecutablePath != "" {
-			s.checkFile(r)
-		}
-	case errors.Is(err, fs.ErrNotExist):
+	case err != nil && errors.Is(err, fs.ErrNotExist):
 		// A kernel thread (or a zombie): no executable.
 		t.link, t.linkErr = "", err
-	default:
+	case err != nil:
 		t.link, t.linkErr = "", err
 		r.Accessible = false
+	case !recheck && t.rec != nil && t.linkErr == nil && string(link) == t.link && (prev.ExecutableHash != nil || s.hashes == nil):
+		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(t.link, " (deleted)")
+		r.ExecutableHash, r.HashAlgorithm = prev.ExecutableHash, prev.HashAlgorithm
+		switch {
+		case r.ExecutablePath == "":
+		case checkPath:
+			s.checkPath(t, r)
+		default:
+			r.FileExists, r.ExecutableDeleted = prev.FileExists, r.ExecutableDeleted || prev.ExecutableDeleted
+		}
+	default:
+		if t.linkErr != nil || string(link) != t.link {
+			t.link = string(link)
+		}
+		t.linkErr = nil
+		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(t.link, " (deleted)")
+		if r.ExecutablePath != "" {
+			s.checkFile(t, r)
+		}
 	}
 	if s.hashes == nil {
 		r.ExecutableHash, r.HashAlgorithm = nil, eventbusv1.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED
@@ -430,20 +476,34 @@ func readlink(path string, buf []byte) (int, error) {
 	}
 }
 
-// checkFile sets file_exists, marks an executable replaced on disk since
-// the process started as deleted, and hashes the running image.
-func (s *Scanner) checkFile(r *eventbusv1.ProcessRecord) {
+// checkFile identifies the running image (through /proc/<pid>/exe, which
+// reaches it even if deleted), checks its path, and hashes it.
+func (s *Scanner) checkFile(t *tracked, r *eventbusv1.ProcessRecord) {
 	image := filepath.Join(s.root, strconv.FormatUint(uint64(r.Pid), 10), "exe")
-	running, errRun := os.Stat(image) // the mapped file, even if deleted
-	onDisk, errDisk := os.Stat(r.ExecutablePath)
-	r.FileExists = errDisk == nil
-	if errRun == nil && errDisk == nil && !r.ExecutableDeleted && !os.SameFile(running, onDisk) {
-		r.ExecutableDeleted = true // replaced: the path now names another file
+	running, err := os.Stat(image)
+	t.imageOK = false
+	if err == nil {
+		if sys, ok := running.Sys().(*syscall.Stat_t); ok {
+			t.imageID, t.imageOK = [2]uint64{uint64(sys.Dev), sys.Ino}, true
+		}
 	}
-	if s.hashes != nil && errRun == nil {
+	s.checkPath(t, r)
+	if s.hashes != nil && err == nil {
 		if sum, err := s.hashes.Sum(image, running); err == nil {
 			r.ExecutableHash, r.HashAlgorithm = sum, eventbusv1.HashAlgorithm_HASH_ALGORITHM_SHA256
 		}
+	}
+}
+
+// checkPath sets file_exists, and marks the executable replaced (deleted)
+// when its path now names another file than the running image, as after a
+// bind mount over it or a new file created where it was.
+func (s *Scanner) checkPath(t *tracked, r *eventbusv1.ProcessRecord) {
+	var st syscall.Stat_t
+	err := syscall.Stat(r.ExecutablePath, &st)
+	r.FileExists = err == nil
+	if err == nil && t.imageOK && [2]uint64{uint64(st.Dev), st.Ino} != t.imageID {
+		r.ExecutableDeleted = true
 	}
 }
 

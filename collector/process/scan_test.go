@@ -3,12 +3,14 @@ package process
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,7 +50,7 @@ func TestScanMatchesProcfs(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			for scan := range 20 { // past statusRefresh: every path
+			for scan := range statusRefresh + 2 { // past every periodic read
 				cur, err := s.Scan(time.Now())
 				if err != nil {
 					t.Fatal(err)
@@ -105,26 +107,37 @@ func errorsJoin(errs ...error) error {
 	return nil
 }
 
-// The helper process of TestScanSeesUIDChange: it changes its uid to
-// nobody's when told on stdin.
+// The helper process of TestScanSeesUIDChange: it changes its uids as
+// told on stdin, one line per change.
 func init() {
 	if os.Getenv("PROCESS_TEST_HELPER") != "setuid" {
 		return
 	}
 	in := bufio.NewScanner(os.Stdin)
 	fmt.Println("ready")
-	in.Scan()
-	if err := syscall.Setuid(65534); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
+	for in.Scan() {
+		var err error
+		switch in.Text() {
+		case "real nobody": // real uid nobody, effective still root
+			err = syscall.Setresuid(65534, 0, 0)
+		case "root":
+			err = syscall.Setresuid(0, 0, 0)
+		case "nobody":
+			err = syscall.Setuid(65534)
+		}
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("done")
 	}
-	fmt.Println("done")
-	in.Scan() // until the test closes stdin
 	os.Exit(0)
 }
 
-// A process that changes its uid is seen doing so at the next scan (the
-// status file is re-read when its /proc directory changes owner).
+// A process that changes its uid is seen doing so at the next scan when
+// its /proc directory changes owner (its effective uid), or when its real
+// uid differs from that owner, as in a setuid-root program; a root process
+// that changes only its real uid is seen within statusRefresh scans.
 func TestScanSeesUIDChange(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to change a process's uid")
@@ -151,18 +164,95 @@ func TestScanSeesUIDChange(t *testing.T) {
 	if r := find(prev, cmd.Process.Pid); r.GetUid() != 0 {
 		t.Fatalf("before: %v", r)
 	}
+	for _, step := range []struct {
+		tell  string
+		uid   uint32
+		scans int // within
+	}{{"real nobody", 65534, statusRefresh}, {"root", 0, 1}, {"nobody", 65534, 1}} {
+		fmt.Fprintln(stdin, step.tell)
+		if !out.Scan() || out.Text() != "done" {
+			t.Fatalf("helper after %q: %q", step.tell, out.Text())
+		}
+		var cur map[Key]*eventbusv1.ProcessRecord
+		for range step.scans {
+			if cur = mustScan(t, s); find(cur, cmd.Process.Pid).GetUid() == step.uid {
+				break
+			}
+		}
+		if r := find(cur, cmd.Process.Pid); r.GetUid() != step.uid || r.GetGid() != 0 {
+			t.Errorf("after %q: uid %d gid %d, want uid %d within %d scans", step.tell, r.GetUid(), r.GetGid(), step.uid, step.scans)
+		}
+		changes := Diff(prev, cur)
+		if i := slices.IndexFunc(changes, func(c Change) bool { return c.Record.GetPid() == uint32(cmd.Process.Pid) }); i < 0 || !slices.Contains(changes[i].Changed, "uid") {
+			t.Errorf("after %q: changes %v", step.tell, changes)
+		}
+		prev = cur
+	}
+}
+
+// A process that execs a new file at its own path (the old one renamed
+// over) gets the new file's hash, though its exe link reads the same.
+func TestScanSeesExecOfReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Skip("no /bin/sh")
+	}
+	sh, sh2 := filepath.Join(dir, "sh"), filepath.Join(dir, "sh2")
+	if err := os.WriteFile(sh, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sh2, append(src, 0), 0o755); err != nil { // another file, another hash
+		t.Fatal(err)
+	}
+	newSum := sha256.Sum256(append(src, 0))
+	cmd := exec.Command(sh, "-c", "read x; exec "+sh+" -c 'read y'")
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	s, err := NewScanner(ScannerOptions{Hashes: &HashCache{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Scan(time.Now())
+	if r := find(mustScan(t, s), cmd.Process.Pid); r.GetExecutablePath() != sh || len(r.GetExecutableHash()) == 0 {
+		t.Fatalf("before: %v", r)
+	}
+	fi2, err := os.Stat(sh2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sh2, sh); err != nil {
+		t.Fatal(err)
+	}
 	fmt.Fprintln(stdin, "go")
-	if !out.Scan() || out.Text() != "done" {
-		t.Fatalf("helper: %q", out.Text())
+	// Wait for the exec without scanning, so that the link reads as before.
+	exe := fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if fi, err := os.Stat(exe); err == nil && os.SameFile(fi, fi2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process did not exec the new file")
+		}
 	}
-	cur, _ := s.Scan(time.Now())
-	if r := find(cur, cmd.Process.Pid); r.GetUid() != 65534 || r.GetGid() != 0 {
-		t.Errorf("after setuid(65534): uid %d gid %d", r.GetUid(), r.GetGid())
+	time.Sleep(50 * time.Millisecond) // its arguments in place
+	r := find(mustScan(t, s), cmd.Process.Pid)
+	if r.GetExecutablePath() != sh || r.GetExecutableDeleted() || string(r.GetExecutableHash()) != string(newSum[:]) {
+		t.Errorf("after the exec: deleted %v, hash %x, want %x", r.GetExecutableDeleted(), r.GetExecutableHash(), newSum)
 	}
-	changes := Diff(prev, cur)
-	if i := slices.IndexFunc(changes, func(c Change) bool { return c.Record.GetPid() == uint32(cmd.Process.Pid) }); i < 0 || !slices.Contains(changes[i].Changed, "uid") {
-		t.Errorf("changes %v", changes)
+}
+
+func mustScan(t *testing.T, s *Scanner) map[Key]*eventbusv1.ProcessRecord {
+	t.Helper()
+	cur, err := s.Scan(time.Now())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return cur
 }
 
 // A process that execs another program is seen with its new executable
@@ -240,19 +330,37 @@ func FuzzProcFiles(f *testing.F) {
 		}
 		return p
 	}
+	// procfs panics on some malformed input (")(" in stat): no oracle then.
+	safely := func(f func() error) (err error) {
+		defer func() {
+			if recover() != nil {
+				err = errMalformed
+			}
+		}()
+		return f()
+	}
 	f.Fuzz(func(t *testing.T, stat, status, cmdline []byte) {
 		got, err := parseStat(stat)
 		if err == nil {
-			// The naive reading: fields split on white space after the last ')'.
+			// The naive reading: fields split on white space after the last
+			// ')', numbered from 1 as in proc(5).
 			end := bytes.LastIndexByte(stat, ')')
-			fields := append([]string{"pid", "comm"}, strings.Fields(string(stat[end+1:]))...)
-			if string(got.comm) != string(stat[bytes.IndexByte(stat, '(')+1:end]) || fields[3] != fmt.Sprint(got.ppid) ||
-				fields[13] != fmt.Sprint(got.utime) || fields[21] != fmt.Sprint(got.starttime) || fields[23] != fmt.Sprint(got.rss) ||
-				fields[27] != fmt.Sprint(got.image[2]) {
+			fields := append([]string{"", "pid", "comm"}, strings.Fields(string(stat[end+1:]))...)
+			num := func(i int) int64 {
+				v, err := strconv.ParseInt(fields[i], 10, 64)
+				if err != nil {
+					u, _ := strconv.ParseUint(fields[i], 10, 64)
+					return int64(u)
+				}
+				return v
+			}
+			if string(got.comm) != string(stat[bytes.IndexByte(stat, '(')+1:end]) || num(4) != got.ppid ||
+				uint64(num(14)) != got.utime || uint64(num(22)) != got.starttime || num(24) != got.rss || uint64(num(28)) != got.image[2] {
 				t.Errorf("parseStat(%q) = %+v; fields %q", stat, got, fields)
 			}
 		}
-		if want, perr := write(t, "stat", stat).Stat(); perr == nil {
+		var want procfs.ProcStat
+		if perr := safely(func() (err error) { want, err = write(t, "stat", stat).Stat(); return err }); perr == nil {
 			end := bytes.LastIndexByte(stat, ')')
 			canonical := len(stat) > end+1 && stat[end+1] == ' '
 			for i, tok := range strings.Fields(string(stat[end+1:])) {
@@ -271,18 +379,70 @@ func FuzzProcFiles(f *testing.F) {
 		}
 
 		uid, gid, err := parseStatusIDs(status)
-		if want, perr := write(t, "status", status).NewStatus(); perr == nil && err == nil {
+		var wantStatus procfs.ProcStatus
+		if perr := safely(func() (err error) { wantStatus, err = write(t, "status", status).NewStatus(); return err }); perr == nil && err == nil {
+			want := wantStatus
 			if uint64(uid) != want.UIDs[0] || uint64(gid) != want.GIDs[0] {
 				t.Errorf("parseStatusIDs(%q) = %d, %d; procfs %d, %d", status, uid, gid, want.UIDs[0], want.GIDs[0])
 			}
 		}
 
-		want, perr := write(t, "cmdline", cmdline).CmdLine()
+		wantCmd, perr := write(t, "cmdline", cmdline).CmdLine()
 		if perr != nil {
 			t.Fatal(perr)
 		}
-		if got := splitCmdline(cmdline); !slices.Equal(got, want) {
-			t.Errorf("splitCmdline(%q) = %q; procfs %q", cmdline, got, want)
+		if got := splitCmdline(cmdline); !slices.Equal(got, wantCmd) {
+			t.Errorf("splitCmdline(%q) = %q; procfs %q", cmdline, got, wantCmd)
 		}
 	})
+}
+
+// A file bind-mounted over a running executable's path is seen as a
+// replacement within pathRefresh scans, and the replacement's end as well.
+func TestScanSeesExecutableReplacedByBindMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	bin := copySleep(t, dir)
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	child := startChild(t, bin)
+	s, err := NewScanner(ScannerOptions{Hashes: &HashCache{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Scan(time.Now())
+	if r := find(mustScan(t, s), child.Process.Pid); r.GetExecutablePath() != bin || r.GetExecutableDeleted() || !r.GetFileExists() {
+		t.Fatalf("before: %v", r)
+	}
+	if out, err := exec.Command("mount", "--bind", other, bin).CombinedOutput(); err != nil {
+		t.Skipf("mount --bind: %v: %s", err, out)
+	}
+	mounted := true
+	unmount := func() {
+		if mounted {
+			exec.Command("umount", bin).Run()
+			mounted = false
+		}
+	}
+	defer unmount()
+	for _, mountedNow := range []bool{true, false} {
+		if !mountedNow {
+			unmount()
+		}
+		seen := false
+		for range pathRefresh {
+			if r := find(mustScan(t, s), child.Process.Pid); r.GetExecutableDeleted() == mountedNow {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			t.Errorf("mounted %v: executable_deleted is not %v within %d scans", mountedNow, mountedNow, pathRefresh)
+		}
+	}
 }
