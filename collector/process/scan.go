@@ -358,13 +358,17 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	r := &box.rec
 	r.Pid, r.Ppid, r.Name, r.StartTime = t.key.PID, uint32(st.ppid), prev.Name, prev.StartTime
 	r.MemoryRssBytes, r.MemoryVmsBytes, r.Accessible = &box.rss, &box.vms, true
-	if string(st.comm) != r.Name {
-		r.Name = string(st.comm)
+	kthread := st.flags&pfKthread != 0
+	comm := st.comm
+	if kthread {
+		comm = kthreadName(comm)
+	}
+	if string(comm) != r.Name {
+		r.Name = string(comm)
 	}
 	// An exec may have happened: the name, or the addresses an exec
 	// changes, differ, or the kernel hides those (start of stack 0).
 	// Kernel threads never exec.
-	kthread := st.flags&pfKthread != 0
 	execed := t.rec == nil || r.Name != prev.Name || (!kthread && (st.image[2] == 0 || st.image != t.image))
 	owner, ok := s.owner(t)
 	if ok && !execed && !s.due(t, statusRefresh, 0) && prev.Uid != nil && prev.Gid != nil && owner == t.owner && owner == [2]uint32{*prev.Uid, *prev.Gid} {
@@ -407,6 +411,18 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	}
 	s.executable(t, prev, r, execed, s.due(t, pathRefresh, 2))
 	return box
+}
+
+// kthreadName is a kernel thread's stable name: a workqueue worker's
+// name ends with the workqueue it last ran ("kworker/1:0-events"), which
+// changes all the time and would make every scan report it UPDATED.
+func kthreadName(comm []byte) []byte {
+	if bytes.HasPrefix(comm, []byte("kworker/")) {
+		if i := bytes.IndexByte(comm, '-'); i >= 0 {
+			return comm[:i]
+		}
+	}
+	return comm
 }
 
 // owner returns the uid and gid of a process's /proc directory (its

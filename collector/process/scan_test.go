@@ -446,3 +446,17 @@ func TestScanSeesExecutableReplacedByBindMount(t *testing.T) {
 		}
 	}
 }
+
+func TestKthreadName(t *testing.T) {
+	for _, tc := range []struct{ comm, want string }{
+		{"kworker/1:0-events", "kworker/1:0"},
+		{"kworker/u8:0-kvfree_rcu_reclaim", "kworker/u8:0"},
+		{"kworker/0:1H", "kworker/0:1H"},
+		{"ksoftirqd/0", "ksoftirqd/0"},
+		{"rcu-gp", "rcu-gp"},
+	} {
+		if got := string(kthreadName([]byte(tc.comm))); got != tc.want {
+			t.Errorf("kthreadName(%q) = %q, want %q", tc.comm, got, tc.want)
+		}
+	}
+}
