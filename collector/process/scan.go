@@ -58,6 +58,9 @@ type Scanner struct {
 	gen        uint64
 	pids       []uint32
 	dents, buf []byte
+	rootID     [2]uint64 // this process's root directory (device, inode)
+	mntNS      [2]uint64 // and mount namespace
+	rootOK     bool      // both known
 }
 
 // tracked is what a Scanner remembers of one process.
@@ -74,6 +77,7 @@ type tracked struct {
 	ticks   uint64 // utime+stime at the last scan
 	at      time.Time
 	link    string // the exe link at the last scan
+	onDisk  string // where to look its path up (see checkPath)
 	linkErr error
 	rawCmd  []byte
 	rec     *eventbusv1.ProcessRecord // the last record
@@ -161,11 +165,24 @@ func NewScanner(opts ScannerOptions) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process: open %s: %w", opts.ProcRoot, err)
 	}
-	return &Scanner{
+	s := &Scanner{
 		root: opts.ProcRoot, dirfd: dirfd, bootTime: time.Unix(int64(st.BootTime), 0), pageSize: uint64(os.Getpagesize()),
 		hashes: opts.Hashes, users: map[uint32]string{}, procs: map[uint32]*tracked{}, maxTracked: opts.MaxTracked,
 		dents: make([]byte, 32<<10), buf: make([]byte, 8<<10),
-	}, nil
+	}
+	s.rootID, s.mntNS = statID("/"), statID(opts.ProcRoot+"/self/ns/mnt")
+	s.rootOK = s.rootID != [2]uint64{} && s.mntNS != [2]uint64{}
+	return s, nil
+}
+
+// statID returns the device and inode of the file at path, zero if it
+// cannot be read.
+func statID(path string) [2]uint64 {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
+		return [2]uint64{}
+	}
+	return [2]uint64{uint64(st.Dev), st.Ino}
 }
 
 // Close releases the Scanner's descriptors. A Scan after Close fails.
@@ -468,8 +485,9 @@ func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord, rech
 			r.FileExists, r.ExecutableDeleted = prev.FileExists, r.ExecutableDeleted || prev.ExecutableDeleted
 		}
 	default:
-		if t.linkErr != nil || string(link) != t.link {
+		if t.linkErr != nil || string(link) != t.link || t.onDisk == "" {
 			t.link = string(link)
+			t.onDisk = s.lookupPath(t)
 		}
 		t.linkErr = nil
 		r.ExecutablePath, r.ExecutableDeleted = strings.CutSuffix(t.link, " (deleted)")
@@ -511,12 +529,31 @@ func (s *Scanner) checkFile(t *tracked, r *eventbusv1.ProcessRecord) {
 	}
 }
 
+// lookupPath returns where checkPath looks up the executable's path: the
+// path itself for a process that shares the scanner's root and mount
+// namespace, and through
+// the process's root (/proc/<pid>/root<path>) for one in another mount
+// namespace or chroot, whose exe link names the file as its own
+// namespace sees it, so that it is checked against its own files rather
+// than the host's file at the same path. A chroot's link is a path from
+// the host's root instead: checkPath falls back to it.
+func (s *Scanner) lookupPath(t *tracked) string {
+	path, _ := strings.CutSuffix(t.link, " (deleted)")
+	if s.rootOK && statID(s.root+"/"+t.dir+"root") == s.rootID && statID(s.root+"/"+t.dir+"ns/mnt") == s.mntNS {
+		return path
+	}
+	return s.root + "/" + t.dir + "root" + path
+}
+
 // checkPath sets file_exists, and marks the executable replaced (deleted)
 // when its path now names another file than the running image, as after a
 // bind mount over it or a new file created where it was.
 func (s *Scanner) checkPath(t *tracked, r *eventbusv1.ProcessRecord) {
 	var st syscall.Stat_t
-	err := syscall.Stat(r.ExecutablePath, &st)
+	err := syscall.Stat(t.onDisk, &st)
+	if err != nil && t.onDisk != r.ExecutablePath {
+		err = syscall.Stat(r.ExecutablePath, &st) // a chroot: the link is the host's path
+	}
 	r.FileExists = err == nil
 	if err == nil && t.imageOK && [2]uint64{uint64(st.Dev), st.Ino} != t.imageID {
 		r.ExecutableDeleted = true

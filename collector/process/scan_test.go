@@ -460,3 +460,53 @@ func TestKthreadName(t *testing.T) {
 		}
 	}
 }
+
+// A process in another mount namespace (a container) whose executable's
+// path names a different file on the host is not reported replaced: its
+// path is checked through its own root.
+func TestScanChecksPathInTheProcessNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sleepy")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n# the host's file at that path\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	// In its own mount namespace, a tmpfs over dir holds a copy of sleep at
+	// the same path.
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
+		"mount -t tmpfs none "+dir+" && cp "+sleep+" "+bin+" && exec "+bin+" 30")
+	if out, err := exec.Command(unshare, "--mount", "true").CombinedOutput(); err != nil {
+		t.Skipf("unshare --mount: %v: %s", err, out)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s, err := NewScanner(ScannerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := find(mustScan(t, s), cmd.Process.Pid)
+		if r.GetExecutablePath() == bin && r.GetName() == "sleepy" {
+			if r.GetExecutableDeleted() || !r.GetFileExists() {
+				t.Errorf("deleted %v, file exists %v: the host's file was taken for the process's", r.GetExecutableDeleted(), r.GetFileExists())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never ran %s: %v", bin, r)
+		}
+	}
+}
