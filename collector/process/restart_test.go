@@ -12,44 +12,10 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
 )
-
-// brokerAt serves a fresh broker on path until stop is called (or the
-// test ends); before, if set, sees the broker before it serves.
-func brokerAt(t *testing.T, path string, before func(*eventbus.Broker)) (stop func()) {
-	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if before != nil {
-		before(b)
-	}
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	var stopped bool
-	stop = func() {
-		if !stopped {
-			stopped = true
-			srv.Close()
-			<-served
-			b.Close()
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 // While the broker is away procmond keeps scanning; what it saw meanwhile
 // reaches the next broker, and what did not fit its buffer is counted and
@@ -61,7 +27,7 @@ func TestCollectorAcrossBrokerRestart(t *testing.T) {
 	}{{"buffered", 0}, {"overflow", 1}} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "eventbus.sock")
-			stop := brokerAt(t, path, nil)
+			_, _, stop := testbroker.StartAt(t, path, server.Options{}, nil)
 			lost := make(chan struct{}, 1)
 			conn, err := client.Dial(t.Context(), path, client.Options{Name: "procmond", MaxBuffered: tc.maxBuffered,
 				ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond,
@@ -104,7 +70,7 @@ func TestCollectorAcrossBrokerRestart(t *testing.T) {
 			// precede the subscription.
 			var watch *client.Conn
 			var events *client.Subscription
-			brokerAt(t, path, func(b *eventbus.Broker) {
+			testbroker.StartAt(t, path, server.Options{}, func(b *eventbus.Broker) {
 				if watch, err = client.Dial(t.Context(), "inproc://", client.Options{Name: "watch", Broker: b}); err != nil {
 					t.Fatal(err)
 				}

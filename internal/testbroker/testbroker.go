@@ -5,6 +5,7 @@ package testbroker
 
 import (
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -17,6 +18,18 @@ import (
 // the server, waits for it, and closes the broker.
 func Start(t testing.TB, opts server.Options) (path string, srv *server.Server, b *eventbus.Broker) {
 	t.Helper()
+	path = filepath.Join(t.TempDir(), "eventbus.sock")
+	srv, b, _ = StartAt(t, path, opts, nil)
+	return path, srv, b
+}
+
+// StartAt is Start on the socket path given, for tests that stop a broker
+// and start another in its place. before, if not nil, is called with the
+// broker before the server accepts connections (to subscribe in process
+// first, say). stop closes the server, waits for it and closes the broker;
+// it is safe to call more than once, and the test's cleanup calls it.
+func StartAt(t testing.TB, path string, opts server.Options, before func(*eventbus.Broker)) (srv *server.Server, b *eventbus.Broker, stop func()) {
+	t.Helper()
 	b, err := eventbus.New(eventbus.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -25,13 +38,16 @@ func Start(t testing.TB, opts server.Options) (path string, srv *server.Server, 
 	if srv, err = server.New(opts); err != nil {
 		t.Fatal(err)
 	}
-	path = filepath.Join(t.TempDir(), "eventbus.sock")
+	if before != nil {
+		before(b)
+	}
 	l, err := transport.ListenUnix(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
-	return path, srv, b
+	stop = sync.OnceFunc(func() { srv.Close(); <-served; b.Close() })
+	t.Cleanup(stop)
+	return srv, b, stop
 }
