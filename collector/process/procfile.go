@@ -9,9 +9,9 @@ import (
 	"unsafe"
 )
 
-// The parsers of the /proc files the scanner re-reads every scan. They
-// work on the bytes of one read, allocate nothing, and are checked against
-// github.com/prometheus/procfs by the fuzz tests.
+// The parsers of the /proc files the scanner re-reads. They work on the
+// bytes of one read; parseStat and parseStatusIDs allocate nothing. The
+// fuzz tests check them against github.com/prometheus/procfs.
 
 // procStat is what the scanner uses of /proc/<pid>/stat.
 type procStat struct {
@@ -33,7 +33,9 @@ type procStat struct {
 // pfKthread is the kernel-thread flag of the stat flags field.
 const pfKthread = 0x00200000
 
-var errMalformed = errors.New("malformed")
+// errMalformed: a /proc file that does not read as proc(5) describes it
+// (the scanner then skips the process, or marks its record inaccessible).
+var errMalformed = errors.New("process: malformed /proc file")
 
 // parseStat parses a /proc/<pid>/stat line: "pid (comm) state ppid ...".
 // comm may hold spaces and parentheses, so it ends at the last ')'. It
