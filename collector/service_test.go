@@ -9,11 +9,9 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
-	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/clienttest"
 	"github.com/daemoneye/daemoneye/internal/protofill"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"github.com/daemoneye/daemoneye/rpc"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
@@ -22,35 +20,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// eachTransport runs fn over a UNIX socket broker and in process.
-func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *client.Conn)) {
-	for _, tr := range []string{"unix", "inproc"} {
-		t.Run(tr, func(t *testing.T) {
-			var b *eventbus.Broker
-			addr := "inproc://"
-			if tr == "unix" {
-				var path string
-				path, _, b = testbroker.Start(t, server.Options{})
-				addr = "unix://" + path
-			} else {
-				var err error
-				if b, err = eventbus.New(eventbus.Options{}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { b.Close() })
-			}
-			fn(t, func(name string) *client.Conn {
-				c, err := client.Dial(t.Context(), addr, client.Options{Name: name, Broker: b})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				return c
-			})
-		})
-	}
-}
 
 // full implements every interface: it records the request body it gets
 // per operation and answers with the body prepared for it.
@@ -119,7 +88,7 @@ func typed[Q, R proto.Message](call func(context.Context, string, Q) (R, error))
 // gets the request body with every field as sent, and the caller gets the
 // response body with every field as the collector returned it.
 func TestEveryOperationRoundTrips(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		f := &full{got: map[eventbusv1.RpcOperation]proto.Message{}, ret: map[eventbusv1.RpcOperation]proto.Message{}}
 		srv := rpc.NewServer(dial("demo"), rpc.ServerOptions{})
 		defer srv.Close()
@@ -211,7 +180,7 @@ func (minimal) Capabilities(context.Context, *eventbusv1.GetCapabilitiesRequest)
 }
 
 func TestUnsupportedAndWrongTopic(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		srv := rpc.NewServer(dial("demo"), rpc.ServerOptions{})
 		defer srv.Close()
 		if err := Serve(t.Context(), srv, "demo", minimal{}); err != nil {

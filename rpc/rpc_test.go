@@ -11,8 +11,8 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
-	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/clienttest"
 	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"go.uber.org/goleak"
@@ -23,35 +23,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// eachTransport runs fn over a UNIX socket broker and in process.
-func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *client.Conn)) {
-	for _, tr := range []string{"unix", "inproc"} {
-		t.Run(tr, func(t *testing.T) {
-			var b *eventbus.Broker
-			addr := "inproc://"
-			if tr == "unix" {
-				var path string
-				path, _, b = testbroker.Start(t, server.Options{})
-				addr = "unix://" + path
-			} else {
-				var err error
-				if b, err = eventbus.New(eventbus.Options{}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { b.Close() })
-			}
-			fn(t, func(name string) *client.Conn {
-				c, err := client.Dial(t.Context(), addr, client.Options{Name: name, Broker: b})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				return c
-			})
-		})
-	}
-}
 
 const healthTopic = "control.collector.health.demo"
 
@@ -78,7 +49,7 @@ func serve(t *testing.T, conn *client.Conn, opts ServerOptions, topic string, h 
 }
 
 func TestCallRoundTrip(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		var got *Request
 		var gotCtx context.Context
 		serve(t, dial("svc"), ServerOptions{ID: "demo-1"}, "control.collector.health.+", func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
@@ -172,7 +143,7 @@ func TestErrorRoundTrip(t *testing.T) {
 			Code: "bug", Category: eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_INTERNAL, Message: "oops",
 		}}, ErrInternal},
 	}
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		var i atomic.Int32
 		serve(t, dial("svc"), ServerOptions{}, healthTopic, func(context.Context, *Request) (*eventbusv1.RpcResponse, error) {
 			return nil, cases[i.Load()].err
@@ -200,7 +171,7 @@ func TestErrorRoundTrip(t *testing.T) {
 
 // A request nobody serves fails at once, not at its deadline.
 func TestNoResponders(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		c := NewClient(dial("caller"), ClientOptions{MaxAttempts: 1})
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
@@ -218,7 +189,7 @@ func TestNoResponders(t *testing.T) {
 // at the caller's deadline, the caller gets ErrTimeout, and the late
 // answer is harmless.
 func TestDeadlineInTheMiddleOfAHandler(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		started := make(chan struct{})
 		cause := make(chan error, 1)
 		srv := serve(t, dial("svc"), ServerOptions{}, healthTopic, func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
@@ -250,7 +221,7 @@ func TestDeadlineInTheMiddleOfAHandler(t *testing.T) {
 // Idempotent calls are retried after retryable failures with the same
 // request id; other calls are not.
 func TestRetries(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		var mu sync.Mutex
 		var ids []string
 		var attempts []uint32
@@ -283,7 +254,7 @@ func TestRetries(t *testing.T) {
 // A handler that does not answer: a retry after AttemptTimeout reaches the
 // other member of the queue group, and the call succeeds.
 func TestQueueGroupFailoverAfterLostAttempt(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		var lost atomic.Int32
 		stuck := func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
 			lost.Add(1)
@@ -311,7 +282,7 @@ func TestQueueGroupFailoverAfterLostAttempt(t *testing.T) {
 
 // A service at MaxConcurrent refuses at once with UNAVAILABLE.
 func TestOverloadIsRefusedAtOnce(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		release := make(chan struct{})
 		in := make(chan struct{}, 1)
 		srv := serve(t, dial("svc"), ServerOptions{MaxConcurrent: 1}, healthTopic, func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
@@ -341,7 +312,7 @@ func TestOverloadIsRefusedAtOnce(t *testing.T) {
 // Requests in an older minor version are served; another major version is
 // refused with a message that says what to do.
 func TestVersionNegotiation(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		serve(t, dial("svc"), ServerOptions{}, healthTopic, healthy)
 		conn := dial("raw")
 		for _, tc := range []struct {
@@ -382,7 +353,7 @@ func TestVersionNegotiation(t *testing.T) {
 
 // Garbage gets an answer that says what is wrong, not silence.
 func TestMalformedRequestsAreAnswered(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		srv := serve(t, dial("svc"), ServerOptions{}, healthTopic, healthy)
 		conn := dial("raw")
 		noBody := envelope.New(healthTopic, time.Now(), &eventbusv1.RpcRequestPayload{Request: &eventbusv1.RpcRequest{RequestId: "r1", Operation: eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK}})
@@ -414,7 +385,7 @@ func TestMalformedRequestsAreAnswered(t *testing.T) {
 
 // Shutdown lets a running handler answer, then the service is gone.
 func TestShutdownFinishesRunningHandlers(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		in, release := make(chan struct{}), make(chan struct{})
 		srv := NewServer(dial("svc"), ServerOptions{})
 		if err := srv.Handle(t.Context(), healthTopic, HandlerFunc(func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
@@ -481,7 +452,7 @@ func TestCallsBetweenProcessAndSocket(t *testing.T) {
 // Repeated failures to reach a service open its circuit; after the
 // cooldown one call goes through and closes it.
 func TestCircuitBreaker(t *testing.T) {
-	eachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		c := NewClient(dial("caller"), ClientOptions{MaxAttempts: 1, BreakerFailures: 3, BreakerCooldown: 200 * time.Millisecond})
 		for i := range 3 {
 			if _, err := c.Call(t.Context(), healthTopic, healthReq()); !errors.Is(err, ErrNoResponders) {
