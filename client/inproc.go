@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -109,7 +110,7 @@ type inboxSink struct {
 	prefix string
 }
 
-func (k inboxSink) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
+func (k inboxSink) Deliver(_ context.Context, s *eventbus.Subscription, m eventbus.Message) error {
 	k.c.reply(k.prefix, &Msg{Topic: m.Topic, Payload: m.Payload, Seq: m.Seq, Priority: m.Priority, Pattern: s.Pattern(), Value: m.Value})
 	return nil
 }

@@ -182,7 +182,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		ts.unrouted.Add(1)
 		return fmt.Errorf("%w: nobody subscribes to %q; is the service running?", ErrNoResponders, m.Topic)
 	}
-	p := publication{ts: ts, lvl: lvl}
+	p := publication{ctx: ctx, ts: ts, lvl: lvl}
 	evicted := ts.scratch[:0]
 	m.Seq = ts.seq.Add(1)
 	if len(r.subs) == 0 && len(r.groups) == 0 {
@@ -225,6 +225,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 // The message and the eviction scratch are passed beside it, not in it, so
 // that escape analysis keeps all three on Publish's stack.
 type publication struct {
+	ctx     context.Context // the publisher's, passed to sinks
 	ts      *topicState
 	lvl     int
 	n       uint64          // copies queued or sunk
@@ -237,7 +238,7 @@ type publication struct {
 // messages dropped for it.
 func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]Message) {
 	if sink := s.owner.sink; sink != nil {
-		if err := sink.Deliver(s, *m); err != nil {
+		if err := sink.Deliver(p.ctx, s, *m); err != nil {
 			if waitable(sink, s, err) {
 				p.blocked = append(p.blocked, s)
 				return
@@ -289,7 +290,7 @@ func (b *Broker) offerGroup(p *publication, g *queueGroup, m *Message, evicted *
 		s := g.members[(first+i)%k]
 		if sink := s.owner.sink; sink != nil {
 			td, ok := sink.(TryDeliverer)
-			if ok && td.TryDeliver(s, *m) == nil {
+			if ok && td.TryDeliver(p.ctx, s, *m) == nil {
 				s.sunk.Add(1)
 				p.n++
 				return
@@ -371,7 +372,7 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 	w := sink.(RoomWaiter)
 	for {
 		ts.mu.Lock()
-		err := sink.Deliver(s, *m)
+		err := sink.Deliver(ctx, s, *m)
 		if err == nil {
 			ts.enqueued++
 		}

@@ -682,4 +682,4 @@ func TestPublishDoesNotAllocate(t *testing.T) {
 
 type discardSink struct{}
 
-func (discardSink) Deliver(*Subscription, Message) error { return nil }
+func (discardSink) Deliver(context.Context, *Subscription, Message) error { return nil }

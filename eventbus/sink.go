@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -26,7 +27,12 @@ type Sink interface {
 	// heap; a pointer would cost an allocation per publish. Deliver must
 	// not call back into the broker; to drop the subscriber, return
 	// ErrSlowConsumer and close it from another goroutine.
-	Deliver(s *Subscription, m Message) error
+	//
+	// ctx is the context the publisher passed to Publish, for the sink to
+	// recognise its publisher (a network server flushes a connection once
+	// per batch its publisher read, as nats-server does); Deliver must not
+	// wait on it.
+	Deliver(ctx context.Context, s *Subscription, m Message) error
 }
 
 // A RoomWaiter is a Sink that can make a publisher wait for room, so that
@@ -51,7 +57,7 @@ type RoomWaiter interface {
 // with it, so that a member passed over is not disconnected for it. A sink
 // without it is offered group messages only on its own turn.
 type TryDeliverer interface {
-	TryDeliver(s *Subscription, m Message) error
+	TryDeliver(ctx context.Context, s *Subscription, m Message) error
 }
 
 // NewSinkSubscriber returns a subscriber whose subscriptions deliver into

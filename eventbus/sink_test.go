@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -16,7 +17,7 @@ type recSink struct {
 	refuse error
 }
 
-func (r *recSink) Deliver(s *Subscription, m Message) error {
+func (r *recSink) Deliver(_ context.Context, s *Subscription, m Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.refuse != nil {
@@ -100,7 +101,7 @@ type capSink struct {
 	room chan struct{}
 }
 
-func (c *capSink) Deliver(s *Subscription, m Message) error {
+func (c *capSink) Deliver(_ context.Context, s *Subscription, m Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.held >= c.cap {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -21,13 +22,27 @@ import (
 // conn is one client connection. The reader goroutine owns the read side,
 // the subscriptions map and the topic cache; the writer goroutine flushes
 // out. Deliver (called by publishers) and the reader append to out under mu.
+//
+// Another connection's reader that delivers to this one does not wake the
+// writer: it notes the connection in its pending list and, when it has
+// handled everything it read and is about to read again, writes out from
+// its own goroutine (flushInline), without blocking. That saves a
+// goroutine hand-off per message on the request/reply path and writes a
+// whole read batch's deliveries at once (nats-server's model). Whatever
+// the inline write cannot send at once is left to the writer.
 type conn struct {
 	srv *Server
 	nc  net.Conn
-	log *slog.Logger // written by the reader during the handshake, before anyone else reads it
+	raw syscall.RawConn // nc's, for writes that must not block; nil for TLS: the writer writes
+	log *slog.Logger    // written by the reader during the handshake, before anyone else reads it
+	pub *pubContext     // the reader publishes with it
+
+	writeMu sync.Mutex       // held while writing to nc: by the writer, or inline by a publisher's reader
+	try     nonBlockingWrite // flushInline's, under writeMu
 
 	mu      sync.Mutex
 	out     []byte // frames waiting for the writer
+	head    []byte // the unsent end of an inline write: written before out
 	spare   []byte // the writer's previous batch buffer, reused
 	closed  bool
 	done    atomic.Bool          // closed, readable without mu: the reader stops at once
@@ -49,7 +64,22 @@ type conn struct {
 	topics    wire.Interner
 	identity  string           // set by the handshake
 	authCache map[string]error // publish decisions by topic (Authorizer)
+	pending   []*conn          // connections this reader delivered to and has not flushed
 }
+
+// pubContext is the context a connection's reader publishes with. The
+// broker passes it to the sinks it delivers to (eventbus.Sink.Deliver),
+// so a receiving connection knows the delivery comes from a reader that
+// will flush it at the end of its batch.
+type pubContext struct {
+	context.Context
+	c *conn
+}
+
+// maxInlineFlush bounds what a reader writes inline for another
+// connection, in bytes; a larger batch is left to that connection's
+// writer.
+const maxInlineFlush = 1 << 10
 
 // maxSpare is the largest batch buffer a connection keeps for the next
 // batch, in bytes.
@@ -62,6 +92,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 		subs: make(map[uint32]*eventbus.Subscription), authCache: map[string]error{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.pub = &pubContext{Context: c.ctx, c: c}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.try.fn = c.try.write
+		}
+	}
 	return c
 }
 
@@ -73,6 +110,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // pay for resetting a timer on every read.
 type deadlineReader struct {
 	nc      net.Conn
+	c       *conn         // its pending deliveries are flushed before each read
 	done    *atomic.Bool  // the connection is closed: read nothing more
 	timeout time.Duration // 0: leave the deadline as set
 	armed   time.Time     // the read deadline currently set
@@ -82,6 +120,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.done.Load() {
 		return 0, net.ErrClosed
 	}
+	d.c.flushPending() // everything read so far is handled: send what it delivered
 	if d.timeout > 0 {
 		if now := time.Now(); d.armed.Sub(now) < d.timeout*3/4 {
 			d.armed = now.Add(d.timeout)
@@ -92,14 +131,16 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 }
 
 func (c *conn) readLoop() {
-	c.close(c.serve())
+	err := c.serve()
+	c.flushPending()
+	c.close(err)
 }
 
 // serve runs the handshake and then the frame loop until an error.
 func (c *conn) serve() error {
 	opts := &c.srv.opts
 	c.nc.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
-	dr := &deadlineReader{nc: c.nc, done: &c.done}
+	dr := &deadlineReader{nc: c.nc, c: c, done: &c.done}
 	var magic [len(wire.Magic)]byte
 	if _, err := io.ReadFull(dr, magic[:]); err != nil {
 		return c.protocolError(fmt.Errorf("handshake: %w", err))
@@ -194,7 +235,7 @@ func (c *conn) handle(f wire.Frame) error {
 			c.forbidden(p.AckID, err, true)
 			return nil
 		}
-		err = c.srv.opts.Broker.Publish(c.ctx, m)
+		err = c.srv.opts.Broker.Publish(c.pub, m)
 		c.publishResult(&p, err)
 	case wire.TypeSubscribe:
 		sreq, err := wire.ParseSubscribe(f.Flags, f.Body)
@@ -297,14 +338,14 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 // Deliver implements eventbus.Sink: it appends a deliver frame for the
 // client, unless that would take the connection past MaxPending; then the
 // subscription's overflow policy applies.
-func (c *conn) Deliver(s *eventbus.Subscription, m eventbus.Message) error {
-	return c.deliver(s, &m, true)
+func (c *conn) Deliver(ctx context.Context, s *eventbus.Subscription, m eventbus.Message) error {
+	return c.deliver(ctx, s, &m, true)
 }
 
 // TryDeliver implements eventbus.TryDeliverer: Deliver without applying the
 // overflow policy, for probing a queue group's members.
-func (c *conn) TryDeliver(s *eventbus.Subscription, m eventbus.Message) error {
-	return c.deliver(s, &m, false)
+func (c *conn) TryDeliver(ctx context.Context, s *eventbus.Subscription, m eventbus.Message) error {
+	return c.deliver(ctx, s, &m, false)
 }
 
 // frameSize is the size of the deliver frame for m with payload.
@@ -337,7 +378,13 @@ func (c *conn) payloadOf(m *eventbus.Message, scratch *[]byte) ([]byte, error) {
 // encodeBufs holds scratch buffers for values encoded on delivery.
 var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
+func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
+	// The publisher is a reader of this server (it will flush us at the
+	// end of its batch) or anyone else (we wake our writer).
+	var from *conn
+	if pc, ok := ctx.(*pubContext); ok && pc.c.srv == c.srv {
+		from = pc.c
+	}
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
 		scratch := encodeBufs.Get().(*[]byte)
@@ -367,6 +414,11 @@ func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy boo
 			c.slow = true // the writer closes us: Deliver runs under the broker's locks
 		}
 		c.mu.Unlock()
+		if from != nil {
+			// The publisher may now wait for room here: what it delivered
+			// elsewhere must not wait with it.
+			from.handOffPending()
+		}
 		if disconnect {
 			c.signal()
 			return errSlowConsumer
@@ -376,10 +428,109 @@ func (c *conn) deliver(s *eventbus.Subscription, m *eventbus.Message, policy boo
 	wasEmpty := len(c.out) == 0
 	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload)
 	c.mu.Unlock()
-	if wasEmpty {
+	switch {
+	case !wasEmpty: // whoever made out non-empty flushes it
+	case from != nil && c.raw != nil:
+		from.pending = append(from.pending, c) // the publisher's reader goroutine: we run on it
+	default:
 		c.signal()
 	}
 	return nil
+}
+
+// flushPending writes out what this reader delivered to other connections
+// (and to its own) since its last read. Reader goroutine only.
+func (c *conn) flushPending() {
+	for i, t := range c.pending {
+		t.flushInline()
+		c.pending[i] = nil
+	}
+	c.pending = c.pending[:0]
+}
+
+// handOffPending leaves what this reader delivered to the connections'
+// writers. Reader goroutine only.
+func (c *conn) handOffPending() {
+	for i, t := range c.pending {
+		t.signal()
+		c.pending[i] = nil
+	}
+	c.pending = c.pending[:0]
+}
+
+// flushInline writes out from the calling goroutine without blocking: if
+// no write is in progress and the batch is small, it writes what the
+// socket takes now and leaves the rest (and anything it cannot write now)
+// to the writer.
+func (c *conn) flushInline() {
+	if !c.writeMu.TryLock() {
+		c.signal() // the writer is busy: it takes out after this write
+		return
+	}
+	c.mu.Lock()
+	if c.closed || c.slow || len(c.head) > 0 || len(c.out) == 0 || len(c.out) > maxInlineFlush || c.abort.Load() {
+		wake := len(c.out) > 0 || len(c.head) > 0 || c.slow
+		c.mu.Unlock()
+		c.writeMu.Unlock()
+		if wake {
+			c.signal()
+		}
+		return
+	}
+	batch := c.out
+	c.out, c.spare = c.spare[:0], nil
+	c.writing = len(batch)
+	c.mu.Unlock()
+	n := c.tryWrite(batch)
+	c.mu.Lock()
+	rest := n < len(batch)
+	if rest {
+		c.srv.partialInline.Add(1)
+		c.head = batch[n:] // its array is not reused
+		c.writing = len(c.head)
+	} else {
+		c.writing = 0
+		c.roomLocked()
+		c.spare = batch[:0]
+	}
+	c.mu.Unlock()
+	c.writeMu.Unlock()
+	if rest {
+		c.signal()
+	}
+}
+
+// tryWrite writes as much of b as the socket takes without waiting and
+// returns how much that was. Errors are left for the writer to meet. The
+// caller holds writeMu.
+func (c *conn) tryWrite(b []byte) int {
+	c.try.b, c.try.n = b, 0
+	c.raw.Write(c.try.fn)
+	n := c.try.n
+	c.try.b = nil
+	return n
+}
+
+// nonBlockingWrite is tryWrite's state, made once per connection so that
+// a write does not allocate a closure. Guarded by writeMu.
+type nonBlockingWrite struct {
+	b  []byte
+	n  int
+	fn func(fd uintptr) bool
+}
+
+func (w *nonBlockingWrite) write(fd uintptr) bool {
+	for w.n < len(w.b) {
+		m, err := syscall.Write(int(fd), w.b[w.n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			break
+		}
+		w.n += m
+	}
+	return true // never wait for the socket
 }
 
 // Room implements eventbus.RoomWaiter: a publisher to a subscription whose
@@ -529,40 +680,54 @@ func (c *conn) writeLoop() {
 const finalFlushTimeout = 200 * time.Millisecond
 
 func (c *conn) flushWithin(timeout time.Duration) error {
-	c.mu.Lock()
-	batch := c.out
-	if len(batch) == 0 {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	for {
+		c.mu.Lock()
+		head := len(c.head) > 0
+		batch := c.head
+		if head {
+			c.head = nil // what an inline write left: it goes first
+		} else {
+			if batch = c.out; len(batch) == 0 {
+				c.mu.Unlock()
+				return nil
+			}
+			// Swap buffers: Deliver appends to the spare while this one is
+			// written. out and spare must never share an array.
+			c.out, c.spare = c.spare[:0], nil
+			c.writing = len(batch)
+		}
 		c.mu.Unlock()
-		return nil
+		// Each write is bounded by between half and all of timeout: the
+		// deadline is pushed out only when less than half is left, not per
+		// batch.
+		if now := time.Now(); timeout != c.srv.opts.WriteTimeout || c.writeArmed.Sub(now) < timeout/2 {
+			c.writeArmed = now.Add(timeout)
+			c.nc.SetWriteDeadline(c.writeArmed)
+		}
+		if c.abort.Load() {
+			// closeNow may have pulled the deadline in just before we pushed
+			// it out again: pull it in once more.
+			c.nc.SetWriteDeadline(time.Now())
+		}
+		_, err := c.nc.Write(batch)
+		c.mu.Lock()
+		c.writing = 0
+		c.roomLocked()
+		if !head { // a head is the end of another array: the spare stays as it is
+			if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write
+				c.spare = batch[:0]
+			} else {
+				c.spare = nil
+			}
+		}
+		c.mu.Unlock()
+		if err != nil || !head {
+			return err
+		}
+		// out waited behind the head: write it too.
 	}
-	// Swap buffers: Deliver appends to the spare while this one is
-	// written. out and spare must never share an array.
-	c.out, c.spare = c.spare[:0], nil
-	c.writing = len(batch)
-	c.mu.Unlock()
-	// Each write is bounded by between half and all of timeout: the
-	// deadline is pushed out only when less than half is left, not per
-	// batch.
-	if now := time.Now(); timeout != c.srv.opts.WriteTimeout || c.writeArmed.Sub(now) < timeout/2 {
-		c.writeArmed = now.Add(timeout)
-		c.nc.SetWriteDeadline(c.writeArmed)
-	}
-	if c.abort.Load() {
-		// closeNow may have pulled the deadline in just before we pushed
-		// it out again: pull it in once more.
-		c.nc.SetWriteDeadline(time.Now())
-	}
-	_, err := c.nc.Write(batch)
-	c.mu.Lock()
-	c.writing = 0
-	c.roomLocked()
-	if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write
-		c.spare = batch[:0]
-	} else {
-		c.spare = nil
-	}
-	c.mu.Unlock()
-	return err
 }
 
 // closeNow ends the connection without waiting for a write in progress:

@@ -7,7 +7,10 @@
 // which flushes the connection's outbound buffer with one write per batch
 // however many frames accumulated. The connection is an eventbus.Sink:
 // publishers append deliver frames to its buffer directly, bounded by
-// Options.MaxPending.
+// Options.MaxPending. When the publisher is another connection's reader,
+// that reader writes small batches itself, without blocking, before it
+// reads again (once per read batch, as nats-server does), saving the
+// writer's wake-up on the request/reply path.
 //
 // Every read and write has a deadline: the handshake must complete within
 // HandshakeTimeout, a connection idle for IdleTimeout is closed, and a
@@ -15,6 +18,7 @@
 // A protocol violation closes only the offending connection, after an error
 // frame that says why.
 //
-// Lock order: conn.mu is taken inside the broker's topic lock (by Deliver)
-// and is never held while calling into the broker.
+// Lock order: conn.writeMu, then conn.mu; conn.mu is taken inside the
+// broker's topic lock (by Deliver) and is never held while calling into
+// the broker. writeMu is never taken under the broker's locks.
 package server

@@ -93,6 +93,7 @@ type Server struct {
 	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
 
 	deniedPublishes, deniedSubscribes atomic.Uint64
+	partialInline                     atomic.Uint64 // inline writes the socket took only part of (tests)
 }
 
 // New returns a server for opts.Broker.
