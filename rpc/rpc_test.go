@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" { // a process of BenchmarkCallProcs
+		os.Exit(runRole(role))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const healthTopic = "control.collector.health.demo"
 
