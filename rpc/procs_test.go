@@ -17,6 +17,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/bench"
 	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
@@ -157,22 +158,7 @@ func BenchmarkCallProcs(b *testing.B) {
 			if topo == "cli" {
 				startRole(b, "broker", path)
 			} else {
-				var err error
-				if bk, err = eventbus.New(eventbus.Options{}); err != nil {
-					b.Fatal(err)
-				}
-				defer bk.Close()
-				srv, err := server.New(server.Options{Broker: bk})
-				if err != nil {
-					b.Fatal(err)
-				}
-				l, err := transport.ListenUnix(path)
-				if err != nil {
-					b.Fatal(err)
-				}
-				served := make(chan error, 1)
-				go func() { served <- srv.Serve(l) }()
-				defer func() { srv.Close(); <-served }()
+				_, bk, _ = testbroker.StartAt(b, path, server.Options{}, nil)
 				addr = "inproc://"
 			}
 			startRole(b, "service", path)
