@@ -255,3 +255,72 @@ func TestAPIValueWithoutPayload(t *testing.T) {
 		}
 	})
 }
+
+// An Inline SubscribeFunc gets every message in order and may respond to
+// requests; over a socket it runs on the goroutine that reads the
+// connection, so nothing else on the Conn arrives while it runs.
+func TestAPIInlineSubscribeFunc(t *testing.T) {
+	eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+		sub, pub := dial("sub"), dial("pub")
+		other, err := sub.Subscribe(t.Context(), "events.other", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		done := make(chan struct{})
+		heldBack := true
+		_, err = sub.SubscribeFunc(t.Context(), "events.a", SubscribeOptions{Inline: true}, func(m *Msg) {
+			if string(m.Payload) == "wait" {
+				// events.other was published right after this message:
+				// over a socket it must not arrive until this call returns.
+				for range 20 {
+					if len(other.C()) > 0 && sub.ip == nil {
+						heldBack = false
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				return
+			}
+			got = append(got, string(m.Payload))
+			if len(got) == 500 {
+				close(done)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.SubscribeFunc(t.Context(), "control.echo", SubscribeOptions{Inline: true}, func(m *Msg) {
+			sub.Respond(m, append([]byte("echo:"), m.Payload...))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		pub.Publish("events.a", []byte("wait"))
+		pub.Publish("events.other", []byte("x"))
+		for i := range 500 {
+			pub.Publish("events.a", fmt.Appendf(nil, "%d", i))
+		}
+		if err := pub.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("handler saw %d of 500 messages", len(got))
+		}
+		for i, p := range got {
+			if p != fmt.Sprint(i) {
+				t.Fatalf("message %d is %q: out of order or lost", i, p)
+			}
+		}
+		if !heldBack {
+			t.Error("a message for another subscription arrived while the inline handler ran")
+		}
+		r, err := pub.Request(t.Context(), "control.echo", []byte("hi"))
+		if err != nil {
+			t.Fatalf("request to an inline responder: %v", err)
+		}
+		if string(r.Payload) != "echo:hi" {
+			t.Errorf("request to an inline responder: reply %q", r.Payload)
+		}
+	})
+}

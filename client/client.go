@@ -182,10 +182,11 @@ type Conn struct {
 	inboxMu   sync.Mutex    // serializes making the inbox
 	writeMu   sync.Mutex    // held while writing to the session's socket
 
-	topics wire.Interner   // the reading goroutine's own
-	wake   chan struct{}   // capacity 1: out became non-empty
-	ctx    context.Context // cancelled when the Conn ends: stops a reconnect in progress
-	cancel context.CancelFunc
+	topics    wire.Interner   // the reading goroutine's own
+	inlineMsg Msg             // the reading goroutine's: what it passes to an Inline SubscribeFunc
+	wake      chan struct{}   // capacity 1: out became non-empty
+	ctx       context.Context // cancelled when the Conn ends: stops a reconnect in progress
+	cancel    context.CancelFunc
 
 	nonce                                                    atomic.Uint64
 	published, bufferFull, lost, disconnects, reconnectCount atomic.Uint64
@@ -332,7 +333,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		return fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
 	}
 	if c.ip != nil {
-		return c.ip.publish(c, name, replyTo, payload, value, prio)
+		return c.ip.publish(c, name, replyTo, payload, value, prio, inline)
 	}
 	if payload == nil && value != nil {
 		// Over a socket a value must be encoded (eventbus.Message.Value).
@@ -658,6 +659,13 @@ func (c *Conn) deliver(d *wire.Deliver) {
 		Priority: eventbus.Priority(d.Priority), Pattern: s.pattern}
 	if d.Reply != nil {
 		m.Reply = string(d.Reply)
+	}
+	if s.inline != nil {
+		c.inlineMsg = m
+		c.mu.Unlock()
+		s.inline(&c.inlineMsg)
+		c.mu.Lock()
+		return
 	}
 	select { // never blocks: the reader serves every subscription
 	case s.ch <- m:

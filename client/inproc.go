@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/daemoneye/daemoneye/eventbus"
 )
@@ -17,6 +18,9 @@ type inproc struct {
 	inbox *eventbus.Subscriber // the reply inbox's: a sink, made with the inbox
 }
 
+// batches holds the Batches of inline publishes.
+var batches = sync.Pool{New: func() any { return new(eventbus.Batch) }}
+
 func newInproc(b *eventbus.Broker, name string) *inproc {
 	if name == "" {
 		name = "inproc"
@@ -28,11 +32,26 @@ func newInproc(b *eventbus.Broker, name string) *inproc {
 // the caller may reuse it at once, as over a socket. Drops at subscribers
 // are kept for AsyncErr, as the server reports them; a refusal of the
 // message itself is returned.
-func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value any, prio eventbus.Priority) error {
+//
+// inline (a request or a reply, awaited by someone) publishes with an
+// eventbus.Batch and flushes it before returning: a socket connection it
+// delivered to is written from this goroutine, without waking its writer.
+func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value any, prio eventbus.Priority, inline bool) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload), Value: value})
+	m := eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload), Value: value}
+	var err error
+	if inline {
+		bt := batches.Get().(*eventbus.Batch)
+		bt.Context = c.ctx
+		err = ip.b.Publish(bt, m)
+		bt.Flush()
+		bt.Context = nil
+		batches.Put(bt)
+	} else {
+		err = ip.b.Publish(c.ctx, m)
+	}
 	if err == nil {
 		c.published.Add(1)
 		return nil
@@ -117,11 +136,12 @@ func (k inboxSink) Deliver(_ context.Context, s *eventbus.Subscription, m eventb
 
 // pump moves messages from the broker's queue to the subscription's
 // channel, waiting for room (the broker's overflow policy applies to a
-// consumer that falls behind). It closes the channel when the subscription
-// ends.
+// consumer that falls behind), or hands each to an Inline SubscribeFunc's
+// fn itself. It closes the channel when the subscription ends.
 func (c *Conn) pump(s *Subscription) {
 	defer close(s.pumped)
 	defer close(s.ch)
+	var m Msg // one per subscription: an Inline fn gets a pointer to it
 	for {
 		d, err := s.es.Next(c.ctx)
 		if err != nil {
@@ -136,7 +156,16 @@ func (c *Conn) pump(s *Subscription) {
 			c.mu.Unlock()
 			return
 		}
-		m := Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern, Value: d.Value}
+		m = Msg{Topic: d.Topic, Reply: d.Reply, Payload: d.Payload, Seq: d.Seq, Priority: d.Priority, Pattern: d.Pattern, Value: d.Value}
+		if s.inline != nil {
+			s.inline(&m)
+			select {
+			case <-s.stop:
+				return
+			default:
+				continue
+			}
+		}
 		select {
 		case s.ch <- m:
 		case <-s.stop:

@@ -16,6 +16,11 @@ import (
 // description of itself. The optional interfaces below add operations; the
 // Handler discovers them by type assertion and answers the others with
 // ErrUnsupported.
+//
+// Health and Capabilities are answered on the goroutine that reads the
+// collector's connection (rpc.InlineHandler), the fastest path for the
+// agent's frequent health checks: they must return quickly and must not
+// block (read state kept by the collector; do not scan or wait for I/O).
 type Collector interface {
 	// Health reports the collector's health, overall and per component
 	// (those named in req, or all).
@@ -148,15 +153,40 @@ func Serve(ctx context.Context, srv *rpc.Server, id string, c Collector) error {
 // (START on the health topic) is refused, so that authorization by topic
 // cannot be sidestepped; an operation c does not implement is answered
 // with category UNSUPPORTED.
+//
+// The handler is an rpc.InlineHandler: health checks and capabilities
+// (and requests refused for their topic) are answered inline; the other
+// operations, which may take time, on a goroutine each.
 func Handler(id string, c Collector) rpc.Handler {
-	return rpc.HandlerFunc(func(ctx context.Context, r *rpc.Request) (*eventbusv1.RpcResponse, error) {
-		op := r.Call.GetOperation()
-		if want := Topic(op, id); r.Topic != want {
-			return nil, rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, "wrong_topic",
-				"%s is served on %s, not on %s", opName(op), want, r.Topic)
-		}
-		return dispatch(ctx, id, c, r.Call)
-	})
+	return handler{id: id, c: c}
+}
+
+type handler struct {
+	id string
+	c  Collector
+}
+
+func (h handler) ServeRPC(ctx context.Context, r *rpc.Request) (*eventbusv1.RpcResponse, error) {
+	op := r.Call.GetOperation()
+	if want := Topic(op, h.id); r.Topic != want {
+		return nil, rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, "wrong_topic",
+			"%s is served on %s, not on %s", opName(op), want, r.Topic)
+	}
+	return dispatch(ctx, h.id, h.c, r.Call)
+}
+
+// Inline reports whether r is answered inline: health checks and
+// capability queries (by the body, which is what dispatch goes by), and
+// anything refused for its topic.
+func (h handler) Inline(r *rpc.Request) bool {
+	if r.Topic != Topic(r.Call.GetOperation(), h.id) {
+		return true
+	}
+	switch r.Call.GetBody().(type) {
+	case *eventbusv1.RpcRequest_HealthCheck, *eventbusv1.RpcRequest_GetCapabilities:
+		return true
+	}
+	return false
 }
 
 func dispatch(ctx context.Context, id string, c Collector, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {

@@ -233,3 +233,40 @@ func TestTopicAndID(t *testing.T) {
 		}
 	}
 }
+
+// Health checks and capability queries are answered on the connection's
+// reading goroutine; operations that may take time are not, whatever
+// operation the request claims.
+func TestHandlerInline(t *testing.T) {
+	h, ok := Handler("demo", &full{}).(rpc.InlineHandler)
+	if !ok {
+		t.Fatal("collector.Handler is not an rpc.InlineHandler")
+	}
+	health := eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK
+	start := eventbusv1.RpcOperation_RPC_OPERATION_START
+	for _, tc := range []struct {
+		name  string
+		op    eventbusv1.RpcOperation
+		topic string
+		body  *eventbusv1.RpcRequest
+		want  bool
+	}{
+		{"health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{}}, true},
+		{"capabilities", eventbusv1.RpcOperation_RPC_OPERATION_GET_CAPABILITIES, Topic(eventbusv1.RpcOperation_RPC_OPERATION_GET_CAPABILITIES, "demo"),
+			&eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetCapabilities{}}, true},
+		{"start", start, Topic(start, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
+		{"snapshot", eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, Topic(eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, "demo"),
+			&eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetSnapshot{}}, false},
+		// Claims to be a health check, carries a start: dispatch starts.
+		{"start posing as health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
+		// Refused for its topic at once.
+		{"start on the health topic", start, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.body.Operation = tc.op
+			if got := h.Inline(&rpc.Request{Topic: tc.topic, Call: tc.body}); got != tc.want {
+				t.Errorf("Inline = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -214,6 +214,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) error {
 		s.unsubscribe()
 	}
 	for _, s := range blocked {
+		flushBatch(ctx) // what the publisher deferred must not wait with it
 		if err := b.waitPush(ctx, ts, s, &m, lvl); err != nil {
 			errs = joinErr(errs, err)
 		}

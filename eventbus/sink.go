@@ -35,6 +35,53 @@ type Sink interface {
 	Deliver(ctx context.Context, s *Subscription, m Message) error
 }
 
+// A Batch is a publisher's context that lets sinks put off flushing until
+// the publisher has finished a batch of publishes. A sink that finds a
+// *Batch as Deliver's ctx may Defer itself instead of waking a writer of
+// its own; the publisher calls Flush when its batch is done, and each
+// sink then writes from the publisher's goroutine. That saves a goroutine
+// hand-off per message where latency matters: a network server's reader
+// flushes once per read (nats-server's model), and an in-process requester
+// right after publishing its request. The broker flushes a Batch itself
+// before the publisher waits for room (OverflowBlock), so that nothing
+// deferred waits with it.
+//
+// The zero Batch with Context set is ready to use. A Batch belongs to one
+// publisher goroutine at a time; it is not safe for concurrent use.
+type Batch struct {
+	context.Context
+	pending []Flusher
+}
+
+// A Flusher is a Sink that can defer its flushes into a Batch.
+type Flusher interface {
+	// Flush sends what was delivered to the sink, from the calling
+	// goroutine. It must not block: what cannot be sent at once is left to
+	// the sink's own writer.
+	Flush()
+}
+
+// Defer notes that f has deliveries to flush when the batch is done. The
+// caller is a sink's Deliver, called with this Batch: it runs on the
+// publisher's goroutine.
+func (b *Batch) Defer(f Flusher) { b.pending = append(b.pending, f) }
+
+// Flush flushes every Flusher deferred since the last Flush, in order.
+func (b *Batch) Flush() {
+	for i, f := range b.pending {
+		f.Flush()
+		b.pending[i] = nil
+	}
+	b.pending = b.pending[:0]
+}
+
+// flushBatch flushes ctx if it is a Batch: the publisher is about to wait.
+func flushBatch(ctx context.Context) {
+	if bt, ok := ctx.(*Batch); ok {
+		bt.Flush()
+	}
+}
+
 // A RoomWaiter is a Sink that can make a publisher wait for room, so that
 // OverflowBlock holds for its subscriptions as for queues. When Deliver
 // refuses a message with an error wrapping ErrQueueFull for a subscription

@@ -170,3 +170,82 @@ func TestBlockingSinkMakesThePublisherWait(t *testing.T) {
 		}
 	})
 }
+
+// batchSink defers itself into a publisher's Batch and counts flushes.
+type batchSink struct {
+	mu       sync.Mutex
+	unsent   int // delivered, not flushed
+	flushes  int
+	deferred bool
+}
+
+func (k *batchSink) Deliver(ctx context.Context, _ *Subscription, _ Message) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.unsent++
+	if bt, ok := ctx.(*Batch); ok && !k.deferred {
+		k.deferred = true
+		bt.Defer(k)
+	}
+	return nil
+}
+
+func (k *batchSink) Flush() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.unsent, k.deferred = 0, false
+	k.flushes++
+}
+
+func (k *batchSink) state() (unsent, flushes int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.unsent, k.flushes
+}
+
+// A sink defers into the publisher's Batch and is flushed once per batch,
+// when the publisher says so, or by the broker before the publisher waits
+// for room elsewhere.
+func TestBatchDefersFlushes(t *testing.T) {
+	b := newBroker(t, Options{})
+	k := &batchSink{}
+	if _, err := b.NewSinkSubscriber("conn", k).Subscribe("events.#", SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bt := &Batch{Context: t.Context()}
+	for range 3 {
+		if err := b.Publish(bt, Message{Topic: "events.a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unsent, flushes := k.state(); unsent != 3 || flushes != 0 {
+		t.Fatalf("before Flush: %d unsent, %d flushes; want 3, 0", unsent, flushes)
+	}
+	bt.Flush()
+	bt.Flush() // nothing deferred: no flush
+	if unsent, flushes := k.state(); unsent != 0 || flushes != 1 {
+		t.Fatalf("after Flush: %d unsent, %d flushes; want 0, 1", unsent, flushes)
+	}
+
+	// A publisher about to wait for room in a full blocking queue flushes
+	// its batch first, so the sink's delivery does not wait with it.
+	full := subscribe(t, b, "events.#", SubscribeOptions{MaxMessages: 1, Overflow: OverflowBlock})
+	publish(t, b, "events.fill", "", 0)
+	published := make(chan error, 1)
+	go func() { published <- b.Publish(bt, Message{Topic: "events.b"}) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, flushes := k.state(); flushes == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blocked publisher's batch was not flushed before it waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	next(t, full) // room: the publisher goes on
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	next(t, full)
+}

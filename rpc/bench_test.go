@@ -58,7 +58,7 @@ func BenchmarkCall(b *testing.B) {
 				}
 				srv := NewServer(dial("svc"), ServerOptions{})
 				defer srv.Close()
-				if err := srv.Handle(b.Context(), healthTopic, HandlerFunc(healthy)); err != nil {
+				if err := srv.Handle(b.Context(), healthTopic, InlineFunc(healthy)); err != nil {
 					b.Fatal(err)
 				}
 				c := NewClient(dial("caller"), ClientOptions{})

@@ -57,7 +57,7 @@ func runRole(role string) int {
 			return fail(err)
 		}
 		s := NewServer(c, ServerOptions{})
-		if err := s.Handle(ctx, healthTopic, HandlerFunc(healthy)); err != nil {
+		if err := s.Handle(ctx, healthTopic, InlineFunc(healthy)); err != nil {
 			return fail(err)
 		}
 		stop = func() { s.Close(); c.Close() }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -389,16 +390,28 @@ func TestMalformedRequestsAreAnswered(t *testing.T) {
 	})
 }
 
-// Shutdown lets a running handler answer, then the service is gone.
+// Shutdown lets a running handler answer, then the service is gone:
+// whether the handler runs on a goroutine of its own or inline.
 func TestShutdownFinishesRunningHandlers(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) { testShutdownFinishes(t, inline) })
+	}
+}
+
+func testShutdownFinishes(t *testing.T, inline bool) {
 	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		in, release := make(chan struct{}), make(chan struct{})
 		srv := NewServer(dial("svc"), ServerOptions{})
-		if err := srv.Handle(t.Context(), healthTopic, HandlerFunc(func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
+		fn := func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
 			close(in)
 			<-release
 			return healthy(ctx, r)
-		})); err != nil {
+		}
+		var h Handler = HandlerFunc(fn)
+		if inline {
+			h = InlineFunc(fn)
+		}
+		if err := srv.Handle(t.Context(), healthTopic, h); err != nil {
 			t.Fatal(err)
 		}
 		c := NewClient(dial("caller"), ClientOptions{MaxAttempts: 1})
@@ -422,6 +435,55 @@ func TestShutdownFinishesRunningHandlers(t *testing.T) {
 			t.Errorf("Handle after Shutdown = %v", err)
 		}
 	})
+}
+
+// An InlineHandler's quick requests are answered while one of its slow
+// ones (run on a goroutine of its own) is still working.
+func TestInlineHandlerRunsSlowRequestsElsewhere(t *testing.T) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+		in, release := make(chan struct{}), make(chan struct{})
+		h := splitHandler{slow: func() { close(in); <-release }}
+		srv := NewServer(dial("svc"), ServerOptions{})
+		defer srv.Close()
+		if err := srv.Handle(t.Context(), healthTopic, h); err != nil {
+			t.Fatal(err)
+		}
+		c := NewClient(dial("caller"), ClientOptions{MaxAttempts: 1})
+		slow := make(chan error, 1)
+		go func() {
+			_, err := c.Call(t.Context(), healthTopic, &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{Start: &eventbusv1.LifecycleRequest{}}})
+			slow <- err
+		}()
+		<-in
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		for i := range 3 {
+			if _, err := c.Call(ctx, healthTopic, healthReq()); err != nil {
+				t.Fatalf("quick call %d while a slow one runs: %v", i, err)
+			}
+		}
+		close(release)
+		if err := <-slow; err != nil {
+			t.Errorf("slow call = %v", err)
+		}
+		if st := srv.Stats(); st.Handled != 4 || st.Received != 4 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+// splitHandler answers health checks inline and runs everything else,
+// after calling slow, on a goroutine of its own.
+type splitHandler struct{ slow func() }
+
+func (h splitHandler) Inline(r *Request) bool { return r.Call.GetHealthCheck() != nil }
+
+func (h splitHandler) ServeRPC(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
+	if r.Call.GetHealthCheck() == nil {
+		h.slow()
+		return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Start{Start: &eventbusv1.LifecycleResponse{}}}, nil
+	}
+	return healthy(ctx, r)
 }
 
 // An in-process caller and a service behind the socket (the agent calling

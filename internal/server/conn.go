@@ -23,22 +23,24 @@ import (
 // the subscriptions map and the topic cache; the writer goroutine flushes
 // out. Deliver (called by publishers) and the reader append to out under mu.
 //
-// Another connection's reader that delivers to this one does not wake the
-// writer: it notes the connection in its pending list and, when it has
-// handled everything it read and is about to read again, writes out from
-// its own goroutine (flushInline), without blocking. That saves a
-// goroutine hand-off per message on the request/reply path and writes a
-// whole read batch's deliveries at once (nats-server's model). Whatever
-// the inline write cannot send at once is left to the writer.
+// A publisher that publishes with an eventbus.Batch (another connection's
+// reader, an in-process requester) does not wake the writer: the
+// connection defers itself into the batch, and when the publisher is done
+// (the reader has handled everything it read and is about to read again)
+// it writes out from the publisher's goroutine (Flush), without blocking.
+// That saves a goroutine hand-off per message on the request/reply path
+// and writes a whole read batch's deliveries at once (nats-server's
+// model). Whatever the inline write cannot send at once is left to the
+// writer.
 type conn struct {
 	srv *Server
 	nc  net.Conn
 	raw syscall.RawConn // nc's, for writes that must not block; nil for TLS: the writer writes
 	log *slog.Logger    // written by the reader during the handshake, before anyone else reads it
-	pub *pubContext     // the reader publishes with it
+	pub *eventbus.Batch // the reader publishes with it; flushed before each read
 
-	writeMu sync.Mutex       // held while writing to nc: by the writer, or inline by a publisher's reader
-	try     nonBlockingWrite // flushInline's, under writeMu
+	writeMu sync.Mutex       // held while writing to nc: by the writer, or by a publisher's Flush
+	try     nonBlockingWrite // Flush's, under writeMu
 
 	mu      sync.Mutex
 	out     []byte // frames waiting for the writer
@@ -64,21 +66,10 @@ type conn struct {
 	topics    wire.Interner
 	identity  string           // set by the handshake
 	authCache map[string]error // publish decisions by topic (Authorizer)
-	pending   []*conn          // connections this reader delivered to and has not flushed
 }
 
-// pubContext is the context a connection's reader publishes with. The
-// broker passes it to the sinks it delivers to (eventbus.Sink.Deliver),
-// so a receiving connection knows the delivery comes from a reader that
-// will flush it at the end of its batch.
-type pubContext struct {
-	context.Context
-	c *conn
-}
-
-// maxInlineFlush bounds what a reader writes inline for another
-// connection, in bytes; a larger batch is left to that connection's
-// writer.
+// maxInlineFlush bounds what a publisher's Flush writes for a
+// connection, in bytes; a larger batch is left to the connection's writer.
 const maxInlineFlush = 1 << 10
 
 // maxSpare is the largest batch buffer a connection keeps for the next
@@ -92,7 +83,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		subs: make(map[uint32]*eventbus.Subscription), authCache: map[string]error{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.pub = &pubContext{Context: c.ctx, c: c}
+	c.pub = &eventbus.Batch{Context: c.ctx}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -110,17 +101,17 @@ func newConn(s *Server, nc net.Conn) *conn {
 // pay for resetting a timer on every read.
 type deadlineReader struct {
 	nc      net.Conn
-	c       *conn         // its pending deliveries are flushed before each read
-	done    *atomic.Bool  // the connection is closed: read nothing more
-	timeout time.Duration // 0: leave the deadline as set
-	armed   time.Time     // the read deadline currently set
+	batch   *eventbus.Batch // flushed before each read
+	done    *atomic.Bool    // the connection is closed: read nothing more
+	timeout time.Duration   // 0: leave the deadline as set
+	armed   time.Time       // the read deadline currently set
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.done.Load() {
 		return 0, net.ErrClosed
 	}
-	d.c.flushPending() // everything read so far is handled: send what it delivered
+	d.batch.Flush() // everything read so far is handled: send what it delivered
 	if d.timeout > 0 {
 		if now := time.Now(); d.armed.Sub(now) < d.timeout*3/4 {
 			d.armed = now.Add(d.timeout)
@@ -132,7 +123,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 
 func (c *conn) readLoop() {
 	err := c.serve()
-	c.flushPending()
+	c.pub.Flush()
 	c.close(err)
 }
 
@@ -140,7 +131,7 @@ func (c *conn) readLoop() {
 func (c *conn) serve() error {
 	opts := &c.srv.opts
 	c.nc.SetReadDeadline(time.Now().Add(opts.HandshakeTimeout))
-	dr := &deadlineReader{nc: c.nc, c: c, done: &c.done}
+	dr := &deadlineReader{nc: c.nc, batch: c.pub, done: &c.done}
 	var magic [len(wire.Magic)]byte
 	if _, err := io.ReadFull(dr, magic[:]); err != nil {
 		return c.protocolError(fmt.Errorf("handshake: %w", err))
@@ -379,12 +370,9 @@ func (c *conn) payloadOf(m *eventbus.Message, scratch *[]byte) ([]byte, error) {
 var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
-	// The publisher is a reader of this server (it will flush us at the
-	// end of its batch) or anyone else (we wake our writer).
-	var from *conn
-	if pc, ok := ctx.(*pubContext); ok && pc.c.srv == c.srv {
-		from = pc.c
-	}
+	// A publisher with a Batch flushes us when its batch is done; for
+	// anyone else we wake our writer.
+	batch, _ := ctx.(*eventbus.Batch)
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
 		scratch := encodeBufs.Get().(*[]byte)
@@ -414,11 +402,6 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 			c.slow = true // the writer closes us: Deliver runs under the broker's locks
 		}
 		c.mu.Unlock()
-		if from != nil {
-			// The publisher may now wait for room here: what it delivered
-			// elsewhere must not wait with it.
-			from.handOffPending()
-		}
 		if disconnect {
 			c.signal()
 			return errSlowConsumer
@@ -430,39 +413,20 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 	c.mu.Unlock()
 	switch {
 	case !wasEmpty: // whoever made out non-empty flushes it
-	case from != nil && c.raw != nil:
-		from.pending = append(from.pending, c) // the publisher's reader goroutine: we run on it
+	case batch != nil && c.raw != nil:
+		batch.Defer(c) // the publisher's goroutine: we run on it
 	default:
 		c.signal()
 	}
 	return nil
 }
 
-// flushPending writes out what this reader delivered to other connections
-// (and to its own) since its last read. Reader goroutine only.
-func (c *conn) flushPending() {
-	for i, t := range c.pending {
-		t.flushInline()
-		c.pending[i] = nil
-	}
-	c.pending = c.pending[:0]
-}
-
-// handOffPending leaves what this reader delivered to the connections'
-// writers. Reader goroutine only.
-func (c *conn) handOffPending() {
-	for i, t := range c.pending {
-		t.signal()
-		c.pending[i] = nil
-	}
-	c.pending = c.pending[:0]
-}
-
-// flushInline writes out from the calling goroutine without blocking: if
-// no write is in progress and the batch is small, it writes what the
-// socket takes now and leaves the rest (and anything it cannot write now)
-// to the writer.
-func (c *conn) flushInline() {
+// Flush implements eventbus.Flusher: it writes out from the calling
+// goroutine (a publisher whose Batch deferred us) without blocking. If no
+// write is in progress and the batch is small, it writes what the socket
+// takes now and leaves the rest (and anything it cannot write now) to the
+// writer.
+func (c *conn) Flush() {
 	if !c.writeMu.TryLock() {
 		c.signal() // the writer is busy: it takes out after this write
 		return

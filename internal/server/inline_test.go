@@ -9,7 +9,7 @@ import (
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
-// A reader writes another connection's small batches itself (flushInline).
+// A reader writes another connection's small batches itself (conn.Flush).
 // When the subscriber stops reading and its socket fills, what the inline
 // write could not send must go out first, before anything appended since,
 // and nothing may be lost.
