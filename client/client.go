@@ -333,7 +333,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		return fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
 	}
 	if c.ip != nil {
-		return c.ip.publish(c, name, replyTo, payload, value, prio, inline)
+		return c.ip.publish(c, name, replyTo, payload, value, prio)
 	}
 	if payload == nil && value != nil {
 		// Over a socket a value must be encoded (eventbus.Message.Value).

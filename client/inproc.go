@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/daemoneye/daemoneye/eventbus"
 )
@@ -18,9 +17,6 @@ type inproc struct {
 	inbox *eventbus.Subscriber // the reply inbox's: a sink, made with the inbox
 }
 
-// batches holds the Batches of inline publishes.
-var batches = sync.Pool{New: func() any { return new(eventbus.Batch) }}
-
 func newInproc(b *eventbus.Broker, name string) *inproc {
 	if name == "" {
 		name = "inproc"
@@ -33,25 +29,15 @@ func newInproc(b *eventbus.Broker, name string) *inproc {
 // are kept for AsyncErr, as the server reports them; a refusal of the
 // message itself is returned.
 //
-// inline (a request or a reply, awaited by someone) publishes with an
-// eventbus.Batch and flushes it before returning: a socket connection it
-// delivered to is written from this goroutine, without waking its writer.
-func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value any, prio eventbus.Priority, inline bool) error {
+// A socket connection the message goes to is written by its own writer
+// goroutine, not from here (with an eventbus.Batch): measured both ways,
+// writing from here gained nothing across processes and cost 20 µs per
+// call in one process (BenchmarkCall/agent/seq, 39 → 60 µs p50).
+func (ip *inproc) publish(c *Conn, name, replyTo string, payload []byte, value any, prio eventbus.Priority) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	m := eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload), Value: value}
-	var err error
-	if inline {
-		bt := batches.Get().(*eventbus.Batch)
-		bt.Context = c.ctx
-		err = ip.b.Publish(bt, m)
-		bt.Flush()
-		bt.Context = nil
-		batches.Put(bt)
-	} else {
-		err = ip.b.Publish(c.ctx, m)
-	}
+	err := ip.b.Publish(c.ctx, eventbus.Message{Topic: name, Reply: replyTo, Priority: prio, Payload: bytes.Clone(payload), Value: value})
 	if err == nil {
 		c.published.Add(1)
 		return nil

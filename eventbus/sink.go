@@ -41,8 +41,8 @@ type Sink interface {
 // its own; the publisher calls Flush when its batch is done, and each
 // sink then writes from the publisher's goroutine. That saves a goroutine
 // hand-off per message where latency matters: a network server's reader
-// flushes once per read (nats-server's model), and an in-process requester
-// right after publishing its request. The broker flushes a Batch itself
+// publishes everything it read with one Batch and flushes it before it
+// reads again (nats-server's model). The broker flushes a Batch itself
 // before the publisher waits for room (OverflowBlock), so that nothing
 // deferred waits with it.
 //
