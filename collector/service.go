@@ -156,7 +156,7 @@ func Serve(ctx context.Context, srv *rpc.Server, id string, c Collector) error {
 //
 // The handler is an rpc.InlineHandler: health checks and capabilities
 // (and requests refused for their topic) are answered inline; the other
-// operations, which may take time, on a goroutine each.
+// operations, which may take time, on the Server's workers.
 func Handler(id string, c Collector) rpc.Handler {
 	return handler{id: id, c: c}
 }

@@ -39,9 +39,9 @@
 // goroutine that reads its connection. It runs the handler there if the
 // handler is an InlineHandler that says the request is quick (no
 // goroutine hand-off: the fastest path, see BENCHMARKS.md), or else on a
-// goroutine of its own; at most ServerOptions.MaxConcurrent run at once,
-// and a request beyond that is answered UNAVAILABLE at once so the caller
-// can retry elsewhere. Requests whose schema major version differs from
+// worker goroutine (kept for the next request); at most
+// ServerOptions.MaxConcurrent run at once, and a request beyond that is
+// answered UNAVAILABLE at once so the caller can retry elsewhere. Requests whose schema major version differs from
 // envelope.VersionMajor are refused with code "version_unsupported";
 // older and newer minor versions are served (unknown fields are skipped).
 // Shutdown stops taking requests and waits for the running handlers; Close

@@ -50,7 +50,7 @@ type Handler interface {
 // handler and its answer goes out with no hand-off between goroutines: on
 // a 2-core machine that saves tens of microseconds per call (see
 // BENCHMARKS.md). While such a handler runs, nothing else arrives on the
-// connection. Other requests run on a goroutine each.
+// connection. Other requests run on the Server's worker goroutines.
 type InlineHandler interface {
 	Handler
 	// Inline reports whether ServeRPC answers req quickly without
@@ -118,7 +118,7 @@ type ServerStats struct {
 // Server answers RPC requests on a Conn: it subscribes to the patterns
 // given to Handle, decodes each request on the goroutine that reads the
 // connection, runs its handler there (an InlineHandler's quick requests)
-// or on a goroutine of its own, with the request's deadline, and publishes
+// or on a worker goroutine, with the request's deadline, and publishes
 // the response to the caller's reply topic. Shutdown stops it gracefully,
 // Close at once. A Server is safe for concurrent use.
 type Server struct {
@@ -133,6 +133,10 @@ type Server struct {
 	closed bool
 	subs   []*client.Subscription
 	wg     sync.WaitGroup // requests being served; Add from zero only under mu while !closed (see enter)
+
+	work    chan job       // to an idle worker; unbuffered
+	quit    chan struct{}  // closed by stop: idle workers return
+	workers sync.WaitGroup // the workers; waited for after wg
 
 	received, handled, failed, rejected, expired, malformed, replyFailed atomic.Uint64
 }
@@ -151,7 +155,7 @@ func NewServer(conn *client.Conn, opts ServerOptions) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{conn: conn, opts: opts, ctx: ctx, cancel: cancel, log: log}
+	return &Server{conn: conn, opts: opts, ctx: ctx, cancel: cancel, log: log, work: make(chan job), quit: make(chan struct{})}
 }
 
 // ID returns the instance id the Server answers as.
@@ -214,7 +218,7 @@ func (s *Server) Stats() ServerStats {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.workers.Wait(); close(done) }()
 	select {
 	case <-done:
 		s.cancel()
@@ -232,11 +236,15 @@ func (s *Server) Close() error {
 	s.stop()
 	s.cancel()
 	s.wg.Wait()
+	s.workers.Wait()
 	return nil
 }
 
 func (s *Server) stop() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.quit)
+	}
 	s.closed = true
 	subs := s.subs
 	s.subs = nil
@@ -249,8 +257,8 @@ func (s *Server) stop() {
 // receive handles one request from a subscription, on the goroutine that
 // reads the connection (Inline): it decodes and checks the request, and
 // runs the handler there if it is an InlineHandler's quick request, or
-// else on a goroutine of its own. A request it cannot run is answered at
-// once. m is reused after receive returns.
+// else on a worker. A request it cannot run is answered at once. m is
+// reused after receive returns.
 func (s *Server) receive(m *client.Msg, h Handler) {
 	s.received.Add(1)
 	at := time.Now()
@@ -327,10 +335,38 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 		s.running.Add(-1)
 		return
 	}
-	s.wg.Go(func() { // the count enter took is still held: Add is not from zero
-		s.run(req, reply, at, deadline, h)
+	s.wg.Add(1) // the count enter took is still held: not an Add from zero
+	j := job{req: req, reply: reply, received: at, deadline: deadline, h: h}
+	select {
+	case s.work <- j: // an idle worker took it
+	default:
+		s.workers.Go(func() { s.worker(j) })
+	}
+}
+
+// job is a request for a worker: its handler may block.
+type job struct {
+	req                *Request
+	reply              string
+	received, deadline time.Time
+	h                  Handler
+}
+
+// worker runs j and then the jobs handed to it, until the Server stops.
+// Workers stay, so a request costs a hand-off to an idle one rather than
+// a new goroutine whose stack grows again; there are at most as many as
+// ran at once (MaxConcurrent).
+func (s *Server) worker(j job) {
+	for {
+		s.run(j.req, j.reply, j.received, j.deadline, j.h)
 		s.running.Add(-1)
-	})
+		s.wg.Done()
+		select {
+		case j = <-s.work:
+		case <-s.quit:
+			return
+		}
+	}
 }
 
 func (s *Server) run(req *Request, reply string, received, deadline time.Time, h Handler) {
