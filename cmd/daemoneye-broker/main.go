@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/command"
 	"github.com/daemoneye/daemoneye/internal/config"
 	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/internal/transport"
@@ -137,11 +137,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := command.Logger(os.Stderr, verbose)
 
 	auth := server.Auth{
 		Peers:     transport.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},

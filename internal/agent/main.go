@@ -2,15 +2,14 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
 	"github.com/daemoneye/daemoneye/detect"
+	"github.com/daemoneye/daemoneye/internal/command"
 	"github.com/daemoneye/daemoneye/internal/config"
 	"github.com/daemoneye/daemoneye/internal/procmond"
 	"github.com/daemoneye/daemoneye/internal/transport"
@@ -82,21 +81,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	webhook := fs.String("webhook", "", "also POST alerts as JSON to this URL (retried with backoff)")
 	interval := fs.Duration("interval", 0, "procmond's scan interval (default 2s)")
 	verbose := fs.Bool("v", false, "log debug detail")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := command.ParseFlags(fs, args, stderr); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "daemoneye-agent: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := command.Logger(stderr, *verbose)
 
 	var file File
 	if *configPath != "" {

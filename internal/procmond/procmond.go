@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector/process"
+	"github.com/daemoneye/daemoneye/internal/command"
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
@@ -39,21 +39,10 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
 	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor (the agent passes it)")
 	verbose := fs.Bool("v", false, "log debug detail")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := command.ParseFlags(fs, args, stderr); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "procmond: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("collector", *id)
+	log := command.Logger(stderr, *verbose).With("collector", *id)
 	token, err := readToken(*tokenFile, *tokenFD)
 	if err != nil {
 		log.Error("procmond: " + err.Error())
