@@ -445,6 +445,8 @@ func TestInlineHandlerRunsSlowRequestsElsewhere(t *testing.T) {
 		h := splitHandler{slow: func() { close(in); <-release }}
 		srv := NewServer(dial("svc"), ServerOptions{})
 		defer srv.Close()
+		unblock := sync.OnceFunc(func() { close(release) })
+		defer unblock() // before Close, if the test fails early
 		if err := srv.Handle(t.Context(), healthTopic, h); err != nil {
 			t.Fatal(err)
 		}
@@ -462,7 +464,7 @@ func TestInlineHandlerRunsSlowRequestsElsewhere(t *testing.T) {
 				t.Fatalf("quick call %d while a slow one runs: %v", i, err)
 			}
 		}
-		close(release)
+		unblock()
 		if err := <-slow; err != nil {
 			t.Errorf("slow call = %v", err)
 		}
