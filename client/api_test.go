@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,4 +324,81 @@ func TestAPIInlineSubscribeFunc(t *testing.T) {
 			t.Errorf("request to an inline responder: reply %q", r.Payload)
 		}
 	})
+}
+
+// Subscription.Drain: what the broker routed before the drain still
+// reaches the subscription, even while its function is busy; nothing
+// routed after it does.
+func TestAPISubscriptionDrain(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			eachTransport(t, func(t *testing.T, dial func(string) *Conn) {
+				sub, pub := dial("sub"), dial("pub")
+				busy, release := make(chan struct{}), make(chan struct{})
+				var mu sync.Mutex
+				var got []string
+				s, err := sub.SubscribeFunc(t.Context(), "events.#", SubscribeOptions{Inline: inline}, func(m *Msg) {
+					if string(m.Payload) == "0" {
+						close(busy)
+						<-release
+					}
+					mu.Lock()
+					got = append(got, string(m.Payload))
+					mu.Unlock()
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 50 {
+					pub.Publish("events.a", fmt.Appendf(nil, "%d", i))
+				}
+				if err := pub.Flush(t.Context()); err != nil { // all 50 routed to sub
+					t.Fatal(err)
+				}
+				<-busy
+				drained := make(chan error, 1)
+				go func() { drained <- s.Drain(t.Context()) }()
+				// Let the function go on only once the drain has begun (or,
+				// were Drain an Unsubscribe, the subscription has ended).
+				for {
+					sub.mu.Lock()
+					begun := s.draining.Load() || sub.subs[s.sid] != s
+					sub.mu.Unlock()
+					if begun {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				close(release)
+				if err := <-drained; err != nil {
+					t.Fatalf("Drain = %v", err)
+				}
+				pub.Publish("events.a", []byte("late"))
+				if err := pub.Flush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if err := sub.Flush(t.Context()); err != nil { // anything routed to sub has arrived
+					t.Fatal(err)
+				}
+				// An Inline function has had all 50 when Drain returns; the
+				// goroutine of another may still be reading its channel.
+				for wait := time.Now().Add(5 * time.Second); !inline && time.Now().Before(wait); time.Sleep(time.Millisecond) {
+					mu.Lock()
+					n := len(got)
+					mu.Unlock()
+					if n >= 50 {
+						break
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(got) != 50 || got[49] != "49" {
+					t.Errorf("the function got %d messages (last %q), want the 50 published before Drain", len(got), got[len(got)-1])
+				}
+				if _, ok := <-s.C(); ok {
+					t.Error("the subscription's channel is still open after Drain")
+				}
+			})
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -809,7 +810,7 @@ func (c *Conn) reconnect() *session {
 		// Subscriptions made or ended while restore ran.
 		var frames []byte
 		for _, s := range c.sortedSubsLocked() {
-			if !restored[s.sid] {
+			if !restored[s.sid] && !s.draining.Load() {
 				frames = s.appendSubscribe(frames)
 			}
 			delete(restored, s.sid)
@@ -836,6 +837,7 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 	c.mu.Lock()
 	subs := c.sortedSubsLocked()
 	c.mu.Unlock()
+	subs = slices.DeleteFunc(subs, func(s *Subscription) bool { return s.draining.Load() }) // ending: not again
 	var frames []byte
 	for _, s := range subs {
 		frames = s.appendSubscribe(frames)

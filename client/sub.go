@@ -39,8 +39,11 @@ type SubscribeOptions struct {
 	// But while fn runs, nothing else arrives on the Conn: no message for
 	// other subscriptions, no reply to a request. So fn must return
 	// quickly, and must not wait for anything that arrives on this Conn (a
-	// Request on it would wait out its context). Publishing is fine.
-	// Messages do not queue for fn, and Buffer is unused. In process, fn
+	// Request on it would wait out its context). It may publish, but a
+	// publish can block it: a reply (Respond) is written from fn's
+	// goroutine, and any publish waits, up to WriteTimeout, when the
+	// Conn's send buffer is full. Messages do not queue for fn, and Buffer
+	// is unused. In process, fn
 	// runs on the goroutine that takes the subscription's messages from the
 	// broker.
 	Inline bool
@@ -62,7 +65,7 @@ type Subscription struct {
 	es       *eventbus.Subscription
 	stop     chan struct{} // closed by Unsubscribe; the pump closes ch
 	pumped   chan struct{} // closed when the pump has ended
-	draining atomic.Bool   // Drain ended the broker's side: not an error
+	draining atomic.Bool   // Drain is ending it: not an error in process, not restored after a reconnect
 }
 
 // C returns the channel messages arrive on. It is closed when the
@@ -192,6 +195,50 @@ func (s *Subscription) Unsubscribe() error {
 	}
 	c.mu.Unlock()
 	c.signal()
+	return nil
+}
+
+// Drain ends the subscription gently: the broker stops sending to it at
+// once, and what it sent before that still reaches the subscription before
+// Drain returns: its channel (a SubscribeFunc's goroutine may still be
+// working through it), or an Inline function, which has returned for each
+// by then. Then the subscription ends, as with Unsubscribe. If ctx ends first, it ends the
+// subscription at once and returns ctx's error. Over a socket it waits for
+// the server to confirm (as Flush does), so an Inline function that is
+// still running holds it up.
+func (s *Subscription) Drain(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	if c.subs[s.sid] != s || s.draining.Load() {
+		c.mu.Unlock()
+		return nil
+	}
+	s.draining.Store(true)
+	if s.es != nil { // in process: the pump forwards what is queued, then ends
+		c.mu.Unlock()
+		s.es.Drain()
+		select {
+		case <-s.pumped:
+			return nil
+		case <-ctx.Done():
+			s.Unsubscribe()
+			return fmt.Errorf("client: drain %q: %w", s.pattern, ctx.Err())
+		}
+	}
+	if c.sess != nil {
+		c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+	}
+	c.mu.Unlock()
+	c.signal()
+	// Deliveries the server sent before it handled the unsubscribe arrive
+	// before the pong.
+	err := c.Flush(ctx)
+	c.mu.Lock()
+	c.endSubLocked(s)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("client: drain %q: %w", s.pattern, err)
+	}
 	return nil
 }
 

@@ -390,8 +390,10 @@ func TestMalformedRequestsAreAnswered(t *testing.T) {
 	})
 }
 
-// Shutdown lets a running handler answer, then the service is gone:
-// whether the handler runs on a goroutine of its own or inline.
+// Shutdown lets a running handler answer and serves the requests already
+// on their way to the service, then the service is gone: whether the
+// handler runs on a worker or inline (where the busy handler holds up the
+// reading of the waiting requests).
 func TestShutdownFinishesRunningHandlers(t *testing.T) {
 	for _, inline := range []bool{false, true} {
 		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) { testShutdownFinishes(t, inline) })
@@ -402,9 +404,9 @@ func testShutdownFinishes(t *testing.T, inline bool) {
 	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		in, release := make(chan struct{}), make(chan struct{})
 		srv := NewServer(dial("svc"), ServerOptions{})
+		var once sync.Once
 		fn := func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {
-			close(in)
-			<-release
+			once.Do(func() { close(in); <-release })
 			return healthy(ctx, r)
 		}
 		var h Handler = HandlerFunc(fn)
@@ -414,19 +416,38 @@ func testShutdownFinishes(t *testing.T, inline bool) {
 		if err := srv.Handle(t.Context(), healthTopic, h); err != nil {
 			t.Fatal(err)
 		}
-		c := NewClient(dial("caller"), ClientOptions{MaxAttempts: 1})
-		first := make(chan error, 1)
-		go func() { _, err := c.Call(t.Context(), healthTopic, healthReq()); first <- err }()
+		conn := dial("caller")
+		c := NewClient(conn, ClientOptions{MaxAttempts: 1})
+		const calls = 6
+		results := make(chan error, calls)
+		call := func() { _, err := c.Call(t.Context(), healthTopic, healthReq()); results <- err }
+		go call()
 		<-in
+		// Five more while the handler is busy, routed to the service before
+		// Shutdown begins.
+		for range calls - 1 {
+			go call()
+		}
+		for conn.Stats().Published < calls {
+			time.Sleep(time.Millisecond)
+		}
+		if err := conn.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 		shut := make(chan error, 1)
 		go func() { shut <- srv.Shutdown(t.Context()) }()
 		time.Sleep(20 * time.Millisecond)
 		close(release)
-		if err := <-first; err != nil {
-			t.Errorf("the call running during Shutdown = %v", err)
+		for i := range calls {
+			if err := <-results; err != nil {
+				t.Errorf("call %d of those on their way during Shutdown = %v", i, err)
+			}
 		}
 		if err := <-shut; err != nil {
 			t.Errorf("Shutdown = %v", err)
+		}
+		if st := srv.Stats(); st.Received != calls || st.Handled != calls {
+			t.Errorf("stats %+v, want %d received and handled", st, calls)
 		}
 		if _, err := c.Call(t.Context(), healthTopic, healthReq()); !errors.Is(err, ErrNoResponders) {
 			t.Errorf("call after Shutdown = %v, want ErrNoResponders", err)
@@ -560,3 +581,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 var _ = timestamppb.Now
+
+// A request that reaches a Server after Close (it was on its way) is
+// refused with an answer the caller can use: it names the request, and
+// says to retry elsewhere.
+func TestRequestAfterCloseIsRefusedRetryably(t *testing.T) {
+	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
+		svc, caller := dial("svc"), dial("caller")
+		inbox, err := caller.Subscribe(t.Context(), client.InboxPrefix+"test.+", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := NewServer(svc, ServerOptions{})
+		srv.Close()
+		req := healthReq()
+		req.RequestId, req.Operation = "req-1", eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK
+		payload, err := proto.Marshal(envelope.New(healthTopic, time.Now(), &eventbusv1.RpcRequestPayload{Request: req}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.receive(&client.Msg{Topic: healthTopic, Reply: client.InboxPrefix + "test.1", Payload: payload}, HandlerFunc(healthy))
+		var reply client.Msg
+		select {
+		case reply = <-inbox.C():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no answer to a request after Close")
+		}
+		resp, err := decodeResponse(&reply, req)
+		if err != nil {
+			t.Fatalf("the answer cannot be used: %v", err)
+		}
+		if e := resp.GetError(); resp.GetStatus() != eventbusv1.RpcStatus_RPC_STATUS_UNAVAILABLE || e.GetCode() != CodeShuttingDown || !e.GetRetryable() {
+			t.Errorf("answer %v, want UNAVAILABLE shutting_down, retryable", resp)
+		}
+		if st := srv.Stats(); st.Received != 1 || st.Rejected != 1 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}

@@ -208,14 +208,23 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// Shutdown stops taking requests: it unsubscribes, so new requests go to
-// other instances of the queue group or fail with no responders. The
-// requests already received are handled, and Shutdown waits for their
-// handlers. If ctx ends first, it cancels the handlers' contexts, waits
-// for them to return, and returns ctx's error. A request that still
-// arrives (it was on its way when the Server unsubscribed) is answered
-// UNAVAILABLE, code "shutting_down". It does not close the Conn.
+// Shutdown stops taking requests gracefully. It drains the Server's
+// subscriptions (Subscription.Drain): the broker sends new requests to
+// other instances of the queue group, or fails them with no responders,
+// while the requests already on their way are still received and
+// handled. Then it waits for the running handlers. If ctx ends first, it
+// ends the subscriptions at once (requests not yet received are lost:
+// their callers time out, or retry elsewhere if idempotent), cancels the
+// handlers' contexts, waits for them to return, and returns ctx's error.
+// It does not close the Conn.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.Drain(ctx) // on ctx's end it unsubscribes, and the wait below reports ctx's error
+	}
 	s.stop()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); s.workers.Wait(); close(done) }()
@@ -230,8 +239,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops taking requests, cancels the running handlers' contexts and
-// waits for them to return.
+// Close stops taking requests at once (requests on their way are lost),
+// cancels the running handlers' contexts and waits for them to return.
+//
+// The Server owns its goroutines: Close or Shutdown it to release them.
+// Closing its Conn alone does not.
 func (s *Server) Close() error {
 	s.stop()
 	s.cancel()
@@ -262,18 +274,6 @@ func (s *Server) stop() {
 func (s *Server) receive(m *client.Msg, h Handler) {
 	s.received.Add(1)
 	at := time.Now()
-	if !s.enter() { // unsubscribed: what still arrives is answered
-		if m.Reply != "" {
-			s.rejected.Add(1)
-			req := &Request{Topic: m.Topic}
-			s.answer(req, m.Reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeShuttingDown,
-				"the service is shutting down; retry on another instance"), nil)
-		} else {
-			s.malformed.Add(1)
-		}
-		return
-	}
-	defer s.wg.Done()
 	if m.Reply == "" {
 		s.malformed.Add(1)
 		s.log.Debug("rpc: dropped a message with no reply topic", "topic", m.Topic)
@@ -316,6 +316,13 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 			return
 		}
 	}
+	if !s.enter() { // closed: a request that still arrives is refused, retryably
+		s.rejected.Add(1)
+		s.answer(req, reply, at, at, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNAVAILABLE, CodeShuttingDown,
+			"the service is shutting down; retry on another instance"), nil)
+		return
+	}
+	defer s.wg.Done()
 	if s.running.Add(1) > int32(s.opts.MaxConcurrent) {
 		s.running.Add(-1)
 		s.rejected.Add(1)
@@ -354,8 +361,8 @@ type job struct {
 
 // worker runs j and then the jobs handed to it, until the Server stops.
 // Workers stay, so a request costs a hand-off to an idle one rather than
-// a new goroutine whose stack grows again; there are at most as many as
-// ran at once (MaxConcurrent).
+// a new goroutine whose stack grows again; there are about as many as
+// handlers ran at once (MaxConcurrent, give or take one that is finishing).
 func (s *Server) worker(j job) {
 	for {
 		s.run(j.req, j.reply, j.received, j.deadline, j.h)
