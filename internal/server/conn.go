@@ -24,7 +24,7 @@ import (
 // out. Deliver (called by publishers) and the reader append to out under mu.
 //
 // A publisher that publishes with an eventbus.Batch (another connection's
-// reader, an in-process requester) does not wake the writer: the
+// reader, or this one's) does not wake the writer: the
 // connection defers itself into the batch, and when the publisher is done
 // (the reader has handled everything it read and is about to read again)
 // it writes out from the publisher's goroutine (Flush), without blocking.
