@@ -1,7 +1,10 @@
 package detect
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -153,4 +156,40 @@ func FuzzParse(f *testing.F) {
 		e := NewEngine(rules, Options{})
 		e.Evaluate(event{subtype: created, proc: proc(1, "x", "/tmp/x")}.envelope(), time.Now())
 	})
+}
+
+// A rules file is bounded like the configuration file: one of
+// MaxRulesSize bytes loads, one byte more is refused with an error that
+// names the limit, before anything is decoded.
+func TestLoadFileSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		size int
+		err  string // substring; empty: loads
+	}{
+		{"at the limit", MaxRulesSize, ""},
+		{"one byte over", MaxRulesSize + 1, "larger than 1048576 bytes (1 MiB), the limit for a rules file"},
+		{"100 MB", 100 << 20, "larger than 1048576 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			head := "rules:\n  - {id: a, title: A, severity: low, expression: 'true'}\n#"
+			data := append([]byte(head), bytes.Repeat([]byte("x"), tc.size-len(head)-1)...)
+			data = append(data, '\n')
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rules, err := LoadFile(path)
+			if tc.err == "" {
+				if err != nil || len(rules) != 1 {
+					t.Fatalf("LoadFile = %d rules, %v; want 1 rule", len(rules), err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidRule) || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("LoadFile = %v, want ErrInvalidRule naming %s and containing %q", err, path, tc.err)
+			}
+		})
+	}
 }

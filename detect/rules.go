@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -17,6 +18,11 @@ import (
 // ErrInvalidRule: a rule file or a rule is not valid; the message names
 // the rule and says what is wrong.
 var ErrInvalidRule = errors.New("detect: invalid rule")
+
+// MaxRulesSize bounds a rules file (or what Parse reads), in bytes: 1 MiB
+// holds thousands of rules, and a larger file is refused before it is
+// decoded rather than held in memory.
+const MaxRulesSize = 1 << 20
 
 // Rule is one detection: a CEL expression over a process event, and what
 // to say when it holds.
@@ -57,7 +63,8 @@ func Builtin() ([]*Rule, error) {
 	return Parse(strings.NewReader(builtinYAML), "builtin.yaml")
 }
 
-// LoadFile reads rules from a YAML file (see Parse).
+// LoadFile reads rules from a YAML file (see Parse) of at most
+// MaxRulesSize bytes.
 func LoadFile(path string) ([]*Rule, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -72,9 +79,18 @@ func LoadFile(path string) ([]*Rule, error) {
 // A key that does not exist, a duplicate id, a missing field or an
 // expression that does not compile to a boolean is an error wrapping
 // ErrInvalidRule that names the rule. Disabled rules are left out. name
-// identifies the source in errors.
+// identifies the source in errors. Input longer than MaxRulesSize bytes is
+// refused with ErrInvalidRule.
 func Parse(r io.Reader, name string) ([]*Rule, error) {
-	dec := yaml.NewDecoder(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxRulesSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("detect: read %s: %w", name, err)
+	}
+	if len(data) > MaxRulesSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes (1 MiB), the limit for a rules file: remove rules or split them across agents",
+			ErrInvalidRule, name, MaxRulesSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var f ruleFile
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
