@@ -277,18 +277,37 @@ func stopStep(sig syscall.Signal) string {
 	return sig.String()
 }
 
+// exitReason says how a collector's process ended, from Wait's error:
+// "exited with status 2", "killed by signal 9 (killed)".
 func exitReason(err error) string {
+	if err == nil {
+		return "exited with status 0"
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by " + ws.Signal().String()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			return waitReason(ws)
 		}
-		return fmt.Sprintf("exit status %d", ee.ExitCode())
-	}
-	if err == nil {
-		return "exit status 0"
+		return fmt.Sprintf("exited with status %d", ee.ExitCode())
 	}
 	return err.Error()
+}
+
+// waitReason says what a wait status means, in words.
+func waitReason(ws syscall.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exited with status %d", ws.ExitStatus())
+	case ws.Signaled():
+		why := fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+		if ws.CoreDump() {
+			why += ", core dumped"
+		}
+		return why
+	case ws.Stopped():
+		return fmt.Sprintf("stopped by signal %d (%s)", int(ws.StopSignal()), ws.StopSignal())
+	}
+	return fmt.Sprintf("ended with wait status %#x", uint32(ws))
 }
 
 // watchHealth logs when a collector's heartbeats say it is degraded or

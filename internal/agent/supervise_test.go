@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,8 +87,8 @@ func TestRestartLimit(t *testing.T) {
 	for {
 		st := a.Statuses()[0]
 		if st.State == StateFailed {
-			if st.Restarts != 2 || st.LastExit != "exit status 3" {
-				t.Errorf("failed after %d restarts, last exit %q; want 2 and exit status 3", st.Restarts, st.LastExit)
+			if st.Restarts != 2 || st.LastExit != "exited with status 3" {
+				t.Errorf("failed after %d restarts, last exit %q; want 2 and exited with status 3", st.Restarts, st.LastExit)
 			}
 			return
 		}
@@ -128,5 +130,40 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 			t.Fatal("the collector did not start")
 		}
 		pid = a.Statuses()[0].PID
+	}
+}
+
+// Exit reasons are words: the status a collector exited with, or the
+// signal that killed it, by number and name.
+func TestExitReason(t *testing.T) {
+	for _, tc := range []struct {
+		ws   syscall.WaitStatus
+		want string
+	}{
+		{0, "exited with status 0"},
+		{2 << 8, "exited with status 2"},
+		{255 << 8, "exited with status 255"},
+		{syscall.WaitStatus(syscall.SIGKILL), "killed by signal 9 (killed)"},
+		{syscall.WaitStatus(syscall.SIGTERM), "killed by signal 15 (terminated)"},
+		{syscall.WaitStatus(syscall.SIGSEGV) | 0x80, "killed by signal 11 (segmentation fault), core dumped"},
+		{0x7f | syscall.WaitStatus(syscall.SIGSTOP)<<8, "stopped by signal 19 (stopped (signal))"},
+	} {
+		if got := waitReason(tc.ws); got != tc.want {
+			t.Errorf("wait status %#x: %q, want %q", uint32(tc.ws), got, tc.want)
+		}
+	}
+	// The same through real processes and exec's errors.
+	for _, tc := range []struct{ script, want string }{
+		{"exit 0", "exited with status 0"},
+		{"exit 2", "exited with status 2"},
+		{"kill -KILL $$", "killed by signal 9 (killed)"},
+		{"kill -TERM $$", "killed by signal 15 (terminated)"},
+	} {
+		if got := exitReason(exec.Command("sh", "-c", tc.script).Run()); got != tc.want {
+			t.Errorf("sh -c %q: %q, want %q", tc.script, got, tc.want)
+		}
+	}
+	if got := exitReason(exec.Command("/nonexistent/collector").Run()); !strings.Contains(got, "no such file") {
+		t.Errorf("a binary that is not there: %q", got)
 	}
 }
