@@ -31,6 +31,11 @@ import (
 // {"op": "list"}, {"op": "status", "id": ID}, {"op": "restart", "id": ID}.
 const AdminTopic = "control.agent.collectors"
 
+// CollectorFailedRule is the rule id of the alert raised when the agent
+// gives up on a collector (it kept exiting or hanging, or cannot be
+// started): severity high, on the same path as detection alerts.
+const CollectorFailedRule = "collector-failed"
+
 // AlertTopic returns the topic an alert of that severity is published on:
 // events.alert.<severity>.
 func AlertTopic(s eventbusv1.AlertSeverity) string { return "events.alert." + detect.SeverityName(s) }
@@ -71,10 +76,18 @@ type Options struct {
 	// Stderr receives the collectors' logs. Default os.Stderr.
 	Stderr io.Writer
 	// Supervision: restart backoff (1 s doubling to 30 s), at most
-	// MaxRestarts (5) exits within RestartWindow (10 min) before giving
-	// up, and StopTimeout (5 s) per step of a stop.
-	RestartBackoff, MaxRestartBackoff, RestartWindow, StopTimeout time.Duration
-	MaxRestarts                                                   int
+	// MaxRestarts (5) exits or hangs within RestartWindow (10 min) before
+	// giving up, and StopTimeout (5 s) per step of a stop. A collector
+	// that sends no first heartbeat within StartTimeout (1 min) of its
+	// start is killed and started again, not counted against MaxRestarts.
+	RestartBackoff, MaxRestartBackoff, RestartWindow, StopTimeout, StartTimeout time.Duration
+	MaxRestarts                                                                 int
+	// Limits of the agent's server, as daemoneye-broker's (0: the
+	// default): MaxConns concurrent connections (DefaultMaxConns),
+	// MaxSubscriptions per connection (4096), HandshakeTimeout from
+	// accept to hello (5 s), IdleTimeout for a silent connection (2 min).
+	MaxConns, MaxSubscriptions    int
+	HandshakeTimeout, IdleTimeout time.Duration
 	// Peers admits local users on the socket besides the agent's user and
 	// root.
 	Peers transport.PeerPolicy
@@ -126,6 +139,10 @@ func (o *Options) defaults() error {
 	def(&o.MaxRestartBackoff, 30*time.Second)
 	def(&o.RestartWindow, 10*time.Minute)
 	def(&o.StopTimeout, 5*time.Second)
+	def(&o.StartTimeout, time.Minute)
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	if o.MaxRestarts <= 0 {
 		o.MaxRestarts = 5
 	}
@@ -134,6 +151,10 @@ func (o *Options) defaults() error {
 	}
 	return nil
 }
+
+// DefaultMaxConns is the agent's default connection limit: its
+// collectors, the CLI and a few subscribers.
+const DefaultMaxConns = 64
 
 // Agent is a running daemoneye-agent.
 type Agent struct {
@@ -176,7 +197,8 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	}
 	defer a.broker.Close()
 	if a.srv, err = server.New(server.Options{Broker: a.broker, Auth: server.Auth{Peers: opts.Peers, Tokens: tokens},
-		Authorizer: pol, MaxConns: 64, Logger: a.log}); err != nil {
+		Authorizer: pol, Logger: a.log,
+		MaxConns: opts.MaxConns, MaxSubscriptions: opts.MaxSubscriptions, HandshakeTimeout: opts.HandshakeTimeout, IdleTimeout: opts.IdleTimeout}); err != nil {
 		return err
 	}
 	l, err := transport.ListenUnix(a.sock)
@@ -295,21 +317,26 @@ func (a *Agent) detect(events *client.Subscription) {
 		if a.own(e) {
 			continue
 		}
-		now := time.Now()
-		for _, alert := range a.engine.Evaluate(e, now) {
-			topic := AlertTopic(alert.GetSeverity())
-			msg := envelope.New(topic, now, alert)
-			msg.Metadata.SourceId = "agent"
-			msg.Correlation = envelope.Child(e.GetCorrelation())
-			if msg.Correlation == nil {
-				msg.Correlation = envelope.NewRoot()
-			}
-			if err := a.conn.PublishMsg(&client.Msg{Topic: topic, Priority: eventbus.PriorityHigh, Value: envelope.Lazy{M: msg}}); err != nil {
-				a.log.Warn("agent: could not publish an alert", "rule", alert.GetRuleId(), "err", err)
-			}
-			a.alerts.dispatch(alert)
+		for _, alert := range a.engine.Evaluate(e, time.Now()) {
+			a.raise(alert, e.GetCorrelation())
 		}
 	}
+}
+
+// raise publishes an alert on events.alert.<severity>, in the workflow of
+// cause (nil: a new one), and hands it to the sinks.
+func (a *Agent) raise(alert *eventbusv1.Alert, cause *eventbusv1.CorrelationMetadata) {
+	topic := AlertTopic(alert.GetSeverity())
+	msg := envelope.New(topic, alert.GetTimestamp().AsTime(), alert)
+	msg.Metadata.SourceId = "agent"
+	msg.Correlation = envelope.Child(cause)
+	if msg.Correlation == nil {
+		msg.Correlation = envelope.NewRoot()
+	}
+	if err := a.conn.PublishMsg(&client.Msg{Topic: topic, Priority: eventbus.PriorityHigh, Value: envelope.Lazy{M: msg}}); err != nil {
+		a.log.Warn("agent: could not publish an alert", "rule", alert.GetRuleId(), "err", err)
+	}
+	a.alerts.dispatch(alert)
 }
 
 // own reports whether a process event is about the agent itself or a

@@ -15,9 +15,14 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Collector states, as `daemoneye-cli collectors list` shows them.
+// Collector states, as `daemoneye-cli collectors list` shows them. A
+// collector is starting from its spawn to its first heartbeat (it is
+// connecting to the bus), then running; restarting between an exit and the
+// next start; failed once the agent gave up on it (CollectorStatus.Reason
+// says why; a collector-failed alert was raised); stopped with the agent.
 const (
 	StateStarting   = "starting"
 	StateRunning    = "running"
@@ -45,12 +50,14 @@ type proc struct {
 	restarts     int
 	started      time.Time
 	lastExit     string
+	reason       string // why it is failed, for the operator
 	lastBeat     time.Time
 	beatStatus   string
 	beatInterval time.Duration
 	counters     *eventbusv1.HeartbeatCounters
 	shownHealth  string // the health last logged, for transitions
 	restartReq   chan struct{}
+	beat         chan struct{} // a heartbeat came: the supervisor moves its hang deadline
 }
 
 func newProc(spec CollectorSpec) (*proc, error) {
@@ -58,24 +65,32 @@ func newProc(spec CollectorSpec) (*proc, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	return &proc{spec: spec, token: hex.EncodeToString(b[:]), state: StateStarting, beatStatus: HealthUnknown, restartReq: make(chan struct{}, 1)}, nil
+	return &proc{spec: spec, token: hex.EncodeToString(b[:]), state: StateStarting, beatStatus: HealthUnknown, restartReq: make(chan struct{}, 1),
+		beat: make(chan struct{}, 1)}, nil
 }
 
 // CollectorStatus is one collector as the agent sees it.
 type CollectorStatus struct {
-	ID            string            `json:"id"`
-	Kind          string            `json:"kind"`
-	State         string            `json:"state"`
-	Health        string            `json:"health"`
-	PID           int               `json:"pid,omitempty"`
-	Restarts      int               `json:"restarts"`
-	Since         time.Time         `json:"since,omitzero"`
-	LastHeartbeat time.Time         `json:"last_heartbeat,omitzero"`
-	LastExit      string            `json:"last_exit,omitempty"`
-	Published     uint64            `json:"events_published"`
-	Dropped       uint64            `json:"events_dropped"`
-	Detail        map[string]string `json:"detail,omitempty"`
+	ID            string    `json:"id"`
+	Kind          string    `json:"kind"`
+	State         string    `json:"state"`
+	Health        string    `json:"health"`
+	PID           int       `json:"pid,omitempty"`
+	Restarts      int       `json:"restarts"`
+	Since         time.Time `json:"since,omitzero"`
+	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
+	LastExit      string    `json:"last_exit,omitempty"`
+	// Reason says why the collector is failed, and what to do.
+	Reason    string            `json:"reason,omitempty"`
+	Published uint64            `json:"events_published"`
+	Dropped   uint64            `json:"events_dropped"`
+	Detail    map[string]string `json:"detail,omitempty"`
 }
+
+// unhealthyBeats is the unhealthy threshold: a collector that has missed
+// this many heartbeat intervals is unhealthy, and its supervisor kills it
+// and starts it again. Two missed intervals are degraded.
+const unhealthyBeats = 3
 
 // status reports the collector, its health judged from heartbeats: a
 // collector that missed two heartbeats is degraded, three unhealthy.
@@ -83,7 +98,7 @@ func (p *proc) status(now time.Time) CollectorStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := CollectorStatus{ID: p.spec.ID, Kind: p.spec.Kind, State: p.state, Health: p.healthLocked(now), PID: p.pid,
-		Restarts: p.restarts, Since: p.started, LastHeartbeat: p.lastBeat, LastExit: p.lastExit}
+		Restarts: p.restarts, Since: p.started, LastHeartbeat: p.lastBeat, LastExit: p.lastExit, Reason: p.reason}
 	if p.counters != nil {
 		st.Published, st.Dropped = p.counters.GetEventsPublished(), p.counters.GetEventsDropped()
 	}
@@ -94,16 +109,13 @@ func (p *proc) healthLocked(now time.Time) string {
 	if p.state != StateRunning {
 		return HealthUnknown
 	}
-	interval := p.beatInterval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
+	interval := p.intervalLocked()
 	since := now.Sub(p.lastBeat)
 	if p.lastBeat.IsZero() {
 		since = now.Sub(p.started)
 	}
 	switch {
-	case since > 3*interval:
+	case since > unhealthyBeats*interval:
 		return HealthUnhealthy
 	case since > 2*interval:
 		return HealthDegraded
@@ -113,9 +125,37 @@ func (p *proc) healthLocked(now time.Time) string {
 	return p.beatStatus
 }
 
+// intervalLocked is the heartbeat interval the collector keeps: the one
+// its heartbeats state, 5 s before the first.
+func (p *proc) intervalLocked() time.Duration {
+	if p.beatInterval <= 0 {
+		return 5 * time.Second
+	}
+	return p.beatInterval
+}
+
+// hangDeadline is when the collector counts as hung if no heartbeat comes
+// first: unhealthyBeats intervals after its last heartbeat or, before its
+// first, startTimeout after its start. beaten says which.
+func (p *proc) hangDeadline(startTimeout time.Duration) (deadline time.Time, beaten bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastBeat.IsZero() {
+		return p.started.Add(startTimeout), false
+	}
+	return p.lastBeat.Add(unhealthyBeats * p.intervalLocked()), true
+}
+
 func (p *proc) heartbeat(hb *eventbusv1.Heartbeat, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.state == StateStarting {
+		p.state = StateRunning // it is connected
+	}
+	select {
+	case p.beat <- struct{}{}:
+	default: // the supervisor has one to see already
+	}
 	p.lastBeat = now
 	p.beatInterval = hb.GetInterval().AsDuration()
 	p.counters = hb.GetCounters()
@@ -132,70 +172,170 @@ func (p *proc) set(f func(p *proc)) {
 }
 
 // supervise runs the collector until ctx ends: it starts it, restarts it
-// when it exits, with exponential backoff (RestartBackoff doubling up to
-// MaxRestartBackoff), and gives up (state failed) after MaxRestarts
-// crashes within RestartWindow. A restart request (the admin service)
-// stops it gracefully and starts it again at once.
+// when it exits or hangs, with exponential backoff (RestartBackoff doubling
+// up to MaxRestartBackoff), and gives up (state failed, a collector-failed
+// alert) after MaxRestarts crashes within RestartWindow. A collector hangs
+// when its heartbeats stop for the unhealthy threshold (unhealthyBeats
+// intervals): it is killed with SIGKILL, which works on a stopped process
+// too, and that counts as a crash. One that sends no first heartbeat
+// within StartTimeout (it cannot connect, or hangs before) is killed and
+// started again without counting as a crash: the agent never gives up on
+// a collector only because the bus was out of reach. A restart request
+// (the admin service) stops it gracefully and starts it again at once.
 func (a *Agent) supervise(ctx context.Context, p *proc) {
 	backoff := a.opts.RestartBackoff
 	var crashes []time.Time
 	for {
 		cmd, exited, err := a.spawn(p)
 		if err != nil {
-			p.set(func(p *proc) { p.state, p.lastExit = StateFailed, err.Error() })
-			a.log.Error("agent: cannot start a collector", "collector", p.spec.ID, "err", err)
-			return
-		}
-		a.log.Info("agent: collector started", "collector", p.spec.ID, "pid", cmd.Process.Pid)
-		select {
-		case err := <-exited:
-			why := exitReason(err)
-			p.set(func(p *proc) { p.state, p.pid, p.lastExit = StateRestarting, 0, why })
-			if ctx.Err() != nil {
-				p.set(func(p *proc) { p.state = StateStopped })
+			a.giveUp(p, 0, fmt.Sprintf("cannot start it: %v", err), err.Error())
+			if !a.awaitRestart(ctx, p) {
 				return
 			}
-			now := time.Now()
-			if now.Sub(p.status(now).Since) > a.opts.RestartWindow {
-				backoff = a.opts.RestartBackoff // it ran well: start the backoff over
+			crashes, backoff = nil, a.opts.RestartBackoff
+			continue
+		}
+		p.set(func(p *proc) {
+			if p.lastBeat.IsZero() {
+				p.state = StateStarting // until its first heartbeat
 			}
+			p.reason = ""
+		})
+		a.log.Info("agent: collector started", "collector", p.spec.ID, "pid", cmd.Process.Pid)
+		end := a.watch(ctx, p, cmd, exited)
+		switch {
+		case end.stopped:
+			p.set(func(p *proc) { p.state, p.pid = StateStopped, 0 })
+			return
+		case end.restart:
+			p.set(func(p *proc) { p.restarts++ })
+			continue
+		}
+		p.set(func(p *proc) { p.state, p.pid, p.lastExit = StateRestarting, 0, end.why })
+		now := time.Now()
+		if now.Sub(p.status(now).Since) > a.opts.RestartWindow {
+			backoff = a.opts.RestartBackoff // it ran well: start the backoff over
+		}
+		if end.crash {
 			crashes = append(crashes, now)
 			for len(crashes) > 0 && now.Sub(crashes[0]) > a.opts.RestartWindow {
 				crashes = crashes[1:]
 			}
-			if len(crashes) > a.opts.MaxRestarts {
-				p.set(func(p *proc) { p.state = StateFailed })
-				a.log.Error("agent: a collector keeps exiting; giving up (restart it with daemoneye-cli collectors restart)",
-					"collector", p.spec.ID, "exits", len(crashes), "within", a.opts.RestartWindow, "last", why)
-				select {
-				case <-ctx.Done():
-					return
-				case <-p.restartReq:
-					crashes, backoff = nil, a.opts.RestartBackoff
-					continue
-				}
-			}
-			a.log.Warn("agent: collector exited; restarting", "collector", p.spec.ID, "reason", why, "in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				p.set(func(p *proc) { p.state = StateStopped })
+		}
+		if len(crashes) > a.opts.MaxRestarts {
+			a.giveUp(p, cmd.Process.Pid, fmt.Sprintf("it ended %d times within %v (the limit is %d restarts); the last time it %s",
+				len(crashes), a.opts.RestartWindow, a.opts.MaxRestarts, end.why), end.why)
+			if !a.awaitRestart(ctx, p) {
 				return
-			case <-p.restartReq:
-				t.Stop()
-			case <-t.C:
 			}
-			backoff = min(2*backoff, a.opts.MaxRestartBackoff)
+			crashes, backoff = nil, a.opts.RestartBackoff
 			p.set(func(p *proc) { p.restarts++ })
-		case <-p.restartReq:
-			a.stop(p, cmd, exited)
-			p.set(func(p *proc) { p.restarts++ })
+			continue
+		}
+		a.log.Warn("agent: collector exited; restarting", "collector", p.spec.ID, "reason", end.why, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
 		case <-ctx.Done():
-			a.stop(p, cmd, exited)
+			t.Stop()
 			p.set(func(p *proc) { p.state = StateStopped })
 			return
+		case <-p.restartReq:
+			t.Stop()
+		case <-t.C:
 		}
+		backoff = min(2*backoff, a.opts.MaxRestartBackoff)
+		p.set(func(p *proc) { p.restarts++ })
+	}
+}
+
+// ending is how a collector's run ended.
+type ending struct {
+	why     string // what happened to it, for LastExit
+	crash   bool   // it exited or hung: counts towards MaxRestarts
+	restart bool   // an operator asked for a restart: it was stopped
+	stopped bool   // the agent is stopping: so is the collector
+}
+
+// watch waits for the collector's process to end, and ends it when it
+// hangs (see supervise), when a restart is requested or when ctx ends.
+func (a *Agent) watch(ctx context.Context, p *proc, cmd *exec.Cmd, exited <-chan error) ending {
+	deadline, _ := p.hangDeadline(a.opts.StartTimeout)
+	hang := time.NewTimer(time.Until(deadline))
+	defer hang.Stop()
+	for {
+		select {
+		case err := <-exited:
+			if ctx.Err() != nil {
+				return ending{stopped: true}
+			}
+			return ending{why: exitReason(err), crash: true}
+		case <-p.beat:
+			deadline, _ := p.hangDeadline(a.opts.StartTimeout)
+			hang.Reset(time.Until(deadline))
+		case now := <-hang.C:
+			deadline, beaten := p.hangDeadline(a.opts.StartTimeout)
+			if now.Before(deadline) { // a heartbeat came meanwhile
+				hang.Reset(deadline.Sub(now))
+				continue
+			}
+			why := fmt.Sprintf("sent no heartbeat within %v of its start (it could not connect, or hung)", a.opts.StartTimeout)
+			if beaten {
+				p.mu.Lock()
+				interval := p.intervalLocked()
+				p.mu.Unlock()
+				why = fmt.Sprintf("sent no heartbeat for %d intervals (%v): hung", unhealthyBeats, unhealthyBeats*interval)
+			}
+			a.log.Warn("agent: collector "+why+"; killing it", "collector", p.spec.ID, "pid", cmd.Process.Pid)
+			kill(cmd)
+			<-exited // SIGKILL cannot be ignored, nor held off by SIGSTOP
+			return ending{why: why + "; killed by the agent with SIGKILL", crash: beaten}
+		case <-p.restartReq:
+			a.stop(p, cmd, exited)
+			return ending{restart: true}
+		case <-ctx.Done():
+			a.stop(p, cmd, exited)
+			return ending{stopped: true}
+		}
+	}
+}
+
+// kill sends SIGKILL to the collector's process group (it is its leader),
+// so nothing it started outlives it; or to the process alone if it has no
+// group of its own.
+func kill(cmd *exec.Cmd) {
+	if syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) != nil {
+		cmd.Process.Kill()
+	}
+}
+
+// giveUp marks the collector failed, says why in the log and in its
+// status, and raises a collector-failed alert.
+// pid is its last process, 0 if none started.
+func (a *Agent) giveUp(p *proc, pid int, why, last string) {
+	reason := why + "; the agent gave up on it: fix the cause, then run daemoneye-cli collectors restart " + p.spec.ID
+	p.set(func(p *proc) { p.state, p.reason = StateFailed, reason })
+	a.log.Error("agent: a collector failed; giving up on it", "collector", p.spec.ID, "reason", reason)
+	a.raise(&eventbusv1.Alert{
+		AlertId:     envelope.NewID(),
+		RuleId:      CollectorFailedRule,
+		Title:       "collector " + p.spec.ID + " failed: " + last + "; its monitoring is off",
+		Severity:    eventbusv1.AlertSeverity_ALERT_SEVERITY_HIGH,
+		Description: "The agent stopped restarting collector " + p.spec.ID + " (" + p.spec.Kind + "): " + reason + ".",
+		Process:     &eventbusv1.ProcessRecord{Pid: uint32(pid), ExecutablePath: a.opts.Exe},
+		Timestamp:   timestamppb.Now(),
+		Tags:        []string{"collector:" + p.spec.ID},
+	}, nil)
+}
+
+// awaitRestart waits, for a failed collector, for a restart request
+// (true) or the end of ctx (false).
+func (a *Agent) awaitRestart(ctx context.Context, p *proc) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-p.restartReq:
+		p.set(func(p *proc) { p.reason = "" })
+		return true
 	}
 }
 

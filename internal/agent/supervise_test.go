@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -42,14 +45,27 @@ func TestHealthFromHeartbeats(t *testing.T) {
 }
 
 // runAgent runs an agent whose collector is exe, until the test ends.
-func runAgent(t *testing.T, opts Options) *Agent {
+func runAgent(t *testing.T, opts Options) *Agent { return runAgentWith(t, opts, nil) }
+
+// runAgentWith is runAgent, calling ready (if not nil) once the agent
+// listens, before its collectors start.
+func runAgentWith(t *testing.T, opts Options, ready func(*Agent)) *Agent {
 	t.Helper()
-	opts.Socket = filepath.Join(t.TempDir(), "eventbus.sock")
+	if opts.Socket == "" {
+		opts.Socket = filepath.Join(t.TempDir(), "eventbus.sock")
+	}
 	opts.Stderr = io.Discard
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *Agent, 1)
+	readyCh := make(chan *Agent, 1)
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, opts, func(a *Agent) { ready <- a }) }()
+	go func() {
+		done <- Run(ctx, opts, func(a *Agent) {
+			if ready != nil {
+				ready(a)
+			}
+			readyCh <- a
+		})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -62,7 +78,7 @@ func runAgent(t *testing.T, opts Options) *Agent {
 		}
 	})
 	select {
-	case a := <-ready:
+	case a := <-readyCh:
 		return a
 	case err := <-done:
 		t.Fatalf("Run = %v", err)
@@ -80,22 +96,119 @@ func script(t *testing.T, body string) string {
 }
 
 // A collector that keeps crashing is restarted with backoff, then given up
-// on: failed, with its exits counted.
+// on: failed, with its exits counted and the reason in its status, and a
+// collector-failed alert of severity high on the alert path: published on
+// events.alert.high (seen here by a subscriber over the socket) and
+// handed to the sinks (the alert file).
 func TestRestartLimit(t *testing.T) {
-	a := runAgent(t, Options{Exe: script(t, "exit 3"), RestartBackoff: 10 * time.Millisecond, MaxRestarts: 2})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := a.Statuses()[0]
-		if st.State == StateFailed {
-			if st.Restarts != 2 || st.LastExit != "exited with status 3" {
-				t.Errorf("failed after %d restarts, last exit %q; want 2 and exited with status 3", st.Restarts, st.LastExit)
+	alertFile := filepath.Join(t.TempDir(), "alerts.jsonl")
+	var watch *client.Conn
+	var alerts *client.Subscription
+	a := runAgentWith(t, Options{Exe: script(t, "exit 3"), RestartBackoff: 10 * time.Millisecond, MaxRestarts: 2, AlertFile: alertFile},
+		func(a *Agent) {
+			var err error
+			if watch, err = client.Dial(t.Context(), a.Socket(), client.Options{Name: "watch", NoReconnect: true}); err != nil {
+				t.Error(err)
+				return
 			}
-			return
+			if alerts, err = watch.Subscribe(t.Context(), "events.alert.#", 16); err != nil {
+				t.Error(err)
+			}
+		})
+	if alerts == nil {
+		t.FailNow()
+	}
+	defer watch.Close()
+	var st CollectorStatus
+	waitFor(t, "the collector failed", func() bool { st = a.Statuses()[0]; return st.State == StateFailed })
+	if st.Restarts != 2 || st.LastExit != "exited with status 3" {
+		t.Errorf("failed after %d restarts, last exit %q; want 2 and exited with status 3", st.Restarts, st.LastExit)
+	}
+	if !strings.Contains(st.Reason, "ended 3 times within 10m0s") || !strings.Contains(st.Reason, "daemoneye-cli collectors restart procmond") {
+		t.Errorf("reason %q: want the count and what to do", st.Reason)
+	}
+
+	select {
+	case m := <-alerts.C():
+		var e eventbusv1.EventBusMessage
+		if err := proto.Unmarshal(m.Payload, &e); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %+v after 10 s", st)
+		al := e.GetAlert()
+		if m.Topic != "events.alert.high" || al.GetRuleId() != CollectorFailedRule || al.GetSeverity() != eventbusv1.AlertSeverity_ALERT_SEVERITY_HIGH ||
+			!strings.Contains(al.GetTitle(), "collector procmond failed: exited with status 3") {
+			t.Errorf("alert on %s: %v", m.Topic, al)
 		}
-		time.Sleep(10 * time.Millisecond)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no alert on events.alert.# within 15 s of giving up")
+	}
+	waitFor(t, "the alert in the alert file", func() bool {
+		b, _ := os.ReadFile(alertFile)
+		return strings.Contains(string(b), `"rule_id":"collector-failed"`) && strings.Contains(string(b), `"severity":"ALERT_SEVERITY_HIGH"`)
+	})
+
+	// The admin service (what collectors list asks) shows it failed, with why.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	m, err := watch.Request(ctx, AdminTopic, []byte(`{"op": "list"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply AdminReply
+	if err := json.Unmarshal(m.Payload, &reply); err != nil || len(reply.Collectors) != 1 {
+		t.Fatalf("list: %s (%v)", m.Payload, err)
+	}
+	if c := reply.Collectors[0]; c.State != StateFailed || c.Reason != st.Reason {
+		t.Errorf("list: state %s, reason %q; want failed, %q", c.State, c.Reason, st.Reason)
+	}
+}
+
+// A collector whose heartbeats stop (SIGSTOP: hung) is killed with SIGKILL
+// after the unhealthy threshold and started again, with the restart
+// counted and the reason in its status.
+func TestHungCollectorIsRestarted(t *testing.T) {
+	agentBin, _, _ := binaries(t)
+	a := runAgent(t, Options{Exe: agentBin, RestartBackoff: 10 * time.Millisecond,
+		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Args: []string{"--heartbeat", "300ms", "--no-hash"}}}})
+	var st CollectorStatus
+	waitFor(t, "procmond running and healthy", func() bool {
+		st = a.Statuses()[0]
+		return st.State == StateRunning && st.Health == HealthHealthy
+	})
+	hung := st.PID
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(hung, syscall.SIGKILL) // if it survived
+	waitFor(t, "procmond restarted after it hung", func() bool {
+		st = a.Statuses()[0]
+		return st.State == StateRunning && st.PID != hung && st.Health == HealthHealthy
+	})
+	// At least one restart: a loaded machine may delay a heartbeat past
+	// the threshold before the SIGSTOP too.
+	if st.Restarts < 1 || !strings.Contains(st.LastExit, "no heartbeat for 3 intervals (900ms): hung; killed by the agent with SIGKILL") {
+		t.Errorf("%d restarts, last exit %q; want 1 and no heartbeat for 3 intervals", st.Restarts, st.LastExit)
+	}
+	waitFor(t, "the hung procmond gone", func() bool { return gone(hung) })
+}
+
+// A collector that sends no first heartbeat (it cannot connect, or hangs
+// while starting) is killed after StartTimeout and started again, but
+// never counted as a crash: however often that happens, the agent does not
+// give up on it.
+func TestNoFirstHeartbeatIsNotACrash(t *testing.T) {
+	a := runAgent(t, Options{Exe: script(t, "exec sleep 300"), StartTimeout: 100 * time.Millisecond, StopTimeout: 100 * time.Millisecond,
+		RestartBackoff: 10 * time.Millisecond, MaxRestartBackoff: 10 * time.Millisecond, MaxRestarts: 1})
+	var st CollectorStatus
+	waitFor(t, "restarted 4 times", func() bool {
+		st = a.Statuses()[0]
+		if st.State == StateFailed {
+			t.Fatalf("given up: %+v", st)
+		}
+		return st.Restarts >= 4
+	})
+	if !strings.Contains(st.LastExit, "sent no heartbeat within 100ms of its start") {
+		t.Errorf("last exit %q", st.LastExit)
 	}
 }
 
