@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/daemoneye/daemoneye/internal/command"
 	"github.com/daemoneye/daemoneye/internal/config"
 	"github.com/daemoneye/daemoneye/internal/procmond"
+	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
@@ -29,8 +31,16 @@ Flags:
 
 // File is the agent's configuration file (YAML, strict: an unknown key is
 // an error). Flags override it; $DAEMONEYE_SOCKET overrides socket.
+// max_conns, max_subscriptions, handshake_timeout and idle_timeout are the
+// limits of the agent's server, named as daemoneye-broker names them; zero
+// or absent means the default (64 connections, 4096 subscriptions per
+// connection, 5 s, 2 min).
 type File struct {
-	Socket       string          `yaml:"socket"`
+	Socket           string          `yaml:"socket"`
+	MaxConns         int             `yaml:"max_conns"`
+	MaxSubscriptions int             `yaml:"max_subscriptions"`
+	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	IdleTimeout      config.Duration `yaml:"idle_timeout"`
 	Rules        string          `yaml:"rules"`
 	BuiltinRules *bool           `yaml:"builtin_rules"`
 	RepeatWindow config.Duration `yaml:"repeat_window"`
@@ -55,6 +65,7 @@ type File struct {
 		RestartWindow     config.Duration `yaml:"restart_window"`
 		MaxRestarts       int             `yaml:"max_restarts"`
 		StopTimeout       config.Duration `yaml:"stop_timeout"`
+		StartTimeout      config.Duration `yaml:"start_timeout"`
 	} `yaml:"supervision"`
 }
 
@@ -68,29 +79,59 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return procmond.Main(ctx, args[2:], stderr)
 	}
+	opts, code, ok := parseArgs(args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	ready := func(a *Agent) {
+		fmt.Fprintf(stderr, "daemoneye-agent: watching the processes of this host with %d rules; alerts appear below.\n"+
+			"  Try: cp /bin/sleep /tmp/sleepy && /tmp/sleepy 30\n"+
+			"  Inspect: daemoneye-cli --socket %s collectors list\n", len(opts.Rules), a.Socket())
+	}
+	if err := Run(ctx, opts, ready); err != nil {
+		fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parseArgs parses the agent's command line (without the program name)
+// into Options (see settings); on failure, or -h, it returns the exit code.
+func parseArgs(args []string, stdout, stderr io.Writer) (opts Options, code int, ok bool) {
 	fs := flag.NewFlagSet("daemoneye-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
-	socket := fs.String("socket", "", "UNIX socket of the bus (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
-	rulesFile := fs.String("rules", "", "YAML file of detection rules, added to the built-in ones")
-	noBuiltin := fs.Bool("no-builtin-rules", false, "do not load the built-in rules")
-	alertsOut := fs.String("alerts", "text", "alerts on standard output: text, json or off")
-	alertFile := fs.String("alert-file", "", "also append alerts to this file, as JSON lines")
-	useSyslog := fs.Bool("syslog", false, "also send alerts to syslog (facility auth)")
-	webhook := fs.String("webhook", "", "also POST alerts as JSON to this URL (retried with backoff)")
-	interval := fs.Duration("interval", 0, "procmond's scan interval (default 2s)")
+	fs.String("socket", "", "UNIX socket of the bus (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	fs.String("rules", "", "YAML file of detection rules, added to the built-in ones")
+	fs.Bool("no-builtin-rules", false, "do not load the built-in rules")
+	fs.String("alerts", "text", "alerts on standard output: text, json or off")
+	fs.String("alert-file", "", "also append alerts to this file, as JSON lines")
+	fs.Bool("syslog", false, "also send alerts to syslog (facility auth)")
+	fs.String("webhook", "", "also POST alerts as JSON to this URL (retried with backoff)")
+	fs.Duration("interval", 0, "procmond's scan interval (default 2s)")
+	fs.Int("max-conns", DefaultMaxConns, "most concurrent connections to the agent's socket (collectors, CLI, subscribers)")
+	fs.Int("max-subscriptions", server.DefaultMaxSubscriptions, "most subscriptions of one connection")
+	fs.Duration("handshake-timeout", server.DefaultHandshakeTimeout, "how long a new connection may take to say hello")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if code, ok := command.ParseFlags(fs, args, stderr); !ok {
-		return code
+		return Options{}, code, false
 	}
-	log := command.Logger(stderr, *verbose)
+	return settings(fs, *configPath, stdout, stderr, command.Logger(stderr, *verbose))
+}
 
+// settings merges the parsed flags of fs with the environment, the
+// configuration file at configPath (if not empty) and the defaults into
+// the agent's Options; on failure it says why on stderr and returns the
+// exit code.
+func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log *slog.Logger) (opts Options, code int, ok bool) {
+	flagValue := func(name string) flag.Getter { return fs.Lookup(name).Value.(flag.Getter) }
+	str := func(name string) string { return flagValue(name).Get().(string) }
 	var file File
-	if *configPath != "" {
-		if err := config.Load(*configPath, &file); err != nil {
+	if configPath != "" {
+		if err := config.Load(configPath, &file); err != nil {
 			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
-			return 2
+			return opts, 2, false
 		}
 	}
 	set := map[string]bool{}
@@ -104,11 +145,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return fileVal
 	}
-	opts := Options{
-		Socket:         pick(*socket, "socket", "DAEMONEYE_SOCKET", file.Socket),
-		AlertFile:      pick(*alertFile, "alert-file", "", file.Alerts.File),
-		Webhook:        pick(*webhook, "webhook", "", file.Alerts.Webhook),
-		Syslog:         *useSyslog || (!set["syslog"] && file.Alerts.Syslog),
+	intFlag := func(name string, fileVal int) int {
+		if set[name] {
+			return flagValue(name).Get().(int)
+		}
+		return fileVal
+	}
+	durFlag := func(name string, fileVal config.Duration) time.Duration {
+		if set[name] {
+			return flagValue(name).Get().(time.Duration)
+		}
+		return time.Duration(fileVal)
+	}
+	opts = Options{
+		Socket:         pick(str("socket"), "socket", "DAEMONEYE_SOCKET", file.Socket),
+		AlertFile:      pick(str("alert-file"), "alert-file", "", file.Alerts.File),
+		Webhook:        pick(str("webhook"), "webhook", "", file.Alerts.Webhook),
+		Syslog:         flagValue("syslog").Get().(bool) || (!set["syslog"] && file.Alerts.Syslog),
 		WebhookRetries: file.Alerts.WebhookRetries,
 		RepeatWindow:   time.Duration(file.RepeatWindow),
 		Peers:          transport.PeerPolicy{UIDs: file.AllowUIDs, GIDs: file.AllowGIDs},
@@ -116,9 +169,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Logger:         log,
 		RestartBackoff: time.Duration(file.Supervision.RestartBackoff), MaxRestartBackoff: time.Duration(file.Supervision.MaxRestartBackoff),
 		RestartWindow: time.Duration(file.Supervision.RestartWindow), StopTimeout: time.Duration(file.Supervision.StopTimeout),
-		MaxRestarts: file.Supervision.MaxRestarts,
+		StartTimeout: time.Duration(file.Supervision.StartTimeout), MaxRestarts: file.Supervision.MaxRestarts,
+		MaxConns: intFlag("max-conns", file.MaxConns), MaxSubscriptions: intFlag("max-subscriptions", file.MaxSubscriptions),
+		HandshakeTimeout: durFlag("handshake-timeout", file.HandshakeTimeout), IdleTimeout: time.Duration(file.IdleTimeout),
 	}
-	switch out := pick(*alertsOut, "alerts", "", file.Alerts.Stdout); out {
+	if opts.MaxConns < 0 || opts.MaxSubscriptions < 0 || opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 {
+		fmt.Fprintf(stderr, "daemoneye-agent: max_conns, max_subscriptions, handshake_timeout and idle_timeout must not be negative (0 means the default)\n")
+		return opts, 2, false
+	}
+	switch out := pick(str("alerts"), "alerts", "", file.Alerts.Stdout); out {
 	case "", "text":
 		opts.Stdout = stdout
 	case "json":
@@ -126,7 +185,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "off":
 	default:
 		fmt.Fprintf(stderr, "daemoneye-agent: --alerts %q: use text, json or off\n", out)
-		return 2
+		return opts, 2, false
 	}
 	for _, c := range file.Collectors {
 		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval), Args: c.Args})
@@ -136,39 +195,30 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if set["interval"] {
 		for i := range opts.Collectors {
-			opts.Collectors[i].Interval = *interval
+			opts.Collectors[i].Interval = flagValue("interval").Get().(time.Duration)
 		}
 	}
 	builtin := file.BuiltinRules == nil || *file.BuiltinRules
 	if set["no-builtin-rules"] {
-		builtin = !*noBuiltin
+		builtin = !flagValue("no-builtin-rules").Get().(bool)
 	}
 	if builtin {
 		rules, err := detect.Builtin()
 		if err != nil {
 			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
-			return 1
+			return opts, 1, false
 		}
 		opts.Rules = rules
 	} else {
 		opts.Rules = []*detect.Rule{}
 	}
-	if path := pick(*rulesFile, "rules", "", file.Rules); path != "" {
+	if path := pick(str("rules"), "rules", "", file.Rules); path != "" {
 		rules, err := detect.LoadFile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
-			return 2
+			return opts, 2, false
 		}
 		opts.Rules = append(opts.Rules, rules...)
 	}
-	ready := func(a *Agent) {
-		fmt.Fprintf(stderr, "daemoneye-agent: watching the processes of this host with %d rules; alerts appear below.\n"+
-			"  Try: cp /bin/sleep /tmp/sleepy && /tmp/sleepy 30\n"+
-			"  Inspect: daemoneye-cli --socket %s collectors list\n", len(opts.Rules), a.Socket())
-	}
-	if err := Run(ctx, opts, ready); err != nil {
-		fmt.Fprintf(stderr, "daemoneye-agent: %v\n", err)
-		return 1
-	}
-	return 0
+	return opts, 0, true
 }

@@ -77,6 +77,11 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, s := range reply.Collectors {
+		if s.Reason != "" {
+			fmt.Fprintf(stdout, "\n%s is %s: %s\n", s.ID, s.State, s.Reason)
+		}
+	}
 	if a := reply.Alerts; a != nil {
 		fmt.Fprintf(stdout, "\n%d rules; %d alerts raised, %d repeats held back\n", a.Rules, a.Fired, a.Silenced)
 		for _, s := range a.Sinks {
