@@ -41,12 +41,12 @@ type File struct {
 	MaxSubscriptions int             `yaml:"max_subscriptions"`
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
 	IdleTimeout      config.Duration `yaml:"idle_timeout"`
-	Rules        string          `yaml:"rules"`
-	BuiltinRules *bool           `yaml:"builtin_rules"`
-	RepeatWindow config.Duration `yaml:"repeat_window"`
-	AllowUIDs    []uint32        `yaml:"allow_uids"`
-	AllowGIDs    []uint32        `yaml:"allow_gids"`
-	Alerts       struct {
+	Rules            string          `yaml:"rules"`
+	BuiltinRules     *bool           `yaml:"builtin_rules"`
+	RepeatWindow     config.Duration `yaml:"repeat_window"`
+	AllowUIDs        []uint32        `yaml:"allow_uids"`
+	AllowGIDs        []uint32        `yaml:"allow_gids"`
+	Alerts           struct {
 		Stdout         string `yaml:"stdout"` // text, json or off
 		File           string `yaml:"file"`
 		Syslog         bool   `yaml:"syslog"`

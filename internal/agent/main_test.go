@@ -20,7 +20,7 @@ func TestSettingsLimits(t *testing.T) {
 	cfg := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(cfg, []byte("max_conns: 9\nmax_subscriptions: 10\nhandshake_timeout: 2s\nidle_timeout: 1m\nsupervision:\n  start_timeout: 30s\n"), 0o600)
 	type limits struct {
-		conns, subs                  int
+		conns, subs                   int
 		handshake, idle, startTimeout time.Duration
 	}
 	for _, tc := range []struct {
