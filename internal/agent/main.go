@@ -36,17 +36,13 @@ Flags:
 // or absent means the default (64 connections, 4096 subscriptions per
 // connection, 5 s, 2 min).
 type File struct {
-	Socket           string          `yaml:"socket"`
-	MaxConns         int             `yaml:"max_conns"`
-	MaxSubscriptions int             `yaml:"max_subscriptions"`
-	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
-	IdleTimeout      config.Duration `yaml:"idle_timeout"`
-	Rules            string          `yaml:"rules"`
-	BuiltinRules     *bool           `yaml:"builtin_rules"`
-	RepeatWindow     config.Duration `yaml:"repeat_window"`
-	AllowUIDs        []uint32        `yaml:"allow_uids"`
-	AllowGIDs        []uint32        `yaml:"allow_gids"`
-	Alerts           struct {
+	Socket       string          `yaml:"socket"`
+	Rules        string          `yaml:"rules"`
+	BuiltinRules *bool           `yaml:"builtin_rules"`
+	RepeatWindow config.Duration `yaml:"repeat_window"`
+	AllowUIDs    []uint32        `yaml:"allow_uids"`
+	AllowGIDs    []uint32        `yaml:"allow_gids"`
+	Alerts       struct {
 		Stdout         string `yaml:"stdout"` // text, json or off
 		File           string `yaml:"file"`
 		Syslog         bool   `yaml:"syslog"`
@@ -67,6 +63,12 @@ type File struct {
 		StopTimeout       config.Duration `yaml:"stop_timeout"`
 		StartTimeout      config.Duration `yaml:"start_timeout"`
 	} `yaml:"supervision"`
+
+	// The server's limits.
+	MaxConns         int             `yaml:"max_conns"`
+	MaxSubscriptions int             `yaml:"max_subscriptions"`
+	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	IdleTimeout      config.Duration `yaml:"idle_timeout"`
 }
 
 // Main runs daemoneye-agent with args (without the program name) and
