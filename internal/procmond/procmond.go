@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -26,7 +28,10 @@ const Version = "0.4.0"
 
 // Main runs procmond with args (without the program name) until ctx ends
 // or a shutdown is requested over RPC, and returns the exit code: 0, 1 on
-// failure, 2 on a usage error.
+// failure, 2 on a usage error or an address that cannot work. A broker it
+// cannot reach at start (not there yet, or refusing for now) is retried
+// with backoff until ctx ends (see connect), so a supervisor does not see
+// the collector crash for it.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("procmond", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -58,18 +63,20 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	if addr == "" {
 		addr = transport.DefaultSocketPath()
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := client.Dial(dctx, addr, client.Options{
+	conn, err := connect(ctx, addr, client.Options{
 		Name: *id, Token: token,
 		OnDisconnect: func(err error) {
 			log.Warn("procmond: lost the broker; collecting on, events are buffered until it is back", "err", err)
 		},
 		OnReconnect: func() { log.Info("procmond: reconnected to the broker") },
-	})
-	cancel()
+	}, connectWait, maxConnectWait, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("procmond: stopped before it could connect", "reason", "signal")
+			return 0
+		}
 		log.Error("procmond: cannot reach the broker", "addr", addr, "err", err)
-		return 1
+		return 2
 	}
 	defer conn.Close()
 	c, err := process.New(conn, process.Options{ID: *id, Interval: *interval, HeartbeatInterval: *heartbeat, NoHash: *noHash,
@@ -87,6 +94,54 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Error("procmond: " + err.Error())
 	return 1
+}
+
+// The backoff between attempts to connect at start: connectWait doubling
+// up to maxConnectWait, each jittered by ±50%.
+const (
+	connectWait    = 100 * time.Millisecond
+	maxConnectWait = 5 * time.Second
+)
+
+// connect dials the broker at addr until it answers or ctx ends. A broker
+// that is not there yet, or that refuses for now (its connection limit is
+// reached, it is shutting down), is tried again after wait, doubling up to
+// maxWait with jitter; each failure is logged with its reason, at WARN
+// when the reason changes and at least once a minute. Only an address
+// that cannot work (client.ErrAddress) ends it early. It returns ctx's
+// error if ctx ended first.
+func connect(ctx context.Context, addr string, opts client.Options, wait, maxWait time.Duration, log *slog.Logger) (*client.Conn, error) {
+	var last string
+	var warned time.Time
+	for attempt := 1; ; attempt++ {
+		conn, err := client.Dial(ctx, addr, opts)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("procmond: connected to the broker", "attempts", attempt)
+			}
+			return conn, nil
+		}
+		if errors.Is(err, client.ErrAddress) {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		next := wait/2 + rand.N(wait)
+		level := slog.LevelDebug
+		if err.Error() != last || time.Since(warned) >= time.Minute {
+			level, last, warned = slog.LevelWarn, err.Error(), time.Now()
+		}
+		log.Log(ctx, level, "procmond: cannot reach the broker; retrying", "addr", addr, "err", err, "attempt", attempt, "in", next.Round(time.Millisecond))
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, maxWait)
+	}
 }
 
 func stopReason(err error) string {
