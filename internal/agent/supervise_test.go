@@ -15,6 +15,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testproc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -54,7 +55,9 @@ func runAgentWith(t *testing.T, opts Options, ready func(*Agent)) *Agent {
 	if opts.Socket == "" {
 		opts.Socket = filepath.Join(t.TempDir(), "eventbus.sock")
 	}
-	opts.Stderr = io.Discard
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	readyCh := make(chan *Agent, 1)
 	done := make(chan error, 1)
@@ -278,5 +281,80 @@ func TestExitReason(t *testing.T) {
 	}
 	if got := exitReason(exec.Command("/nonexistent/collector").Run()); !strings.Contains(got, "no such file") {
 		t.Errorf("a binary that is not there: %q", got)
+	}
+}
+
+// With the agent's connection limit reached (here by connections the test
+// holds), a restarted procmond that dials the socket cannot connect: it
+// retries, saying why, and the agent neither counts that as crashes nor
+// gives up on it; once the connections go, it connects and is healthy. (A
+// collector handed a connected socket is not held back at all: then it is
+// simply running again.)
+func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
+	agentBin, _, _ := binaries(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); r.Close() }) // after the agent stopped
+	logs := testproc.Lines(r)
+	a := runAgent(t, Options{Exe: agentBin, Stderr: w, RestartBackoff: 3 * time.Second, MaxRestarts: 1, MaxConns: 3, StopTimeout: time.Second,
+		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Args: []string{"--heartbeat", "500ms", "--no-hash"}}}})
+	var st CollectorStatus
+	waitFor(t, "procmond running and healthy", func() bool {
+		st = a.Statuses()[0]
+		return st.State == StateRunning && st.Health == HealthHealthy
+	})
+	var held []*client.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	hold := func() bool {
+		c, err := client.Dial(t.Context(), a.Socket(), client.Options{Name: "held", NoReconnect: true})
+		if err == nil {
+			held = append(held, c)
+		}
+		return err == nil
+	}
+	waitFor(t, "two connections held beside procmond's", func() bool { return len(held) == 2 || hold() && len(held) == 2 })
+	first := st.PID
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed procmond's slot held before its restart (in 3 s)", hold)
+
+	retrying := false
+	waitFor(t, "the restarted procmond retrying, or running", func() bool {
+		for len(logs) > 0 {
+			if l := <-logs; strings.Contains(l, "cannot reach the broker; retrying") && strings.Contains(l, "limit of 3 connections") {
+				retrying = true
+			}
+		}
+		st = a.Statuses()[0]
+		if st.State == StateFailed {
+			t.Fatalf("the agent gave up on procmond: %+v", st)
+		}
+		return retrying || st.State == StateRunning && st.PID != first
+	})
+	if retrying {
+		if st.State != StateStarting || st.Restarts != 1 {
+			t.Errorf("while procmond retries: %+v; want starting, 1 restart", st)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		held = nil
+	}
+	waitFor(t, "procmond connected and healthy", func() bool {
+		st = a.Statuses()[0]
+		if st.State == StateFailed {
+			t.Fatalf("the agent gave up on procmond: %+v", st)
+		}
+		return st.State == StateRunning && st.Health == HealthHealthy && st.PID != first
+	})
+	if st.Restarts != 1 {
+		t.Errorf("%d restarts, want 1 (the SIGKILL)", st.Restarts)
 	}
 }
