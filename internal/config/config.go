@@ -23,7 +23,8 @@ import (
 // content.
 var ErrInvalid = errors.New("config: invalid configuration")
 
-// MaxFileSize bounds a configuration file, in bytes.
+// MaxFileSize bounds a configuration file, in bytes (1 MiB); a larger one
+// is refused before it is decoded.
 const MaxFileSize = 1 << 20
 
 // Load decodes the YAML file at path into v (a pointer to a struct with
@@ -40,7 +41,7 @@ func Load(path string, v any) error {
 		return fmt.Errorf("config: read %s: %w", path, err)
 	}
 	if len(data) > MaxFileSize {
-		return fmt.Errorf("%w: %s is larger than %d bytes", ErrInvalid, path, MaxFileSize)
+		return fmt.Errorf("%w: %s is larger than %d bytes (1 MiB), the limit for a configuration file: remove what is not needed", ErrInvalid, path, MaxFileSize)
 	}
 	if err := Decode(data, v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

@@ -57,3 +57,15 @@ func TestLoadNamesTheFile(t *testing.T) {
 		t.Error("Load of a missing file succeeded")
 	}
 }
+
+// A configuration file over MaxFileSize is refused with an error that
+// names the file and the limit.
+func TestLoadSizeLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	os.WriteFile(path, []byte(strings.Repeat("#\n", MaxFileSize/2+1)), 0o600)
+	var b Broker
+	err := Load(path, &b)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "larger than 1048576 bytes (1 MiB)") {
+		t.Errorf("Load = %v, want ErrInvalid naming %s and the limit", err, path)
+	}
+}
