@@ -358,3 +358,39 @@ func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
 		t.Errorf("%d restarts, want 1 (the SIGKILL)", st.Restarts)
 	}
 }
+
+// End to end with the binaries: a procmond that keeps exiting (its
+// configuration is refused) is given up on; the agent prints the
+// collector-failed alert like any other, and daemoneye-cli collectors list
+// shows it failed, with why and what to do.
+func TestCollectorFailedEndToEnd(t *testing.T) {
+	agentBin, cli, dir := binaries(t)
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	cfg := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("supervision:\n  restart_backoff: 10ms\n  max_restarts: 2\n"+
+		"collectors:\n  - id: procmond\n    kind: procmond\n    args: [--interval, 1ms]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ag := exec.Command(agentBin, "--config", cfg, "--socket", sock)
+	stdout, _ := ag.StdoutPipe()
+	ag.Stderr = io.Discard
+	if err := ag.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	line := testproc.ExpectLine(t, testproc.Lines(stdout), "the agent's alerts", "collector-failed")
+	if !strings.Contains(line, "HIGH") || !strings.Contains(line, "collector procmond failed: exited with status 2; its monitoring is off") {
+		t.Errorf("alert line %q", line)
+	}
+	out, err := exec.Command(cli, "--socket", sock, "collectors", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("collectors list: %v\n%s", err, out)
+	}
+	for _, want := range []string{" failed ", "exited with status 2",
+		"procmond is failed: it ended 3 times within 10m0s (the limit is 2 restarts)",
+		"then run daemoneye-cli collectors restart procmond"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("collectors list does not say %q:\n%s", want, out)
+		}
+	}
+}
