@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
@@ -169,6 +170,8 @@ type Agent struct {
 	alerts     *dispatcher
 	procs      []*proc
 	wg         sync.WaitGroup // collector Wait goroutines
+	// ownAlerts counts the alerts the agent raised itself (collector-failed).
+	ownAlerts atomic.Uint64
 }
 
 // Run runs the agent until ctx ends, then stops the collectors (graceful
@@ -420,7 +423,8 @@ type AdminReply struct {
 	Error      string            `json:"error,omitempty"`
 }
 
-// AlertStats counts the detection engine's work and the sinks'.
+// AlertStats counts the detection engine's work and the sinks'. Fired
+// includes the agent's own alerts (collector-failed).
 type AlertStats struct {
 	Rules    int         `json:"rules"`
 	Fired    uint64      `json:"fired"`
@@ -462,7 +466,7 @@ func (a *Agent) admin(payload []byte) AdminReply {
 	switch req.Op {
 	case "list":
 		st := a.engine.Stats()
-		return AdminReply{Collectors: all, Alerts: &AlertStats{Rules: len(a.engine.Rules()), Fired: st.Fired, Silenced: st.Silenced, Sinks: a.alerts.stats()}}
+		return AdminReply{Collectors: all, Alerts: &AlertStats{Rules: len(a.engine.Rules()), Fired: st.Fired + a.ownAlerts.Load(), Silenced: st.Silenced, Sinks: a.alerts.stats()}}
 	case "status":
 		_, one, err := find()
 		if err != nil {

@@ -315,6 +315,7 @@ func (a *Agent) giveUp(p *proc, pid int, why, last string) {
 	reason := why + "; the agent gave up on it: fix the cause, then run daemoneye-cli collectors restart " + p.spec.ID
 	p.set(func(p *proc) { p.state, p.reason = StateFailed, reason })
 	a.log.Error("agent: a collector failed; giving up on it", "collector", p.spec.ID, "reason", reason)
+	a.ownAlerts.Add(1)
 	a.raise(&eventbusv1.Alert{
 		AlertId:     envelope.NewID(),
 		RuleId:      CollectorFailedRule,

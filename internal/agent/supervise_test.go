@@ -388,7 +388,7 @@ func TestCollectorFailedEndToEnd(t *testing.T) {
 	}
 	for _, want := range []string{" failed ", "exited with status 2",
 		"procmond is failed: it ended 3 times within 10m0s (the limit is 2 restarts)",
-		"then run daemoneye-cli collectors restart procmond"} {
+		"then run daemoneye-cli collectors restart procmond", "1 alerts raised"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("collectors list does not say %q:\n%s", want, out)
 		}
