@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
@@ -129,4 +130,49 @@ func TestProcmondWaitsForTheBroker(t *testing.T) {
 	testproc.ExpectLine(t, logs, "procmond", "cannot reach the broker; retrying")
 	testproc.StartBroker(t, broker, sock)
 	testproc.ExpectLine(t, logs, "procmond", "procmond: collecting")
+}
+
+// The waits between attempts double from the first wait to the bound,
+// each jittered by ±50%: over two minutes of (fake) time a broker that is
+// not there is tried a bounded number of times, never more than 1.5 times
+// the bound apart.
+func TestConnectBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "none.sock")
+		logs := make(records, 1000)
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		var times []time.Time
+		h := slog.New(timestamps{logs, &times})
+		if _, err := connect(ctx, path, client.Options{}, 100*time.Millisecond, 5*time.Second, h); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("connect = %v, want the context's end", err)
+		}
+		if elapsed := time.Since(start); elapsed != 2*time.Minute {
+			t.Errorf("connect returned after %v, want 2m (its context)", elapsed)
+		}
+		// 100ms, 200ms ... 3.2s, then 5s: about 6 s for the first 6 and
+		// 114 s / 5 s for the rest, with jitter: between 20 and 80.
+		if n := len(times); n < 20 || n > 80 {
+			t.Errorf("%d attempts in 2 minutes, want 20 to 80", n)
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i].Sub(times[i-1]); gap > 7500*time.Millisecond || gap < 50*time.Millisecond {
+				t.Errorf("attempt %d came %v after the one before: want 50ms to 7.5s", i+1, gap)
+			}
+		}
+	})
+}
+
+// timestamps records when each retry was logged.
+type timestamps struct {
+	records
+	at *[]time.Time
+}
+
+func (ts timestamps) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "retrying") {
+		*ts.at = append(*ts.at, time.Now())
+	}
+	return ts.records.Handle(ctx, r)
 }
