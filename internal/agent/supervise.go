@@ -223,7 +223,7 @@ func (a *Agent) supervise(ctx context.Context, p *proc) {
 			}
 		}
 		if len(crashes) > a.opts.MaxRestarts {
-			a.giveUp(p, cmd.Process.Pid, fmt.Sprintf("it ended %d times within %v (the limit is %d restarts); the last time it %s",
+			a.giveUp(p, cmd.Process.Pid, fmt.Sprintf("it ended %d times within %v (the limit is %d restarts), last: %s",
 				len(crashes), a.opts.RestartWindow, a.opts.MaxRestarts, end.why), end.why)
 			if !a.awaitRestart(ctx, p) {
 				return
@@ -309,8 +309,8 @@ func kill(cmd *exec.Cmd) {
 }
 
 // giveUp marks the collector failed, says why in the log and in its
-// status, and raises a collector-failed alert.
-// pid is its last process, 0 if none started.
+// status, and raises a collector-failed alert. pid is its last process, 0
+// if none started; last is how that one ended.
 func (a *Agent) giveUp(p *proc, pid int, why, last string) {
 	reason := why + "; the agent gave up on it: fix the cause, then run daemoneye-cli collectors restart " + p.spec.ID
 	p.set(func(p *proc) { p.state, p.reason = StateFailed, reason })
