@@ -85,10 +85,16 @@ func TestServerLimitsApply(t *testing.T) {
 	if _, err := c.Subscribe(t.Context(), "events.c", 1); err == nil || !strings.Contains(err.Error(), "limit of 2 subscriptions") {
 		t.Errorf("a third subscription: %v, want the limit of 2", err)
 	}
-	if c2, err := client.Dial(t.Context(), a.Socket(), client.Options{Name: "second", NoReconnect: true}); err == nil {
-		c2.Close()
-		t.Error("a second connection was accepted over MaxConns 1")
-	} else if !strings.Contains(err.Error(), "limit of 1 connections") {
-		t.Errorf("a second connection: %v, want the limit of 1", err)
+	// The local operator may have a few connections beyond the limit
+	// (so that others cannot lock it out), but not 32.
+	var err2 error
+	for n := 1; n < 32 && err2 == nil; n++ {
+		var c2 *client.Conn
+		if c2, err2 = client.Dial(t.Context(), a.Socket(), client.Options{Name: "more", NoReconnect: true}); err2 == nil {
+			defer c2.Close()
+		}
+	}
+	if err2 == nil || !strings.Contains(err2.Error(), "limit of 1 connections") {
+		t.Errorf("32 connections over MaxConns 1: %v, want the limit of 1", err2)
 	}
 }
