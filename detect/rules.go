@@ -87,7 +87,7 @@ func Parse(r io.Reader, name string) ([]*Rule, error) {
 		return nil, fmt.Errorf("detect: read %s: %w", name, err)
 	}
 	if len(data) > MaxRulesSize {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes (1 MiB), the limit for a rules file: remove rules or split them across agents",
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes (1 MiB), the limit for a rules file: remove the rules or comments you do not need",
 			ErrInvalidRule, name, MaxRulesSize)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
