@@ -304,20 +304,33 @@ func TestTokenAuthNotEnabled(t *testing.T) {
 	c.expectClosed()
 }
 
+// MaxConns bounds authenticated connections; the local operator has a
+// reserve beyond it.
 func TestConnectionLimit(t *testing.T) {
-	path, _, _ := start(t, Options{MaxConns: 1})
-	first := dial(t, path)
-	second := rawDial(t, path)
+	ep := startAll(t, Options{MaxConns: 1, Auth: Auth{Tokens: testTokens}})
+	first := rawDialTCP(t, ep.tcp)
+	first.hello(wire.AuthToken, ciSecret)
+	first.expectWelcome()
+	second := rawDialTCP(t, ep.tcp)
 	second.expectError(wire.CodeLimit, "limit of 1 connections")
 	second.expectClosed()
+	op := dial(t, ep.unix) // the operator: within OperatorReserve
+	op.nc.Close()
 	first.nc.Close()
-	// The slot is released when the first connection goes.
+	// The slot is released when the connections go.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		c := rawDial(t, path)
-		c.send(wire.Magic[:])
-		c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}}))
-		if f := c.frame(); f.Type == wire.TypeWelcome {
+		nc, err := net.Dial("tcp", ep.tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(3 * time.Second))
+		nc.Write(wire.Magic[:]) // refused at once while the slot is taken: errors are fine
+		nc.Write(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, AuthMethod: wire.AuthToken, Credential: []byte(ciSecret)}))
+		f, err := wire.NewReader(nc, 0).ReadFrame()
+		welcomed := err == nil && f.Type == wire.TypeWelcome
+		nc.Close()
+		if welcomed {
 			break
 		}
 		if time.Now().After(deadline) {
