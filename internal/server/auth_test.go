@@ -33,6 +33,7 @@ var testTokens = []Token{{"ci", ciSecret}, {"ci", ciRotated}, {"ops", opsSecret}
 type endpoints struct {
 	unix, tls, tcp string
 	ca             *testpki.CA
+	srv            *Server
 }
 
 // startAll runs a broker and one server on three listeners. The TLS
@@ -85,7 +86,7 @@ func startAll(t *testing.T, opts Options) *endpoints {
 		}
 		b.Close()
 	})
-	return &endpoints{unix: path, tls: tl.Addr().String(), tcp: pl.Addr().String(), ca: ca}
+	return &endpoints{unix: path, tls: tl.Addr().String(), tcp: pl.Addr().String(), ca: ca, srv: srv}
 }
 
 // rawDialTCP connects over plaintext TCP.

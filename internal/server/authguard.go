@@ -28,8 +28,9 @@ const (
 	// one source; each line counts the failures since the last.
 	authLogInterval = 10 * time.Second
 	// maxAuthSources bounds the sources tracked. When the table is full,
-	// sources whose bucket is full again and whose failures are logged
-	// are forgotten; if none is, new sources share one bucket.
+	// sources whose bucket is full again and that were not logged in the
+	// last authLogInterval are forgotten (checked at most once per
+	// authRefill); if none is, new sources share one bucket.
 	maxAuthSources = 4096
 	// sharedSource names the bucket shared by sources beyond
 	// maxAuthSources.
@@ -50,6 +51,7 @@ type authGuard struct {
 
 	mu      sync.Mutex
 	sources map[string]*authSource
+	pruned  time.Time // when sources was last scanned for entries to forget
 }
 
 type authSource struct {
@@ -131,18 +133,19 @@ func (g *authGuard) source(source string, now time.Time) *authSource {
 	if s := g.sources[source]; s != nil {
 		return s
 	}
-	if len(g.sources) >= maxAuthSources {
+	if len(g.sources) >= maxAuthSources && now.Sub(g.pruned) >= authRefill {
+		g.pruned = now // a scan at most once per authRefill, however many sources fail
 		for k, s := range g.sources {
 			s.refill(now)
-			if k != sharedSource && s.tokens >= authBurst && s.unlogged == 0 {
-				delete(g.sources, k)
+			if k != sharedSource && s.tokens >= authBurst && now.Sub(s.logged) >= authLogInterval {
+				delete(g.sources, k) // its unlogged failures stay counted in Stats
 			}
 		}
-		if len(g.sources) >= maxAuthSources {
-			source = sharedSource
-			if s := g.sources[source]; s != nil {
-				return s
-			}
+	}
+	if len(g.sources) >= maxAuthSources {
+		source = sharedSource
+		if s := g.sources[source]; s != nil {
+			return s
 		}
 	}
 	s := &authSource{tokens: authBurst, refilled: now}
