@@ -333,12 +333,16 @@ func (s *Server) forget(c *conn) {
 	c.stage = stageGone
 }
 
+// refuseTimeout bounds the writing of a refusal, in which a TLS
+// connection's handshake takes part, so that a flood of refused
+// connections holds few descriptors and goroutines.
+const refuseTimeout = 500 * time.Millisecond
+
 // refuse counts a refusal and writes one error frame to nc from a
-// goroutine of its own, bounded by the handshake timeout, then closes it.
-// Under s.mu.
+// goroutine of its own, within refuseTimeout, then closes it. Under s.mu.
 func (s *Server) refuse(nc net.Conn, counter *atomic.Uint64, text string) {
 	counter.Add(1)
-	timeout := min(s.opts.HandshakeTimeout, s.opts.WriteTimeout)
+	timeout := min(s.opts.HandshakeTimeout, s.opts.WriteTimeout, refuseTimeout)
 	s.wg.Go(func() {
 		nc.SetWriteDeadline(time.Now().Add(timeout))
 		nc.Write(wire.AppendError(nil, wire.TypeError, &wire.ErrorBody{Code: wire.CodeLimit, Text: []byte(text)}))
