@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -430,4 +431,51 @@ func TestRefusalReadAfterHello(t *testing.T) {
 			t.Fatalf("attempt %d: %q, want the MaxPreAuth refusal", i, refusal)
 		}
 	}
+}
+
+// socketPair returns the two ends of a connected UNIX socket pair.
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends[i] = nc
+	}
+	return ends[0], ends[1]
+}
+
+// ServeConn serves a connection as the identity it is given, without
+// checking credentials and outside MaxConns; after Close it closes what
+// it is handed.
+func TestServeConn(t *testing.T) {
+	ep := startAll(t, Options{MaxConns: 1, Auth: Auth{Tokens: testTokens}})
+	full := rawDialTCP(t, ep.tcp)
+	full.hello(wire.AuthToken, opsSecret)
+	full.expectWelcome() // MaxConns is reached
+
+	mine, theirs := socketPair(t)
+	ep.srv.ServeConn(mine, "token:procmond")
+	c := &client{t: t, nc: theirs, r: wire.NewReader(theirs, 0)}
+	t.Cleanup(func() { theirs.Close() })
+	c.hello(wire.AuthToken, "not checked")
+	if id := c.expectWelcome(); id != "token:procmond" {
+		t.Errorf("identity %q, want token:procmond", id)
+	}
+	c.sync()
+
+	ep.srv.Close()
+	mine, theirs = socketPair(t)
+	defer theirs.Close()
+	ep.srv.ServeConn(mine, "token:late")
+	c = &client{t: t, nc: theirs, r: wire.NewReader(theirs, 0)}
+	c.expectClosed()
 }
