@@ -25,7 +25,9 @@ const (
 	authBurst  = 10
 	authRefill = time.Second
 	// authLogInterval is the least time between two WARN lines about
-	// one source; each line counts the failures since the last.
+	// one source; each line counts the failures since the last, and
+	// failures not logged yet are logged once the interval has passed,
+	// even if no more come.
 	authLogInterval = 10 * time.Second
 	// maxAuthSources bounds the sources tracked. When the table is full,
 	// sources whose bucket is full again and that were not logged in the
@@ -44,14 +46,17 @@ var ErrAuthThrottled = errors.New("server: too many failed authentications")
 // authGuard throttles and logs failed authentication per source. Safe for
 // concurrent use.
 type authGuard struct {
-	log *slog.Logger
-	now func() time.Time // time.Now; tests replace it
+	log   *slog.Logger
+	now   func() time.Time                        // time.Now; tests replace it
+	after func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
 
 	failures, throttled atomic.Uint64 // totals, for Stats
 
 	mu      sync.Mutex
 	sources map[string]*authSource
-	pruned  time.Time // when sources was last scanned for entries to forget
+	pruned  time.Time   // when sources was last scanned for entries to forget
+	timer   *time.Timer // runs flush for failures not logged yet; nil if none is due
+	stopped bool        // by stop: no more timers
 }
 
 type authSource struct {
@@ -60,10 +65,11 @@ type authSource struct {
 	logged    time.Time // when the last WARN line for the source was written
 	unlogged  int       // failures since that line
 	throttled int       // of which refused without a check
+	lastErr   error     // the latest failure's, for the next line
 }
 
 func newAuthGuard(log *slog.Logger) *authGuard {
-	return &authGuard{log: log, now: time.Now, sources: map[string]*authSource{}}
+	return &authGuard{log: log, now: time.Now, after: time.AfterFunc, sources: map[string]*authSource{}}
 }
 
 // refill brings s's bucket up to date at now.
@@ -113,19 +119,68 @@ func (g *authGuard) failed(source string, token, throttled bool, why error) {
 	if throttled {
 		s.throttled++
 	}
+	s.lastErr = why
 	if !s.logged.IsZero() && now.Sub(s.logged) < authLogInterval {
+		g.scheduleLocked(s.logged.Add(authLogInterval).Sub(now)) // so the count is logged even if the failures stop
 		return
 	}
-	g.log.Warn("authentication failed", "source", source, "failures", s.unlogged, "throttled", s.throttled,
-		"since", s.sinceText(now), "last_error", why)
-	s.logged, s.unlogged, s.throttled = now, 0, 0
+	g.logLocked(source, s, now)
 }
 
-func (s *authSource) sinceText(now time.Time) string {
-	if s.logged.IsZero() {
-		return "first"
+// logLocked writes the WARN line for source's failures since its last
+// line; under mu.
+func (g *authGuard) logLocked(source string, s *authSource, now time.Time) {
+	since := "first"
+	if !s.logged.IsZero() {
+		since = now.Sub(s.logged).Round(time.Millisecond).String()
 	}
-	return now.Sub(s.logged).Round(time.Millisecond).String()
+	g.log.Warn("authentication failed", "source", source, "failures", s.unlogged, "throttled", s.throttled,
+		"since", since, "last_error", s.lastErr)
+	s.logged, s.unlogged, s.throttled, s.lastErr = now, 0, 0, nil
+}
+
+// scheduleLocked makes sure flush runs within d; under mu.
+func (g *authGuard) scheduleLocked(d time.Duration) {
+	if g.timer == nil && !g.stopped {
+		g.timer = g.after(max(d, 0), g.flush)
+	}
+}
+
+// flush logs the failures of every source whose authLogInterval has
+// passed since its last line, and schedules itself again for the others.
+func (g *authGuard) flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.timer = nil
+	now := g.now()
+	var next time.Duration
+	for source, s := range g.sources {
+		if s.unlogged == 0 {
+			continue
+		}
+		if due := s.logged.Add(authLogInterval).Sub(now); due > 0 {
+			if next == 0 || due < next {
+				next = due
+			}
+			continue
+		}
+		g.logLocked(source, s, now)
+	}
+	if next > 0 {
+		g.scheduleLocked(next)
+	}
+}
+
+// stop ends the flush timer; failures after it are logged only as they
+// happen. Called when the server closes.
+func (g *authGuard) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
 }
 
 // source returns source's entry, making room for it if needed; under mu.

@@ -278,6 +278,9 @@ func TestAuthGuard(t *testing.T) {
 	g := newAuthGuard(slog.New(h))
 	now := time.Unix(1e9, 0)
 	g.now = func() time.Time { return now }
+	flushes := 0
+	g.after = func(time.Duration, func()) *time.Timer { flushes++; return time.NewTimer(time.Hour) } // the test calls flush
+	defer g.stop()
 	why := errors.New("bad token")
 	for i := range authBurst {
 		if w := g.wait("a"); w != 0 {
@@ -307,6 +310,18 @@ func TestAuthGuard(t *testing.T) {
 	g.failed("a", true, false, why)
 	if h.lines["a"] != 2 || h.failures["a"] != authBurst+2 {
 		t.Fatalf("%d lines counting %d failures, want 2 counting %d", h.lines["a"], h.failures["a"], authBurst+2)
+	}
+	// Failures that stop within the interval are logged when it ends.
+	now = now.Add(time.Second)
+	g.failed("a", true, false, why)
+	g.failed("a", true, false, why)
+	if h.lines["a"] != 2 || flushes == 0 {
+		t.Fatalf("%d lines, %d flushes scheduled; want the failures held back and a flush scheduled", h.lines["a"], flushes)
+	}
+	now = now.Add(authLogInterval)
+	g.flush()
+	if h.lines["a"] != 3 || h.failures["a"] != authBurst+4 {
+		t.Fatalf("after flush: %d lines counting %d failures, want 3 counting %d", h.lines["a"], h.failures["a"], authBurst+4)
 	}
 	// The table of sources is bounded: beyond it, sources share a bucket.
 	for i := range 2 * maxAuthSources {

@@ -425,6 +425,7 @@ func (s *Server) stopAccepting() []*conn {
 	if s.stats != nil {
 		s.stats.Unsubscribe()
 	}
+	s.guard.stop()
 	s.mu.Lock()
 	s.closed = true
 	for l := range s.listeners {
