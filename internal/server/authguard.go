@@ -41,7 +41,8 @@ const (
 
 // ErrAuthThrottled is wrapped (with ErrAuth) by the refusal of a token
 // attempt from a source with too many recent failures.
-var ErrAuthThrottled = errors.New("server: too many failed authentications")
+// Its text has no "server:" prefix, as it always follows ErrAuth's.
+var ErrAuthThrottled = errors.New("too many failed authentications")
 
 // authGuard throttles and logs failed authentication per source. Safe for
 // concurrent use.
