@@ -53,8 +53,10 @@ type Options struct {
 	// UNIX socket peer that is root or the server's own user (known from
 	// SO_PEERCRED at accept, before it sends a byte), is not counted: no
 	// number of silent TCP, TLS or other users' UNIX connections can keep
-	// it out. Connections handed over with ServeConn are not counted
-	// either.
+	// it out. The operator's own connections are bounded only by
+	// HandshakeTimeout and the process's file limit: a process running as
+	// root or as the server's user can stop the server anyway.
+	// Connections handed over with ServeConn are not counted either.
 	MaxPreAuth int
 	// HandshakeTimeout bounds the time from accept to a complete hello,
 	// TLS handshake included (default 2 s), so that a silent client holds
