@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -493,4 +496,101 @@ func TestServeConn(t *testing.T) {
 	ep.srv.ServeConn(mine, "token:late")
 	c = &client{t: t, nc: theirs, r: wire.NewReader(theirs, 0)}
 	c.expectClosed()
+}
+
+// holdSilentChild runs in a child process (as another user): it opens
+// connections to the socket at path until one fails or 100 are open,
+// prints how many it holds, and holds them until its standard input ends.
+func holdSilentChild(path string) int {
+	var conns []net.Conn
+	for len(conns) < 100 {
+		nc, err := net.Dial("unix", path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			break
+		}
+		conns = append(conns, nc)
+	}
+	fmt.Println("holding", len(conns))
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// Silent UNIX connections of another user (a process of uid 65534, which
+// the server does not even admit) take at most MaxPreAuth slots and none
+// of MaxConns: the operator still gets through. As in the agent: MaxConns
+// 64, held by 100 connections on main.
+func TestOtherUsersSilentUnixConnections(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to run a process as another user")
+	}
+	raiseNoFile(t, 4096)
+	dir, err := os.MkdirTemp("", "daemoneye-preauth-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// The test binary and the socket, reachable by the other user.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "server.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := eventbus.New(eventbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Broker: b, MaxConns: 64, HandshakeTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DAEMONEYE_TEST_HOLD_SILENT="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	var held int
+	if _, err := fmt.Fscanf(out, "holding %d\n", &held); err != nil || held != 100 {
+		t.Fatalf("the other user's process holds %d connections (%v), want 100", held, err)
+	}
+	st := waitAccepted(t, srv, held)
+	if st.Handshaking != DefaultMaxPreAuth || st.RefusedPreAuth != uint64(held-DefaultMaxPreAuth) {
+		t.Errorf("handshaking %d, refused at MaxPreAuth %d; want %d and %d", st.Handshaking, st.RefusedPreAuth, DefaultMaxPreAuth, held-DefaultMaxPreAuth)
+	}
+	for range 5 {
+		requestStats(t, path)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,7 +23,12 @@ import (
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv("DAEMONEYE_TEST_HOLD_SILENT"); path != "" {
+		os.Exit(holdSilentChild(path))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // start runs a broker and a server on a fresh socket and returns the path.
 func start(t *testing.T, opts Options) (string, *Server, *eventbus.Broker) {
