@@ -164,3 +164,28 @@ func TestStatsWithSilentTCPConnections(t *testing.T) {
 		t.Logf("stats %d of 5 in %s", i+1, time.Since(start))
 	}
 }
+
+// A broker whose payload limit is too small for even the counters says
+// so, and the CLI passes it on.
+func TestStatsTooLarge(t *testing.T) {
+	b, err := eventbus.New(eventbus.Options{MaxPayload: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), transport.SocketName)
+	l, err := transport.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	code, _, errOut := run(t, "--socket", path, "stats")
+	if code != 1 || !strings.Contains(errOut, "could not send its stats") || !strings.Contains(errOut, "raise the broker's max payload") {
+		t.Errorf("exit %d, %q", code, errOut)
+	}
+}

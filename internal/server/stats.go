@@ -114,8 +114,10 @@ func (s *Server) serveStats() (*eventbus.Subscription, error) {
 			}
 			st := s.Stats()
 			body, err := st.encode(b.MaxPayload())
-			if err != nil {
-				body, _ = json.Marshal(Stats{Error: err.Error()})
+			if err != nil { // the error alone, which a Stats decodes
+				body, _ = json.Marshal(struct {
+					Error string `json:"error"`
+				}{err.Error()})
 			}
 			if err := b.Publish(context.Background(), eventbus.Message{Topic: d.Reply, Payload: body, Priority: eventbus.PriorityHigh}); err != nil {
 				s.log.Warn("could not answer a stats request", "reply", d.Reply, "bytes", len(body), "err", err)
