@@ -18,7 +18,7 @@ import (
 )
 
 const (
-	ciToken  = "ci-token-0123456789abcdef"
+	ciToken  = "ci-token-0123456789abcdef0123456789abcdef"
 	badToken = "not-the-token-0123456789"
 )
 

@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 const usage = `daemoneye-cli talks to the DaemonEye event bus.
 
 Usage:
-  daemoneye-cli [--socket PATH | --url URL] [--token T] [--tls-ca F --tls-cert F --tls-key F] COMMAND [flags] [args]
+  daemoneye-cli [--socket PATH | --url URL] [--token-file F] [--tls-ca F --tls-cert F --tls-key F] COMMAND [flags] [args]
 
 Commands:
   pub TOPIC [DATA]                 publish DATA, or each line of standard input
@@ -28,7 +29,10 @@ Commands:
 
 The broker is --socket, --url (unix:///path, tls://host:port with the
 --tls-* files, or tcp://127.0.0.1:port with a token), $DAEMONEYE_SOCKET, or
-the default socket path. Run 'daemoneye-cli COMMAND -h' for a command's flags.
+the default socket path. A token is read from --token-file (a file of
+mode 0600 holding the secret) or $DAEMONEYE_TOKEN, never from the command
+line, where every user could read it. Run 'daemoneye-cli COMMAND -h' for a
+command's flags.
 `
 
 // Main runs the command line args (without the program name) and returns
@@ -45,7 +49,8 @@ func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	gfs.SetOutput(io.Discard)
 	gfs.StringVar(&g.socket, "socket", "", "broker socket path")
 	gfs.StringVar(&g.url, "url", "", "broker URL (unix:///path, tls://host:port, tcp://127.0.0.1:port)")
-	gfs.StringVar(&g.token, "token", "", "authenticate with this token (or $DAEMONEYE_TOKEN)")
+	tokenFile := gfs.String("token-file", "", "authenticate with the token in this file (mode 0600), instead of $DAEMONEYE_TOKEN")
+	tokenArg := gfs.String("token", "", "refused: use --token-file or $DAEMONEYE_TOKEN")
 	gfs.StringVar(&g.tlsCA, "tls-ca", "", "CA certificate (PEM) of the broker, for tls://")
 	gfs.StringVar(&g.tlsCert, "tls-cert", "", "client certificate (PEM), for tls://")
 	gfs.StringVar(&g.tlsKey, "tls-key", "", "client key (PEM), for tls://")
@@ -56,6 +61,17 @@ func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	case err != nil:
 		fmt.Fprintf(stderr, "daemoneye-cli: %v\n\n%s", err, usage)
 		return 2
+	}
+	if *tokenArg != "" {
+		fmt.Fprintf(stderr, "daemoneye-cli: %v\n", errTokenArg)
+		return 2
+	}
+	if *tokenFile != "" {
+		var err error
+		if g.token, err = readTokenFile(*tokenFile); err != nil {
+			fmt.Fprintf(stderr, "daemoneye-cli: %v\n", err)
+			return 1
+		}
 	}
 	args = gfs.Args()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -101,6 +117,44 @@ func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 }
 
 var errUsage = errors.New("usage")
+
+// errTokenArg refuses --token: a secret on the command line is shown to
+// every user by ps and /proc/PID/cmdline.
+var errTokenArg = errors.New("--token is refused, since every user on the machine could read it from the process list: " +
+	"put the token in a file only you can read (chmod 600) and pass --token-file FILE, or set DAEMONEYE_TOKEN")
+
+// maxTokenFile bounds what readTokenFile reads, in bytes.
+const maxTokenFile = 4096
+
+// readTokenFile reads a token from path: the file's content without
+// surrounding white space. The file must not be readable or writable by
+// group or others.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("--token-file %s has mode %04o, which lets other users read or change the token: chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--token-file %s: %w", path, err)
+	}
+	if len(b) > maxTokenFile {
+		return "", fmt.Errorf("--token-file %s is over %d bytes: it should hold the token alone", path, maxTokenFile)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("--token-file %s is empty: write the token into it", path)
+	}
+	return token, nil
+}
 
 // Run is Main for a real process: os.Args, standard streams, and a context
 // cancelled by SIGINT.

@@ -29,9 +29,22 @@ var (
 )
 
 // MinTokenLen is the shortest token secret Auth.Validate accepts, in
-// bytes. 32 random bytes, hex-encoded (openssl rand -hex 32), is the
-// recommended form.
-const MinTokenLen = 16
+// bytes: 16 random bytes hex-encoded, 128 bits. 32 random bytes,
+// hex-encoded (openssl rand -hex 32), is the recommended form.
+//
+// The server cannot measure a secret's entropy; it requires at least
+// MinTokenLen bytes, at least minTokenDistinct different bytes, and no
+// repetition of a shorter string ("abcdabcd..."), which rejects typed
+// and patterned secrets at no cost while a random hex string passes
+// (32 random hex digits have fewer than 8 different ones with
+// probability below 1e-7).
+const MinTokenLen = 32
+
+// minTokenDistinct is how many different bytes a secret must contain.
+const minTokenDistinct = 8
+
+// tokenAdvice is what every refusal of a configured secret suggests.
+const tokenAdvice = "generate one with: openssl rand -hex 32"
 
 // maxTokenName bounds a token's name, in bytes.
 const maxTokenName = 64
@@ -42,8 +55,9 @@ type Token struct {
 	// Name is letters, digits, '.', '_', '-' and '@', at most 64 bytes.
 	// Several tokens may share a name, to rotate a secret without a gap.
 	Name string
-	// Secret is at least MinTokenLen bytes. It is compared in constant
-	// time and never logged, formatted or sent back.
+	// Secret is at least MinTokenLen bytes (128 bits as hex), not a
+	// repeated pattern (see MinTokenLen). It is compared in constant time
+	// and never logged, formatted or sent back.
 	Secret string
 }
 
@@ -85,8 +99,9 @@ type Auth struct {
 	CertNames []string
 }
 
-// Validate checks the configuration: token names and secret lengths, no
-// secret shared by two names, no empty certificate name. Errors wrap
+// Validate checks the configuration: token names, secrets strong enough
+// (see MinTokenLen), no secret shared by two names, no empty certificate
+// name. Errors wrap
 // ErrAuthConfig, name the offending token by its name and position, and
 // never contain a secret. Server.New should call it.
 func (a *Auth) Validate() error {
@@ -95,9 +110,9 @@ func (a *Auth) Validate() error {
 			return fmt.Errorf("%w: token %d: name %q must be 1 to %d letters, digits, '.', '_', '-' or '@'",
 				ErrAuthConfig, i+1, t.Name, maxTokenName)
 		}
-		if len(t.Secret) < MinTokenLen {
-			return fmt.Errorf("%w: token %d (%s): the secret is %d bytes; use at least %d, for example from openssl rand -hex 32",
-				ErrAuthConfig, i+1, t.Name, len(t.Secret), MinTokenLen)
+		if why := weakSecret(t.Secret); why != "" {
+			return fmt.Errorf("%w: token %d (%s): the secret %s, which is too easy to guess: %s",
+				ErrAuthConfig, i+1, t.Name, why, tokenAdvice)
 		}
 		for _, u := range a.Tokens[:i] {
 			if u.Secret == t.Secret && u.Name != t.Name {
@@ -111,6 +126,31 @@ func (a *Auth) Validate() error {
 		}
 	}
 	return nil
+}
+
+// weakSecret says what makes secret too weak, or "" if nothing does. The
+// answer never contains the secret.
+func weakSecret(secret string) string {
+	if len(secret) < MinTokenLen {
+		return fmt.Sprintf("is %d bytes; at least %d are required (128 bits as hex)", len(secret), MinTokenLen)
+	}
+	var seen [256]bool
+	distinct := 0
+	for i := 0; i < len(secret); i++ {
+		if !seen[secret[i]] {
+			seen[secret[i]] = true
+			distinct++
+		}
+	}
+	if distinct < minTokenDistinct {
+		return fmt.Sprintf("has only %d different characters; at least %d are required", distinct, minTokenDistinct)
+	}
+	for p := 1; p <= len(secret)/2; p++ {
+		if len(secret)%p == 0 && strings.Repeat(secret[:p], len(secret)/p) == secret {
+			return fmt.Sprintf("repeats a %d-byte pattern", p)
+		}
+	}
+	return ""
 }
 
 func validTokenName(s string) bool {

@@ -20,10 +20,10 @@ import (
 
 // Secrets of the tokens in testTokens.
 const (
-	ciSecret      = "ci-0123456789abcdef-old"
-	ciRotated     = "ci-0123456789abcdef-new"
-	opsSecret     = "ops-fedcba9876543210"
-	unknownSecret = "nobody-0000000000000000"
+	ciSecret      = "ci-0123456789abcdef0123456789abcdef-old"
+	ciRotated     = "ci-0123456789abcdef0123456789abcdef-new"
+	opsSecret     = "ops-fedcba9876543210fedcba9876543210"
+	unknownSecret = "nobody-00112233445566778899aabbccddeeff"
 )
 
 var testTokens = []Token{{"ci", ciSecret}, {"ci", ciRotated}, {"ops", opsSecret}}
@@ -33,6 +33,7 @@ var testTokens = []Token{{"ci", ciSecret}, {"ci", ciRotated}, {"ops", opsSecret}
 type endpoints struct {
 	unix, tls, tcp string
 	ca             *testpki.CA
+	srv            *Server
 }
 
 // startAll runs a broker and one server on three listeners. The TLS
@@ -85,7 +86,7 @@ func startAll(t *testing.T, opts Options) *endpoints {
 		}
 		b.Close()
 	})
-	return &endpoints{unix: path, tls: tl.Addr().String(), tcp: pl.Addr().String(), ca: ca}
+	return &endpoints{unix: path, tls: tl.Addr().String(), tcp: pl.Addr().String(), ca: ca, srv: srv}
 }
 
 // rawDialTCP connects over plaintext TCP.
@@ -354,7 +355,7 @@ func TestAuthenticateOtherConn(t *testing.T) {
 }
 
 func TestAuthValidate(t *testing.T) {
-	long := strings.Repeat("s", MinTokenLen)
+	long := "0123456789abcdef0123456789abcdeX"
 	tests := []struct {
 		name string
 		auth Auth
@@ -363,7 +364,11 @@ func TestAuthValidate(t *testing.T) {
 		{"zero value", Auth{}, ""},
 		{"tokens", Auth{Tokens: testTokens}, ""},
 		{"rotation: two secrets, one name", Auth{Tokens: []Token{{"ci", long + "1"}, {"ci", long + "2"}}}, ""},
-		{"short secret", Auth{Tokens: []Token{{"ci", "short"}}}, "the secret is 5 bytes; use at least 16"},
+		{"short secret", Auth{Tokens: []Token{{"ci", "short"}}}, "the secret is 5 bytes; at least 32 are required (128 bits as hex), which is too easy to guess: generate one with: openssl rand -hex 32"},
+		{"16 characters", Auth{Tokens: []Token{{"ci", "0123456789abcdef"}}}, "is 16 bytes; at least 32"},
+		{"few characters", Auth{Tokens: []Token{{"ci", strings.Repeat("ab", 10) + strings.Repeat("c", 20)}}}, "only 3 different characters"},
+		{"pattern", Auth{Tokens: []Token{{"ci", strings.Repeat("0123456789abcdef", 2)}}}, "repeats a 16-byte pattern"},
+		{"hex of 16 bytes", Auth{Tokens: []Token{{"ci", "9f86d081884c7d659a2feaa0c55ad015"}}}, ""},
 		{"empty name", Auth{Tokens: []Token{{"", long}}}, "token 1: name"},
 		{"name with a space", Auth{Tokens: []Token{{"c i", long}}}, `name "c i"`},
 		{"name too long", Auth{Tokens: []Token{{strings.Repeat("n", 65), long}}}, "name"},
@@ -412,7 +417,7 @@ func TestLoadTokens(t *testing.T) {
 		{"readable by others", write("open", "ci "+ciSecret+"\n", 0o644), "chmod 600"},
 		{"one field", write("one", "ci "+ciSecret+"\n"+ciRotated+"\n", 0o600), "line 2: want NAME SECRET, two fields, got 1"},
 		{"three fields", write("three", "ci "+ciSecret+" extra\n", 0o600), "line 1"},
-		{"short secret", write("short", "ci tiny\n", 0o600), "use at least 16"},
+		{"short secret", write("short", "ci tiny\n", 0o600), "openssl rand -hex 32"},
 		{"empty", write("empty", "# nothing\n", 0o600), "holds no token"},
 		{"missing", filepath.Join(dir, "missing"), "no such file"},
 	}

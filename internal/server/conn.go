@@ -66,6 +66,12 @@ type conn struct {
 	topics    wire.Interner
 	identity  string           // set by the handshake
 	authCache map[string]error // publish decisions by topic (Authorizer)
+
+	// set before the goroutines start
+	class connClass // how the server counts the connection
+	given string    // the identity ServeConn was given
+
+	stage int // slot accounting (stageHandshake...), under srv.mu
 }
 
 // maxInlineFlush bounds what a publisher's Flush writes for a
@@ -159,20 +165,29 @@ func (c *conn) serve() error {
 		c.sendError(wire.CodeVersion, 0, err.Error())
 		return err
 	}
-	identity, err := c.srv.opts.Auth.authenticate(c.nc, &hello)
-	if err != nil {
-		c.sendError(wire.CodeAuth, 0, err.Error())
+	identity := c.given
+	if c.class != classEmbedded {
+		if identity, err = c.srv.authenticate(c.nc, &hello); err != nil {
+			c.sendError(wire.CodeAuth, 0, err.Error())
+			return err
+		}
+	}
+	if err := c.srv.admit(c); err != nil {
+		if errors.Is(err, errConnLimit) {
+			c.sendError(wire.CodeLimit, 0, c.srv.connLimitText())
+		}
 		return err
 	}
 	session := newSessionID()
 	c.identity = identity
-	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
+	client := clientName(hello.ClientName)
+	c.log = c.log.With("session", session, "identity", identity, "client", client)
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
 		c.sub = sub
-		c.info = ConnStats{Session: session, Identity: identity, Client: string(hello.ClientName), Remote: c.nc.RemoteAddr().String()}
+		c.info = ConnStats{Session: session, Identity: identity, Client: client, Remote: c.nc.RemoteAddr().String()}
 	}
 	c.mu.Unlock()
 	if closed {

@@ -18,6 +18,14 @@
 // A protocol violation closes only the offending connection, after an error
 // frame that says why.
 //
+// Connections are counted in two stages. Before its welcome a connection
+// holds one of MaxPreAuth slots; from its welcome on, one of MaxConns.
+// The local operator (root or the server's user over a UNIX socket, known
+// from SO_PEERCRED at accept) takes no MaxPreAuth slot and may exceed
+// MaxConns by OperatorReserve, so that silent or hostile clients cannot
+// lock it out. Failed token attempts are throttled per source (uid or IP
+// address) and logged at WARN, one line per source per 10 s.
+//
 // Lock order: conn.writeMu, then conn.mu; conn.mu is taken inside the
 // broker's topic lock (by Deliver) and is never held while calling into
 // the broker. writeMu is never taken under the broker's locks.

@@ -8,19 +8,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/transport"
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
 // Defaults for Options.
 const (
 	DefaultMaxConns         = 64
-	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultMaxPreAuth       = 32
+	DefaultHandshakeTimeout = 2 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxPending       = 64 << 20 // bytes buffered for one connection
@@ -37,11 +40,27 @@ type Options struct {
 	Broker *eventbus.Broker
 	// Logger receives connection-level diagnostics; nil discards them.
 	Logger *slog.Logger
-	// MaxConns bounds concurrent connections (default 64). A connection
-	// over the limit gets an error frame and is closed.
+	// MaxConns bounds concurrent authenticated connections (default 64).
+	// A connection counts against it from its welcome on; one over the
+	// limit gets an error frame (code limit) and is closed. The local
+	// operator (see MaxPreAuth) may exceed it by OperatorReserve, so that
+	// other identities cannot lock it out.
 	MaxConns int
-	// HandshakeTimeout bounds the time from accept to a complete hello
-	// (default 5 s), so a silent client cannot hold a slot.
+	// MaxPreAuth bounds the connections that have not authenticated yet
+	// (default 32, at most MaxConns): accepted, but before their welcome.
+	// A connection over it is refused at once with an error frame (code
+	// limit) and does not reach the handshake. The local operator, a
+	// UNIX socket peer that is root or the server's own user (known from
+	// SO_PEERCRED at accept, before it sends a byte), is not counted: no
+	// number of silent TCP, TLS or other users' UNIX connections can keep
+	// it out. The operator's own connections are bounded only by
+	// HandshakeTimeout and the process's file limit: a process running as
+	// root or as the server's user can stop the server anyway.
+	// Connections handed over with ServeConn are not counted either.
+	MaxPreAuth int
+	// HandshakeTimeout bounds the time from accept to a complete hello,
+	// TLS handshake included (default 2 s), so that a silent client holds
+	// a MaxPreAuth slot only briefly.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing for this long
 	// (default 2 min). Clients ping at half the interval in the welcome.
@@ -82,12 +101,17 @@ type Options struct {
 type Server struct {
 	opts  Options
 	log   *slog.Logger
-	slots chan struct{}
+	guard *authGuard // throttles and logs failed authentication per source
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closed    bool
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	conns       map[*conn]struct{}
+	closed      bool
+	preAuth     int // connections of classOther before their welcome: bounded by MaxPreAuth
+	handshaking int // every connection before its welcome (stats)
+	authed      int // connections after their welcome, except ServeConn's: bounded by MaxConns (+ OperatorReserve)
+
+	refusedPreAuth, refusedConns atomic.Uint64 // connections refused at the MaxPreAuth and MaxConns limits
 
 	wg    sync.WaitGroup         // every connection goroutine
 	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
@@ -101,14 +125,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Broker == nil {
 		return nil, errors.New("server: Options.Broker is required")
 	}
-	if opts.MaxConns < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 {
-		return nil, errors.New("server: MaxConns, MaxPending and MaxSubscriptions must not be negative")
+	if opts.MaxConns < 0 || opts.MaxPreAuth < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 {
+		return nil, errors.New("server: MaxConns, MaxPreAuth, MaxPending and MaxSubscriptions must not be negative")
 	}
 	if err := opts.Auth.Validate(); err != nil {
 		return nil, err
 	}
 	opts.MaxSubscriptions = or(opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)
+	opts.MaxPreAuth = min(or(opts.MaxPreAuth, DefaultMaxPreAuth), opts.MaxConns)
 	opts.MaxPending = or(opts.MaxPending, DefaultMaxPending)
 	opts.HandshakeTimeout = or(opts.HandshakeTimeout, DefaultHandshakeTimeout)
 	opts.IdleTimeout = or(opts.IdleTimeout, DefaultIdleTimeout)
@@ -118,7 +143,7 @@ func New(opts Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		opts: opts, log: log, slots: make(chan struct{}, opts.MaxConns),
+		opts: opts, log: log, guard: newAuthGuard(log),
 		listeners: make(map[net.Listener]struct{}), conns: make(map[*conn]struct{}),
 	}
 	if !opts.NoStatsService {
@@ -191,45 +216,177 @@ func retryableAccept(err error) bool {
 	return false
 }
 
-// start takes a slot for nc and runs its goroutines, or refuses it. It
-// starts goroutines under s.mu, so that they are counted before Close,
-// which sets closed under s.mu, waits for them.
-func (s *Server) start(nc net.Conn) {
+// OperatorReserve is how many connections of the local operator (root or
+// the server's own user over a UNIX socket) are admitted beyond MaxConns,
+// so that other identities filling MaxConns cannot lock it out.
+const OperatorReserve = 8
+
+// ServeConn serves nc, a connection whose peer the caller has already
+// authenticated, as identity (for example "token:procmond" for a
+// collector on one end of a socketpair the caller made). The peer still
+// sends the magic and a hello, within HandshakeTimeout; its credentials
+// are not checked, and the connection counts against neither MaxPreAuth
+// nor MaxConns (the caller bounds how many it hands over). The Authorizer
+// applies to identity as to any other. ServeConn returns at once; the
+// server owns nc from then on and closes it when the connection ends,
+// or at once if the server is closed. Safe for concurrent use.
+func (s *Server) ServeConn(nc net.Conn, identity string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		nc.Close()
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		s.wg.Go(func() {
-			refuse(nc, s.opts.WriteTimeout, wire.CodeLimit,
-				fmt.Sprintf("the server's limit of %d connections is reached; raise MaxConns or try later", s.opts.MaxConns))
-		})
+	c := newConn(s, nc)
+	c.class, c.given = classEmbedded, identity
+	s.launch(c)
+}
+
+// start admits nc as a connection before its handshake and runs its
+// goroutines, or refuses it at the MaxPreAuth or MaxConns limit. It never
+// waits for the peer: a refusal is written by a goroutine of its own.
+// It starts goroutines under s.mu, so that they are counted before
+// Close, which sets closed under s.mu, waits for them.
+func (s *Server) start(nc net.Conn) {
+	class := classify(nc) // a getsockopt, before s.mu
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		nc.Close()
 		return
 	}
+	if class == classOther {
+		switch {
+		case s.authed >= s.opts.MaxConns:
+			s.refuse(nc, &s.refusedConns, s.connLimitText())
+			return
+		case s.preAuth >= s.opts.MaxPreAuth:
+			s.refuse(nc, &s.refusedPreAuth, fmt.Sprintf(
+				"the server already has %d connections that have not authenticated yet (its MaxPreAuth limit): try again in a moment", s.opts.MaxPreAuth))
+			return
+		}
+		s.preAuth++
+	}
 	c := newConn(s, nc)
+	c.class = class
+	s.launch(c)
+}
+
+// launch registers c as handshaking and starts its goroutines; under s.mu.
+func (s *Server) launch(c *conn) {
+	c.stage = stageHandshake
+	s.handshaking++
 	s.conns[c] = struct{}{}
 	s.wg.Go(c.readLoop)
 	s.wg.Go(c.writeLoop)
 }
 
+func (s *Server) connLimitText() string {
+	return fmt.Sprintf("the server's limit of %d connections is reached: try later, or raise the broker's max connections", s.opts.MaxConns)
+}
+
+// admit moves c, authenticated, from the handshake to a MaxConns slot, or
+// returns an error saying why it may not have one.
+func (s *Server) admit(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.stage != stageHandshake {
+		return net.ErrClosed // forgotten meanwhile
+	}
+	limit := s.opts.MaxConns
+	if c.class == classOperator {
+		limit += OperatorReserve
+	}
+	if c.class != classEmbedded && s.authed >= limit {
+		s.refusedConns.Add(1)
+		return fmt.Errorf("%w: %s", errConnLimit, s.connLimitText())
+	}
+	s.leaveHandshake(c)
+	c.stage = stageAdmitted
+	if c.class != classEmbedded {
+		s.authed++
+	}
+	return nil
+}
+
+var errConnLimit = errors.New("connection limit")
+
+// leaveHandshake releases what c held before its welcome; under s.mu.
+func (s *Server) leaveHandshake(c *conn) {
+	s.handshaking--
+	if c.class == classOther {
+		s.preAuth--
+	}
+}
+
 // forget releases a finished connection's slot.
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.conns, c)
-	s.mu.Unlock()
-	<-s.slots
+	switch c.stage {
+	case stageHandshake:
+		s.leaveHandshake(c)
+	case stageAdmitted:
+		if c.class != classEmbedded {
+			s.authed--
+		}
+	}
+	c.stage = stageGone
 }
 
-// refuse writes one error frame to nc and closes it.
-func refuse(nc net.Conn, timeout time.Duration, code wire.Code, text string) {
-	nc.SetWriteDeadline(time.Now().Add(timeout))
-	nc.Write(wire.AppendError(nil, wire.TypeError, &wire.ErrorBody{Code: code, Text: []byte(text)}))
-	nc.Close()
+// refuseTimeout bounds the writing of a refusal, in which a TLS
+// connection's handshake takes part, so that a flood of refused
+// connections holds few descriptors and goroutines.
+const refuseTimeout = 500 * time.Millisecond
+
+// refuse counts a refusal and writes one error frame to nc from a
+// goroutine of its own, within refuseTimeout, then closes it. Under s.mu.
+func (s *Server) refuse(nc net.Conn, counter *atomic.Uint64, text string) {
+	counter.Add(1)
+	timeout := min(s.opts.HandshakeTimeout, s.opts.WriteTimeout, refuseTimeout)
+	s.wg.Go(func() {
+		nc.SetWriteDeadline(time.Now().Add(timeout))
+		nc.Write(wire.AppendError(nil, wire.TypeError, &wire.ErrorBody{Code: wire.CodeLimit, Text: []byte(text)}))
+		nc.Close()
+	})
 }
+
+// connClass says how a connection is counted before and after its
+// handshake.
+type connClass uint8
+
+const (
+	classOther    connClass = iota // counted against MaxPreAuth, then MaxConns
+	classOperator                  // root or the server's user over a UNIX socket: MaxConns + OperatorReserve only
+	classEmbedded                  // handed over with ServeConn: not counted
+)
+
+// classify tells the local operator, a UNIX socket peer that is root or
+// the server's own user, from everyone else. The peer credentials are the
+// kernel's, from connect time: the peer need not have sent anything.
+func classify(nc net.Conn) connClass {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return classOther
+	}
+	cred, err := transport.PeerCredOf(uc)
+	if err != nil {
+		return classOther
+	}
+	if cred.UID == 0 || cred.UID == uint32(os.Getuid()) {
+		return classOperator
+	}
+	return classOther
+}
+
+// Connection stages, for the slot accounting; under Server.mu.
+const (
+	stageNew       = iota // not yet launched
+	stageHandshake        // counted in handshaking (and preAuth for classOther)
+	stageAdmitted         // welcomed: counted in authed (unless classEmbedded)
+	stageGone             // forgotten
+)
 
 // Shutdown stops accepting, asks every client to go away, and waits until
 // they have disconnected or ctx ends; then it closes the rest. It returns
@@ -270,6 +427,7 @@ func (s *Server) stopAccepting() []*conn {
 	if s.stats != nil {
 		s.stats.Unsubscribe()
 	}
+	s.guard.stop()
 	s.mu.Lock()
 	s.closed = true
 	for l := range s.listeners {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,7 +23,12 @@ import (
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv("DAEMONEYE_TEST_HOLD_SILENT"); path != "" {
+		os.Exit(holdSilentChild(path))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // start runs a broker and a server on a fresh socket and returns the path.
 func start(t *testing.T, opts Options) (string, *Server, *eventbus.Broker) {
@@ -304,20 +310,33 @@ func TestTokenAuthNotEnabled(t *testing.T) {
 	c.expectClosed()
 }
 
+// MaxConns bounds authenticated connections; the local operator has a
+// reserve beyond it.
 func TestConnectionLimit(t *testing.T) {
-	path, _, _ := start(t, Options{MaxConns: 1})
-	first := dial(t, path)
-	second := rawDial(t, path)
+	ep := startAll(t, Options{MaxConns: 1, Auth: Auth{Tokens: testTokens}})
+	first := rawDialTCP(t, ep.tcp)
+	first.hello(wire.AuthToken, ciSecret)
+	first.expectWelcome()
+	second := rawDialTCP(t, ep.tcp)
 	second.expectError(wire.CodeLimit, "limit of 1 connections")
 	second.expectClosed()
+	op := dial(t, ep.unix) // the operator: within OperatorReserve
+	op.nc.Close()
 	first.nc.Close()
-	// The slot is released when the first connection goes.
+	// The slot is released when the connections go.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		c := rawDial(t, path)
-		c.send(wire.Magic[:])
-		c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}}))
-		if f := c.frame(); f.Type == wire.TypeWelcome {
+		nc, err := net.Dial("tcp", ep.tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(3 * time.Second))
+		nc.Write(wire.Magic[:]) // refused at once while the slot is taken: errors are fine
+		nc.Write(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, AuthMethod: wire.AuthToken, Credential: []byte(ciSecret)}))
+		f, err := wire.NewReader(nc, 0).ReadFrame()
+		welcomed := err == nil && f.Type == wire.TypeWelcome
+		nc.Close()
+		if welcomed {
 			break
 		}
 		if time.Now().After(deadline) {
