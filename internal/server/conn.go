@@ -66,6 +66,9 @@ type conn struct {
 	topics    wire.Interner
 	identity  string           // set by the handshake
 	authCache map[string]error // publish decisions by topic (Authorizer)
+
+	preset string     // the identity ServeConn gave; "" for accepted connections
+	resp   *responses // set by the handshake for an identity confined to answering what it was asked; nil otherwise
 }
 
 // maxInlineFlush bounds what a publisher's Flush writes for a
@@ -159,13 +162,14 @@ func (c *conn) serve() error {
 		c.sendError(wire.CodeVersion, 0, err.Error())
 		return err
 	}
-	identity, err := c.srv.opts.Auth.authenticate(c.nc, &hello)
+	identity, err := c.authenticate(&hello)
 	if err != nil {
 		c.sendError(wire.CodeAuth, 0, err.Error())
 		return err
 	}
 	session := newSessionID()
 	c.identity = identity
+	c.confine()
 	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
 	c.mu.Lock()
@@ -407,6 +411,9 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 			return errSlowConsumer
 		}
 		return errConnFull
+	}
+	if c.resp != nil && m.Reply != "" {
+		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
 	}
 	wasEmpty := len(c.out) == 0
 	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload)

@@ -221,7 +221,9 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	<-s.slots
+	if c.preset == "" { // ServeConn's connections take no slot
+		<-s.slots
+	}
 }
 
 // refuse writes one error frame to nc and closes it.
