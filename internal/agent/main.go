@@ -36,6 +36,16 @@ type File struct {
 	RepeatWindow config.Duration `yaml:"repeat_window"`
 	AllowUIDs    []uint32        `yaml:"allow_uids"`
 	AllowGIDs    []uint32        `yaml:"allow_gids"`
+	// ACL replaces the default grants of the identities it names ("*":
+	// everyone not named); see Options.ACL.
+	ACL ACLFile `yaml:"acl"`
+	// ResponseTTL bounds how long a collector may answer a request
+	// delivered to it (default 2m).
+	ResponseTTL config.Duration `yaml:"response_ttl"`
+	// CollectorUID and CollectorGID: the user and group a root agent runs
+	// its collectors as (default 65534, nobody).
+	CollectorUID uint32 `yaml:"collector_uid"`
+	CollectorGID uint32 `yaml:"collector_gid"`
 	Alerts       struct {
 		Stdout         string `yaml:"stdout"` // text, json or off
 		File           string `yaml:"file"`
@@ -44,10 +54,11 @@ type File struct {
 		WebhookRetries int    `yaml:"webhook_retries"`
 	} `yaml:"alerts"`
 	Collectors []struct {
-		ID       string          `yaml:"id"`
-		Kind     string          `yaml:"kind"`
-		Interval config.Duration `yaml:"interval"`
-		Args     []string        `yaml:"args"`
+		ID        string          `yaml:"id"`
+		Kind      string          `yaml:"kind"`
+		Interval  config.Duration `yaml:"interval"`
+		Heartbeat config.Duration `yaml:"heartbeat"`
+		Args      []string        `yaml:"args"`
 	} `yaml:"collectors"`
 	Supervision struct {
 		RestartBackoff    config.Duration `yaml:"restart_backoff"`
@@ -121,6 +132,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		RestartBackoff: time.Duration(file.Supervision.RestartBackoff), MaxRestartBackoff: time.Duration(file.Supervision.MaxRestartBackoff),
 		RestartWindow: time.Duration(file.Supervision.RestartWindow), StopTimeout: time.Duration(file.Supervision.StopTimeout),
 		MaxRestarts: file.Supervision.MaxRestarts,
+		ACL:         file.ACL, ResponseTTL: time.Duration(file.ResponseTTL),
+		CollectorUID: file.CollectorUID, CollectorGID: file.CollectorGID,
 	}
 	switch out := pick(*alertsOut, "alerts", "", file.Alerts.Stdout); out {
 	case "", "text":
@@ -133,7 +146,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	for _, c := range file.Collectors {
-		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval), Args: c.Args})
+		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval),
+			Heartbeat: time.Duration(c.Heartbeat), Args: c.Args})
 	}
 	if opts.Collectors == nil {
 		opts.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}

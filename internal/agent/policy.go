@@ -155,4 +155,3 @@ var _ interface {
 	server.RequestAuthorizer
 	server.ResponseAuthorizer
 } = (*policy)(nil)
-
