@@ -110,7 +110,10 @@ func (c *Conn) ensureInbox(ctx context.Context) error {
 
 // isInboxLocked reports whether m arrived on the inbox subscription.
 func (c *Conn) isInboxLocked(s *Subscription) bool {
-	return c.inboxName != "" && s.pattern == c.inboxName+"+"
+	// Compared without building inboxName+"+", which would allocate per
+	// message once the name is longer than a small stack buffer.
+	p := s.pattern
+	return c.inboxName != "" && len(p) == len(c.inboxName)+1 && p[len(p)-1] == '+' && strings.HasPrefix(p, c.inboxName)
 }
 
 // reply hands a message that arrived on the inbox (whose topics start
