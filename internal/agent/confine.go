@@ -93,8 +93,34 @@ func (a *Agent) handover(spec CollectorSpec) (*handover, error) {
 	if os.Geteuid() == 0 {
 		h.cred = &syscall.Credential{Uid: a.opts.CollectorUID, Gid: a.opts.CollectorGID, Groups: []uint32{}}
 		h.caps = kindCaps(spec.Kind)
+		if err := executableBy(exe, h.cred); err != nil {
+			h.close()
+			nc.Close()
+			return nil, err
+		}
 	}
 	return h, nil
+}
+
+// executableBy checks that the collector's user may execute the binary,
+// so that a binary of mode 0700 fails with a message that says what to do
+// rather than "permission denied".
+func executableBy(exe *os.File, cred *syscall.Credential) error {
+	fi, err := exe.Stat()
+	if err != nil {
+		return fmt.Errorf("the collector's binary: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	mode := fi.Mode().Perm()
+	switch {
+	case st.Uid == cred.Uid && mode&0o100 != 0, st.Gid == cred.Gid && mode&0o010 != 0, mode&0o001 != 0:
+		return nil
+	}
+	return fmt.Errorf("the collectors run as uid %d, gid %d, which may not execute %s (mode %v): make it executable by others (chmod o+rx) or set collector_uid and collector_gid",
+		cred.Uid, cred.Gid, exe.Name(), mode)
 }
 
 // close closes the child's descriptors in the agent, once the child has
