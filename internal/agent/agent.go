@@ -266,6 +266,11 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	bg.Go(func() { a.heartbeats(beats) })
 	bg.Go(func() { a.watchHealth(runCtx) })
 	a.log.Info("agent: listening", "socket", a.sock, "rules", len(opts.Rules), "collectors", len(a.procs))
+	if os.Geteuid() == 0 {
+		a.log.Info("agent: collectors run confined", "uid", opts.CollectorUID, "gid", opts.CollectorGID, "connection", "socketpair")
+	} else {
+		a.log.Info("agent: not root: collectors run as this user, confined only by the ACL on their connection")
+	}
 	if ready != nil {
 		ready(a)
 	}
