@@ -303,7 +303,10 @@ func (a *ACL) AllowSubscribe(identity, pattern string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s may subscribe only within %s and its own inbox (%s%s-<random>.+)", identity, list(g.Subscribe), wire.InboxPrefix, wire.InboxOwner(identity))
+	if owner := wire.InboxOwner(identity); owner != "" {
+		return fmt.Errorf("%s may subscribe only within %s and its own inbox (%s%s-<random>.+)", identity, list(g.Subscribe), wire.InboxPrefix, owner)
+	}
+	return fmt.Errorf("%s may subscribe only within %s", identity, list(g.Subscribe))
 }
 
 // ConfinedResponses implements ResponseAuthorizer.
