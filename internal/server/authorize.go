@@ -271,7 +271,13 @@ func (a *ACL) AllowPublish(identity, t string) error {
 	if matchAny(g.Publish, t) {
 		return nil
 	}
-	return fmt.Errorf("%s may publish only to %s", identity, list(g.Publish))
+	switch {
+	case len(g.Publish) > 0:
+		return fmt.Errorf("%s may publish only to %s", identity, list(g.Publish))
+	case len(g.Request) > 0:
+		return fmt.Errorf("%s may publish nothing but requests to %s", identity, list(g.Request))
+	}
+	return fmt.Errorf("%s may publish nothing", identity)
 }
 
 // AllowRequest implements RequestAuthorizer.
