@@ -212,14 +212,7 @@ const nonceBit = 1 << 63
 // connection fails; after that, the Conn reconnects by itself (see
 // Options).
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
-	opts.normalize()
-	c := &Conn{
-		addr: addr, opts: opts,
-		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
-		requests: make(map[uint64]chan reply),
-		wake:     make(chan struct{}, 1),
-	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c := newConn(addr, opts)
 	if strings.HasPrefix(addr, "inproc://") {
 		if opts.Broker == nil {
 			return nil, fmt.Errorf("client: %s needs Options.Broker, the broker in this process", addr)
@@ -234,6 +227,19 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	c.sess, c.welcome = sess, sess.welcome
 	c.wg.Go(func() { c.run(sess) })
 	return c, nil
+}
+
+// newConn returns a Conn for addr that has no session yet.
+func newConn(addr string, opts Options) *Conn {
+	opts.normalize()
+	c := &Conn{
+		addr: addr, opts: opts,
+		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
+		requests: make(map[uint64]chan reply),
+		wake:     make(chan struct{}, 1),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
 }
 
 // Identity returns who the server authenticated this client as, in the

@@ -97,6 +97,12 @@ func dial(ctx context.Context, addr string, opts *Options) (*session, error) {
 		}
 		nc = tc
 	}
+	return handshake(nc, addr, ep, opts)
+}
+
+// handshake sends the hello on nc and reads the welcome, within the
+// deadline already set on nc; it closes nc if it fails.
+func handshake(nc net.Conn, addr string, ep endpoint, opts *Options) (*session, error) {
 	h := wire.Hello{Versions: []wire.Version{wire.Current}, ClientName: []byte(opts.Name)}
 	switch {
 	case opts.Token != "":

@@ -19,8 +19,9 @@ type reply struct {
 }
 
 // InboxPrefix starts the topics replies to a Conn's requests arrive on:
-// each Conn subscribes to InboxPrefix + "<random>.+".
-const InboxPrefix = "control.inbox."
+// each Conn subscribes to InboxPrefix + "<name>.+", where the name is
+// bound to the Conn's identity (wire.InboxName): "token-procmond-<random>".
+const InboxPrefix = wire.InboxPrefix
 
 // Request publishes payload to topic as a request and waits for the first
 // reply, until ctx ends. It fails at once with an error wrapping
@@ -91,7 +92,9 @@ func (c *Conn) ensureInbox(ctx context.Context) error {
 	}
 	var b [8]byte
 	rand.Read(b[:])
-	name := InboxPrefix + hex.EncodeToString(b[:]) + "."
+	// Named after the identity the broker gave us, so that a broker
+	// that confines identities can bind the inbox to it.
+	name := InboxPrefix + wire.InboxName(c.Identity(), hex.EncodeToString(b[:])) + "."
 	c.mu.Lock()
 	c.inboxName = name // before subscribing: the reader routes on it
 	c.mu.Unlock()
@@ -107,7 +110,10 @@ func (c *Conn) ensureInbox(ctx context.Context) error {
 
 // isInboxLocked reports whether m arrived on the inbox subscription.
 func (c *Conn) isInboxLocked(s *Subscription) bool {
-	return c.inboxName != "" && s.pattern == c.inboxName+"+"
+	// Compared without building inboxName+"+", which would allocate per
+	// message once the name is longer than a small stack buffer.
+	p := s.pattern
+	return c.inboxName != "" && len(p) == len(c.inboxName)+1 && p[len(p)-1] == '+' && strings.HasPrefix(p, c.inboxName)
 }
 
 // reply hands a message that arrived on the inbox (whose topics start

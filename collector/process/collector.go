@@ -264,7 +264,7 @@ func (c *Collector) noteInaccessible(cur map[Key]*eventbusv1.ProcessRecord) {
 	}
 	if n > 0 {
 		c.warnedAcc = true
-		c.log.Warn("procmond: running without root, some processes cannot be fully read; their records are marked accessible=false",
+		c.log.Warn("procmond: some processes cannot be fully read with this user and its capabilities (a root agent runs procmond as an unprivileged user with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH); their records are marked accessible=false",
 			"uid", os.Geteuid(), "inaccessible", n, "processes", len(cur))
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector"
+	"github.com/daemoneye/daemoneye/collector/process"
 	"github.com/daemoneye/daemoneye/detect"
 	"github.com/daemoneye/daemoneye/envelope"
 	"github.com/daemoneye/daemoneye/eventbus"
@@ -26,6 +27,7 @@ import (
 	"github.com/daemoneye/daemoneye/internal/transport"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // AdminTopic answers requests about the collectors, in JSON:
@@ -49,6 +51,11 @@ type CollectorSpec struct {
 	Kind string `yaml:"kind"`
 	// Interval between its scans; 0: its default.
 	Interval time.Duration `yaml:"-"`
+	// Heartbeat is the interval between its heartbeats (default
+	// process.DefaultHeartbeatInterval, 5 s). The agent judges its health
+	// by it: a heartbeat claiming a longer interval is taken as claiming
+	// this one, so a hung collector cannot excuse its silence.
+	Heartbeat time.Duration `yaml:"-"`
 	// Args are extra flags for it.
 	Args []string `yaml:"args"`
 }
@@ -92,6 +99,19 @@ type Options struct {
 	// Peers admits local users on the socket besides the agent's user and
 	// root.
 	Peers transport.PeerPolicy
+	// ACL overrides the default grants by identity (see OperatorGrant;
+	// "*" is everyone not named). Collectors' grants are their own topics.
+	// Whatever it says, no identity on the socket publishes alerts or
+	// plain control.collector.* messages, nor another collector's
+	// heartbeats.
+	ACL ACLFile
+	// ResponseTTL bounds how long a collector may answer a request
+	// delivered to it (default server.DefaultResponseTTL).
+	ResponseTTL time.Duration
+	// CollectorUID and CollectorGID are the user and group the collectors
+	// run as when the agent is root (default 65534 for both: nobody).
+	// Ignored otherwise.
+	CollectorUID, CollectorGID uint32
 	// Logger receives the agent's notices. Default: silent.
 	Logger *slog.Logger
 }
@@ -110,6 +130,17 @@ func (o *Options) defaults() error {
 		if c.Kind != "procmond" {
 			return fmt.Errorf("agent: collector %s: unknown kind %q (procmond is the one there is)", c.ID, c.Kind)
 		}
+	}
+	for i := range o.Collectors {
+		if o.Collectors[i].Heartbeat <= 0 {
+			o.Collectors[i].Heartbeat = process.DefaultHeartbeatInterval
+		}
+	}
+	if o.CollectorUID == 0 {
+		o.CollectorUID = DefaultCollectorUID
+	}
+	if o.CollectorGID == 0 {
+		o.CollectorGID = DefaultCollectorGID
 	}
 	if o.Rules == nil {
 		rules, err := detect.Builtin()
@@ -183,23 +214,22 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 		return err
 	}
 	a := &Agent{opts: opts, log: opts.Logger, sock: opts.Socket}
-	pol := &policy{grants: map[string]grant{}}
-	var tokens []server.Token
 	for _, spec := range opts.Collectors {
 		p, err := newProc(spec)
 		if err != nil {
 			return err
 		}
 		a.procs = append(a.procs, p)
-		tokens = append(tokens, server.Token{Name: spec.ID, Secret: p.token})
-		pol.grants["token:"+spec.ID] = collectorGrant(spec.ID, spec.Kind)
 	}
-	var err error
+	pol, err := newPolicy(opts.Collectors, opts.ACL, opts.ResponseTTL)
+	if err != nil {
+		return err
+	}
 	if a.broker, err = eventbus.New(eventbus.Options{}); err != nil {
 		return err
 	}
 	defer a.broker.Close()
-	if a.srv, err = server.New(server.Options{Broker: a.broker, Auth: server.Auth{Peers: opts.Peers, Tokens: tokens},
+	if a.srv, err = server.New(server.Options{Broker: a.broker, Auth: server.Auth{Peers: opts.Peers},
 		Authorizer: pol, Logger: a.log,
 		MaxConns: opts.MaxConns, MaxSubscriptions: opts.MaxSubscriptions, HandshakeTimeout: opts.HandshakeTimeout, IdleTimeout: opts.IdleTimeout}); err != nil {
 		return err
@@ -261,6 +291,11 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	bg.Go(func() { a.heartbeats(beats) })
 	bg.Go(func() { a.watchHealth(runCtx) })
 	a.log.Info("agent: listening", "socket", a.sock, "rules", len(opts.Rules), "collectors", len(a.procs))
+	if os.Geteuid() == 0 {
+		a.log.Info("agent: collectors run confined", "uid", opts.CollectorUID, "gid", opts.CollectorGID, "connection", "socketpair")
+	} else {
+		a.log.Info("agent: not root: collectors run as this user, confined only by the ACL on their connection")
+	}
 	if ready != nil {
 		ready(a)
 	}
@@ -376,15 +411,31 @@ func (a *Agent) heartbeats(sub *client.Subscription) {
 		}
 		hb := e.GetHeartbeat()
 		id := topicID(m.Topic)
-		if hb == nil || hb.GetCollectorId() != id {
-			continue // a heartbeat must come from the collector it names
+		if hb == nil || hb.GetCollectorId() != id || m.Reply != "" {
+			// A heartbeat names the collector whose topic it is on; the
+			// policy lets only that collector's connection publish there
+			// (and a request is no heartbeat).
+			continue
 		}
 		for _, p := range a.procs {
 			if p.spec.ID == id {
-				p.heartbeat(hb, time.Now())
+				p.heartbeat(clampInterval(hb, p.spec.Heartbeat), time.Now())
 			}
 		}
 	}
+}
+
+// clampInterval bounds the interval a heartbeat claims by the configured
+// one: a collector that claims a longer interval (or none) is judged by
+// the configured interval, so it cannot excuse a long silence. hb may be
+// shared with other subscribers: a clamped heartbeat is a copy.
+func clampInterval(hb *eventbusv1.Heartbeat, configured time.Duration) *eventbusv1.Heartbeat {
+	if d := hb.GetInterval().AsDuration(); d > 0 && d <= configured {
+		return hb
+	}
+	hb = proto.CloneOf(hb)
+	hb.Interval = durationpb.New(configured)
+	return hb
 }
 
 // Statuses returns every collector's status.
@@ -395,16 +446,6 @@ func (a *Agent) Statuses() []CollectorStatus {
 		out = append(out, p.status(now))
 	}
 	return out
-}
-
-// Token returns the credential of collector id (for tests).
-func (a *Agent) Token(id string) string {
-	for _, p := range a.procs {
-		if p.spec.ID == id {
-			return p.token
-		}
-	}
-	return ""
 }
 
 // Socket returns the socket the broker listens on.

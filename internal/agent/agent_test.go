@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/testproc"
 	"go.uber.org/goleak"
 )
@@ -183,55 +181,4 @@ func TestAgentKilledLeavesNoOrphan(t *testing.T) {
 	ag.Process.Kill()
 	ag.Wait()
 	waitFor(t, "procmond gone after the agent was killed", func() bool { return gone(child) })
-}
-
-// A collector's credential is confined: it may publish its own events and
-// heartbeats, but not collector commands, and may not subscribe to other
-// control topics. The refusals are counted.
-func TestCollectorCredentialIsConfined(t *testing.T) {
-	agentBin, _, dir := binaries(t)
-	sock := filepath.Join(dir, "run", "eventbus.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	readyCh := make(chan *Agent, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Socket: sock, Exe: agentBin, Stderr: io.Discard}, func(a *Agent) { readyCh <- a })
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	}()
-	a := <-readyCh
-	c, err := client.Dial(t.Context(), sock, client.Options{Token: a.Token("procmond"), NoReconnect: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if id := c.Identity(); id != "token:procmond" {
-		t.Fatalf("identity %q", id)
-	}
-	if err := c.Publish("events.process.lifecycle", []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Flush(t.Context()); err != nil || c.AsyncErr() != nil {
-		t.Fatalf("its own events: %v, %v", err, c.AsyncErr())
-	}
-	if err := c.Publish("control.collector.lifecycle.procmond", []byte("stop")); err != nil {
-		t.Fatal(err)
-	}
-	c.Flush(t.Context())
-	if err := c.AsyncErr(); err == nil || !strings.Contains(err.Error(), "control.collector") {
-		t.Errorf("publishing a collector command: %v, want forbidden", err)
-	}
-	if _, err := c.Subscribe(t.Context(), "control.#", 1); err == nil || !strings.Contains(err.Error(), "may subscribe only") {
-		t.Errorf("subscribing to control.#: %v, want forbidden", err)
-	}
-	if _, err := c.Subscribe(t.Context(), "control.collector.+.procmond", 1); err != nil {
-		t.Errorf("its own control topics: %v", err)
-	}
-	if st := a.srv.Stats(); st.DeniedPublishes != 1 || st.DeniedSubscribes != 1 {
-		t.Errorf("denied %d publishes and %d subscribes, want 1 and 1", st.DeniedPublishes, st.DeniedSubscribes)
-	}
 }

@@ -42,6 +42,16 @@ type File struct {
 	RepeatWindow config.Duration `yaml:"repeat_window"`
 	AllowUIDs    []uint32        `yaml:"allow_uids"`
 	AllowGIDs    []uint32        `yaml:"allow_gids"`
+	// ACL replaces the default grants of the identities it names ("*":
+	// everyone not named); see Options.ACL.
+	ACL ACLFile `yaml:"acl"`
+	// ResponseTTL bounds how long a collector may answer a request
+	// delivered to it (default 2m).
+	ResponseTTL config.Duration `yaml:"response_ttl"`
+	// CollectorUID and CollectorGID: the user and group a root agent runs
+	// its collectors as (default 65534, nobody).
+	CollectorUID uint32 `yaml:"collector_uid"`
+	CollectorGID uint32 `yaml:"collector_gid"`
 	Alerts       struct {
 		Stdout         string `yaml:"stdout"` // text, json or off
 		File           string `yaml:"file"`
@@ -50,10 +60,11 @@ type File struct {
 		WebhookRetries int    `yaml:"webhook_retries"`
 	} `yaml:"alerts"`
 	Collectors []struct {
-		ID       string          `yaml:"id"`
-		Kind     string          `yaml:"kind"`
-		Interval config.Duration `yaml:"interval"`
-		Args     []string        `yaml:"args"`
+		ID        string          `yaml:"id"`
+		Kind      string          `yaml:"kind"`
+		Interval  config.Duration `yaml:"interval"`
+		Heartbeat config.Duration `yaml:"heartbeat"`
+		Args      []string        `yaml:"args"`
 	} `yaml:"collectors"`
 	Supervision struct {
 		RestartBackoff    config.Duration `yaml:"restart_backoff"`
@@ -78,6 +89,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if args[1] != "procmond" {
 			fmt.Fprintf(stderr, "daemoneye-agent: unknown collector %q (procmond is the one there is)\n", args[1])
 			return 2
+		}
+		if err := noNewPrivs(); err != nil {
+			fmt.Fprintf(stderr, "daemoneye-agent: collector %s: %v\n", args[1], err)
+			return 1
 		}
 		return procmond.Main(ctx, args[2:], stderr)
 	}
@@ -174,6 +189,8 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 		StartTimeout: time.Duration(file.Supervision.StartTimeout), MaxRestarts: file.Supervision.MaxRestarts,
 		MaxConns: intFlag("max-conns", file.MaxConns), MaxSubscriptions: intFlag("max-subscriptions", file.MaxSubscriptions),
 		HandshakeTimeout: durFlag("handshake-timeout", file.HandshakeTimeout), IdleTimeout: time.Duration(file.IdleTimeout),
+		ACL: file.ACL, ResponseTTL: time.Duration(file.ResponseTTL),
+		CollectorUID: file.CollectorUID, CollectorGID: file.CollectorGID,
 	}
 	if opts.MaxConns < 0 || opts.MaxSubscriptions < 0 || opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 {
 		fmt.Fprintf(stderr, "daemoneye-agent: max_conns, max_subscriptions, handshake_timeout and idle_timeout must not be negative (0 means the default)\n")
@@ -190,7 +207,8 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 		return opts, 2, false
 	}
 	for _, c := range file.Collectors {
-		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval), Args: c.Args})
+		opts.Collectors = append(opts.Collectors, CollectorSpec{ID: c.ID, Kind: c.Kind, Interval: time.Duration(c.Interval),
+			Heartbeat: time.Duration(c.Heartbeat), Args: c.Args})
 	}
 	if opts.Collectors == nil {
 		opts.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}

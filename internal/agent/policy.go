@@ -1,39 +1,53 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
-	"slices"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
-	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
+	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/topic"
 )
 
-// policy confines the collectors the agent spawns: each collector's
-// identity (token:<id>) may publish only its own event topics, its
-// heartbeats and status, registration requests and RPC replies, and may
-// subscribe only to its own control topics and inbox. Other identities
-// (the operator's uid over the socket, certificates) are not confined.
-// It implements server.Authorizer.
-type policy struct {
-	grants map[string]grant // by identity
+// The topics only the agent publishes, in process: no identity on the
+// socket may, whatever the ACL grants.
+const (
+	alertTopics     = "events.alert.#"
+	collectorTopics = "control.collector.#"
+)
+
+// CollectorIdentity is the identity of the connection the agent hands to
+// collector id: "collector:<id>". Nothing on the socket can be
+// authenticated as it.
+func CollectorIdentity(id string) string { return "collector:" + id }
+
+// OperatorGrant is what an operator (root, the agent's own user, and the
+// users admitted with allow_uids or allow_gids) may do by default: watch
+// everything, and call the agent's, the broker's and the collectors'
+// services with requests; but not publish events, alerts, heartbeats or
+// bare collector commands.
+func OperatorGrant() server.Grant {
+	return server.Grant{
+		Subscribe: []string{"#"},
+		Request:   []string{"control.agent.#", collectorTopics, "control.broker.#"},
+	}
 }
 
-type grant struct {
-	id        string
-	publish   []string // patterns
-	subscribe []string // exact patterns
-}
-
-// collectorGrant is what a collector of the given kind may do.
-func collectorGrant(id, kind string) grant {
-	events := "events." + strings.TrimSuffix(kindDomain(kind), ".") + ".#"
-	return grant{
-		id: id,
-		publish: []string{events, envelope.TopicHealthHeartbeat + "." + id, envelope.TopicHealthStatus + "." + id,
-			envelope.TopicAgentCoordination},
-		subscribe: []string{"control.collector.+." + id, envelope.TopicAgentTasks + "." + id, envelope.TopicAgentShutdown},
+// collectorGrant is what a collector of the given kind may do: publish its
+// own event domain, its heartbeats and status, and registration requests;
+// subscribe to its own control topics; and answer the requests delivered
+// to it.
+func collectorGrant(id, kind string) server.Grant {
+	return server.Grant{
+		Publish: []string{"events." + kindDomain(kind) + ".#",
+			envelope.TopicHealthHeartbeat + "." + id, envelope.TopicHealthStatus + "." + id},
+		Request:   []string{envelope.TopicAgentCoordination},
+		Subscribe: []string{"control.collector.+." + id, envelope.TopicAgentTasks + "." + id, envelope.TopicAgentShutdown},
+		Respond:   true,
 	}
 }
 
@@ -46,40 +60,98 @@ func kindDomain(kind string) string {
 	return kind
 }
 
-func (p *policy) AllowPublish(identity, t string) error {
-	g, ok := p.grants[identity]
-	if !ok {
-		return nil
+// policy decides what each identity on the agent's socket may do: an ACL
+// (server.ACL: identity -> publish, request and subscribe patterns), with
+// rules no grant can lift:
+//   - nobody on the socket publishes events.alert.* (the agent raises
+//     alerts) or plain messages on control.collector.* (the agent commands
+//     the collectors; operators may send requests there if granted);
+//   - control.health.heartbeat.<id> and control.health.status.<id> come
+//     only from collector <id>'s own connection, so the agent can trust
+//     whose heartbeat it reads.
+//
+// It implements server.Authorizer, RequestAuthorizer and
+// ResponseAuthorizer; it is not modified once the server uses it.
+type policy struct {
+	acl server.ACL
+}
+
+// ACLFile is the acl section of the agent's configuration: grants by
+// identity ("uid:N", "cert:NAME", "token:NAME", "collector:ID", or "*"
+// for every identity not named), replacing the defaults for those
+// identities.
+type ACLFile map[string]server.Grant
+
+// newPolicy returns the policy for the collectors specs, with the
+// operators' default grant for root, this user and every other admitted
+// identity, overridden by file.
+func newPolicy(specs []CollectorSpec, file ACLFile, ttl time.Duration) (*policy, error) {
+	op := OperatorGrant()
+	p := &policy{acl: server.ACL{Grants: map[string]server.Grant{}, Default: &op, ResponseTTL: ttl}}
+	p.acl.Grants["uid:0"] = op
+	p.acl.Grants["uid:"+strconv.Itoa(os.Getuid())] = op
+	for _, s := range specs {
+		p.acl.Grants[CollectorIdentity(s.ID)] = collectorGrant(s.ID, s.Kind)
 	}
-	if strings.HasPrefix(t, client.InboxPrefix) {
-		return nil // an RPC reply
+	for id, g := range file {
+		if id == "*" {
+			p.acl.Default = &g
+			continue
+		}
+		if !strings.Contains(id, ":") {
+			return nil, fmt.Errorf("agent: acl: %q is not an identity: write uid:N, cert:NAME, token:NAME, collector:ID or *", id)
+		}
+		p.acl.Grants[id] = g
 	}
-	for _, pat := range g.publish {
-		if topic.Match(pat, t) {
-			return nil
+	if err := p.acl.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: acl: %w", err)
+	}
+	return p, nil
+}
+
+var errAgentOnly = errors.New("only the agent publishes there")
+
+// fixed applies the rules no grant lifts to a publish (request: with a
+// reply topic).
+func fixed(identity, t string, request bool) error {
+	switch {
+	case topic.Match(alertTopics, t):
+		return fmt.Errorf("%w: alerts are raised by the agent's detection rules", errAgentOnly)
+	case !request && topic.Match(collectorTopics, t):
+		return fmt.Errorf("%w: control.collector.* carries the agent's commands; call a collector's services with a request", errAgentOnly)
+	}
+	for _, prefix := range []string{envelope.TopicHealthHeartbeat + ".", envelope.TopicHealthStatus + "."} {
+		if id, ok := strings.CutPrefix(t, prefix); ok && identity != CollectorIdentity(id) {
+			return fmt.Errorf("%w: %s%s is collector %s's own, sent on the connection the agent gave it", errAgentOnly, prefix, id, id)
 		}
 	}
-	return fmt.Errorf("collector %s may publish only to %s and RPC replies; control.collector.* is the agent's", g.id, strings.Join(g.publish, ", "))
+	return nil
+}
+
+func (p *policy) AllowPublish(identity, t string) error {
+	if err := fixed(identity, t, false); err != nil {
+		return err
+	}
+	return p.acl.AllowPublish(identity, t)
+}
+
+func (p *policy) AllowRequest(identity, t, reply string) error {
+	if err := fixed(identity, t, true); err != nil {
+		return err
+	}
+	return p.acl.AllowRequest(identity, t, reply)
 }
 
 func (p *policy) AllowSubscribe(identity, pattern string) error {
-	g, ok := p.grants[identity]
-	if !ok {
-		return nil
-	}
-	if ownInbox(pattern) || slices.Contains(g.subscribe, pattern) {
-		return nil
-	}
-	return fmt.Errorf("collector %s may subscribe only to %s and its own inbox", g.id, strings.Join(g.subscribe, ", "))
+	return p.acl.AllowSubscribe(identity, pattern)
 }
 
-// ownInbox reports whether pattern is one inbox (control.inbox.<name>.+ or
-// a topic in it), not a wildcard over everyone's.
-func ownInbox(pattern string) bool {
-	rest, ok := strings.CutPrefix(pattern, client.InboxPrefix)
-	if !ok {
-		return false
-	}
-	name, tail, ok := strings.Cut(rest, ".")
-	return ok && name != "" && !strings.ContainsAny(name, "+#") && tail != "" && !strings.Contains(tail, "#") && !strings.Contains(tail, ".")
+func (p *policy) ConfinedResponses(identity string) time.Duration {
+	return p.acl.ConfinedResponses(identity)
 }
+
+var _ interface {
+	server.Authorizer
+	server.RequestAuthorizer
+	server.ResponseAuthorizer
+} = (*policy)(nil)

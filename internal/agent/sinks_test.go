@@ -119,33 +119,6 @@ func TestStuckSinkBlocksNothing(t *testing.T) {
 	}
 }
 
-func TestPolicy(t *testing.T) {
-	p := &policy{grants: map[string]grant{"token:procmond": collectorGrant("procmond", "procmond")}}
-	pub := map[string]bool{
-		"events.process.lifecycle": true, "events.process.anything.deep": true, "control.health.heartbeat.procmond": true,
-		"control.inbox.abc.7": true, "control.agent.coordination": true,
-		"events.network.connections": false, "control.collector.lifecycle.procmond": false, "control.health.heartbeat.other": false,
-		"events.alert.high": false,
-	}
-	for topic, ok := range pub {
-		if err := p.AllowPublish("token:procmond", topic); (err == nil) != ok {
-			t.Errorf("publish %s: %v", topic, err)
-		}
-	}
-	sub := map[string]bool{
-		"control.collector.+.procmond": true, "control.agent.tasks.procmond": true, "control.inbox.abc.+": true,
-		"control.inbox.+.+": false, "control.inbox.#": false, "control.#": false, "events.#": false, "control.collector.+.other": false,
-	}
-	for pattern, ok := range sub {
-		if err := p.AllowSubscribe("token:procmond", pattern); (err == nil) != ok {
-			t.Errorf("subscribe %s: %v", pattern, err)
-		}
-	}
-	if p.AllowPublish("uid:0", "control.collector.lifecycle.procmond") != nil || p.AllowSubscribe("uid:1000", "#") != nil {
-		t.Error("an operator was confined")
-	}
-}
-
 // The configuration file is strict, and flags override it.
 func TestMainConfig(t *testing.T) {
 	dir := t.TempDir()

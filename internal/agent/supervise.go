@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -41,8 +38,7 @@ const (
 
 // proc is one supervised collector.
 type proc struct {
-	spec  CollectorSpec
-	token string
+	spec CollectorSpec
 
 	mu           sync.Mutex
 	state        string
@@ -61,11 +57,7 @@ type proc struct {
 }
 
 func newProc(spec CollectorSpec) (*proc, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	return &proc{spec: spec, token: hex.EncodeToString(b[:]), state: StateStarting, beatStatus: HealthUnknown, restartReq: make(chan struct{}, 1),
+	return &proc{spec: spec, state: StateStarting, beatStatus: HealthUnknown, restartReq: make(chan struct{}, 1),
 		beat: make(chan struct{}, 1)}, nil
 }
 
@@ -341,41 +333,38 @@ func (a *Agent) awaitRestart(ctx context.Context, p *proc) bool {
 }
 
 // spawn starts the collector's process: this binary in collector mode,
-// with its token on an inherited file descriptor (never on the command
-// line or in the environment). The child dies with the agent (parent
-// death signal) and has its own process group. exited receives Wait's
-// result.
+// connected to the broker by a socketpair whose other end the agent serves
+// as the collector's identity (see confine.go). The child dies with the
+// agent (parent death signal) and has its own process group. exited
+// receives Wait's result.
 func (a *Agent) spawn(p *proc) (*exec.Cmd, <-chan error, error) {
-	r, w, err := os.Pipe()
+	h, err := a.handover(p.spec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("start %s: %w", p.spec.ID, err)
 	}
-	args := append([]string{"collector", p.spec.Kind, "--socket", a.sock, "--id", p.spec.ID, "--token-fd", "3"}, p.spec.Args...)
+	args := append([]string{"collector", p.spec.Kind, "--id", p.spec.ID, "--conn-fd", "3",
+		"--heartbeat", p.spec.Heartbeat.String()}, p.spec.Args...)
 	if p.spec.Interval > 0 {
 		args = append(args, "--interval", p.spec.Interval.String())
 	}
-	cmd := exec.Command(a.opts.Exe, args...)
-	cmd.ExtraFiles = []*os.File{r}
+	cmd := exec.Command(h.path, args...)
+	cmd.Args[0] = a.opts.Exe
+	cmd.ExtraFiles = h.files
 	cmd.Stdout, cmd.Stderr = a.opts.Stderr, a.opts.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: h.cred, AmbientCaps: h.caps}
 	err = cmd.Start()
-	r.Close()
+	h.close()
 	if err != nil {
-		w.Close()
+		h.conn.Close()
 		return nil, nil, fmt.Errorf("start %s: %w", p.spec.ID, err)
 	}
-	_, werr := w.WriteString(p.token)
-	w.Close()
 	exited := make(chan error, 1)
 	a.wg.Go(func() { exited <- cmd.Wait() })
-	if werr != nil && !errors.Is(werr, syscall.EPIPE) {
-		// A collector without its token cannot connect: end it, and let
-		// the supervisor count the exit as a crash.
-		a.log.Warn("agent: cannot pass the token; killing the collector", "collector", p.spec.ID, "err", werr)
-		cmd.Process.Kill()
+	if err := a.srv.ServeConn(h.conn, CollectorIdentity(p.spec.ID)); err != nil {
+		// The agent is stopping: the collector finds its connection
+		// closed and exits, and its exit arrives on exited.
+		a.log.Debug("agent: cannot serve a collector's connection", "collector", p.spec.ID, "err", err)
 	}
-	// EPIPE: the collector exited (or closed the descriptor) before
-	// reading its token; its exit arrives on exited like any other.
 	p.set(func(p *proc) {
 		p.state, p.pid, p.started, p.lastBeat, p.beatStatus = StateRunning, cmd.Process.Pid, time.Now(), time.Time{}, HealthUnknown
 	})

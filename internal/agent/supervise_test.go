@@ -219,7 +219,9 @@ func TestNoFirstHeartbeatIsNotACrash(t *testing.T) {
 // killed, and the agent still stops.
 func TestStopEscalatesToSIGKILL(t *testing.T) {
 	var pid int
-	childFile := filepath.Join(t.TempDir(), "child.pid")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777) // a root agent runs its collectors as nobody
+	childFile := filepath.Join(dir, "child.pid")
 	// Cleanups run last-in first-out: this one runs after the agent stops.
 	t.Cleanup(func() {
 		if pid != 0 && !gone(pid) {

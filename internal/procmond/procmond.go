@@ -42,7 +42,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	heartbeat := fs.Duration("heartbeat", process.DefaultHeartbeatInterval, "time between heartbeats")
 	noHash := fs.Bool("no-hash", false, "do not hash executables")
 	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
-	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor (the agent passes it)")
+	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor")
+	connFD := fs.Int("conn-fd", -1, "use the connected socket on this inherited file descriptor instead of dialling (the agent passes it); when it breaks, procmond exits")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if code, ok := command.ParseFlags(fs, args, stderr); !ok {
 		return code
@@ -53,23 +54,42 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("procmond: " + err.Error())
 		return 1
 	}
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	var conn *client.Conn
 	addr := *url
-	if addr == "" {
-		addr = *socket
+	if *connFD >= 0 {
+		if addr != "" || *socket != "" || token != "" {
+			log.Error("procmond: --conn-fd excludes --url, --socket and a token: the connection is already made")
+			return 2
+		}
+		addr = fmt.Sprintf("fd %d", *connFD)
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err = client.DialFD(dctx, *connFD, client.Options{
+			Name: *id,
+			// The connection cannot be made again: stop, and let the
+			// agent start a new procmond with a new one.
+			OnDisconnect: func(err error) { lost(fmt.Errorf("%w: %w", errLostAgent, err)) },
+		})
+		cancel()
+	} else {
+		if addr == "" {
+			addr = *socket
+		}
+		if addr == "" {
+			addr = os.Getenv("DAEMONEYE_SOCKET")
+		}
+		if addr == "" {
+			addr = transport.DefaultSocketPath()
+		}
+		conn, err = connect(ctx, addr, client.Options{
+			Name: *id, Token: token,
+			OnDisconnect: func(err error) {
+				log.Warn("procmond: lost the broker; collecting on, events are buffered until it is back", "err", err)
+			},
+			OnReconnect: func() { log.Info("procmond: reconnected to the broker") },
+		}, connectWait, maxConnectWait, log)
 	}
-	if addr == "" {
-		addr = os.Getenv("DAEMONEYE_SOCKET")
-	}
-	if addr == "" {
-		addr = transport.DefaultSocketPath()
-	}
-	conn, err := connect(ctx, addr, client.Options{
-		Name: *id, Token: token,
-		OnDisconnect: func(err error) {
-			log.Warn("procmond: lost the broker; collecting on, events are buffered until it is back", "err", err)
-		},
-		OnReconnect: func() { log.Info("procmond: reconnected to the broker") },
-	}, connectWait, maxConnectWait, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("procmond: stopped before it could connect", "reason", "signal")
@@ -87,6 +107,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("procmond: collecting", "broker", addr, "interval", *interval, "identity", conn.Identity())
 	err = c.Run(ctx)
+	if cause := context.Cause(ctx); errors.Is(cause, errLostAgent) {
+		err = cause
+	}
 	switch {
 	case err == nil, errors.Is(err, process.ErrShutdown):
 		log.Info("procmond: stopped", "reason", stopReason(err))
@@ -143,6 +166,9 @@ func connect(ctx context.Context, addr string, opts client.Options, wait, maxWai
 		wait = min(2*wait, maxWait)
 	}
 }
+
+// errLostAgent: the inherited connection to the agent broke.
+var errLostAgent = errors.New("lost the connection the agent handed over; exiting so that the agent starts procmond again")
 
 func stopReason(err error) string {
 	if err != nil {

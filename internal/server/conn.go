@@ -71,7 +71,8 @@ type conn struct {
 	class connClass // how the server counts the connection
 	given string    // the identity ServeConn was given
 
-	stage int // slot accounting (stageHandshake...), under srv.mu
+	stage int        // slot accounting (stageHandshake...), under srv.mu
+	resp  *responses // set by the handshake for an identity confined to answering what it was asked; nil otherwise
 }
 
 // maxInlineFlush bounds what a publisher's Flush writes for a
@@ -180,6 +181,7 @@ func (c *conn) serve() error {
 	}
 	session := newSessionID()
 	c.identity = identity
+	c.confine()
 	client := clientName(hello.ClientName)
 	c.log = c.log.With("session", session, "identity", identity, "client", client)
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
@@ -422,6 +424,9 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 			return errSlowConsumer
 		}
 		return errConnFull
+	}
+	if c.resp != nil && m.Reply != "" {
+		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
 	}
 	wasEmpty := len(c.out) == 0
 	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload)

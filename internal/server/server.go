@@ -221,27 +221,6 @@ func retryableAccept(err error) bool {
 // so that other identities filling MaxConns cannot lock it out.
 const OperatorReserve = 8
 
-// ServeConn serves nc, a connection whose peer the caller has already
-// authenticated, as identity (for example "token:procmond" for a
-// collector on one end of a socketpair the caller made). The peer still
-// sends the magic and a hello, within HandshakeTimeout; its credentials
-// are not checked, and the connection counts against neither MaxPreAuth
-// nor MaxConns (the caller bounds how many it hands over). The Authorizer
-// applies to identity as to any other. ServeConn returns at once; the
-// server owns nc from then on and closes it when the connection ends,
-// or at once if the server is closed. Safe for concurrent use.
-func (s *Server) ServeConn(nc net.Conn, identity string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		nc.Close()
-		return
-	}
-	c := newConn(s, nc)
-	c.class, c.given = classEmbedded, identity
-	s.launch(c)
-}
-
 // start admits nc as a connection before its handshake and runs its
 // goroutines, or refuses it at the MaxPreAuth or MaxConns limit. It never
 // waits for the peer: a refusal is written by a goroutine of its own.

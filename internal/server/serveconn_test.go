@@ -1,0 +1,215 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
+)
+
+// socketpair returns the two ends of a connected UNIX socket pair.
+func socketpair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "pair")
+		defer f.Close()
+		nc, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// serveConfined hands srv one end of a socketpair as identity and returns
+// a client on the other end.
+func serveConfined(t *testing.T, srv *server.Server, identity string, opts client.Options) *client.Conn {
+	t.Helper()
+	mine, theirs := socketpair(t)
+	if err := srv.ServeConn(mine, identity); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.DialConn(t.Context(), theirs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A connection handed over with ServeConn has the identity it was given,
+// whatever its hello offers, and gets through while every slot of
+// MaxConns is held by silent clients.
+func TestServeConnIdentityWithoutASlot(t *testing.T) {
+	path, srv, _ := testbroker.Start(t, server.Options{MaxConns: 1})
+	hold, err := net.Dial("unix", path) // the only slot, never says hello
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	// The slot is taken: the next client is refused.
+	next, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.SetReadDeadline(time.Now().Add(10 * time.Second))
+	refusal, _ := io.ReadAll(next)
+	next.Close()
+	if !strings.Contains(string(refusal), "limit of 1 connections") {
+		t.Fatalf("a client over the limit read %q, want the limit's refusal", refusal)
+	}
+	c := serveConfined(t, srv, "collector:x", client.Options{Token: "a-token-the-broker-never-heard-of-0123456789"})
+	if id := c.Identity(); id != "collector:x" {
+		t.Errorf("identity %q, want collector:x", id)
+	}
+	if err := c.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	bad, other := socketpair(t)
+	defer other.Close()
+	if err := srv.ServeConn(bad, "no-kind"); err == nil || !strings.Contains(err.Error(), "kind:name") {
+		t.Errorf("ServeConn with a bad identity: %v", err)
+	}
+}
+
+// A confined identity answers only the requests delivered to it, once;
+// it cannot read another identity's inbox nor forge replies into it; it
+// receives on its own inbox. Every refusal is counted.
+func TestConfinedResponses(t *testing.T) {
+	acl := &server.ACL{Grants: map[string]server.Grant{
+		"collector:x": {Subscribe: []string{"control.collector.+.x"}, Request: []string{"control.agent.tasks"}, Respond: true},
+	}}
+	if err := acl.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, srv, b := testbroker.Start(t, server.Options{Authorizer: acl})
+	agent, err := client.Dial(t.Context(), "inproc://", client.Options{Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	col := serveConfined(t, srv, "collector:x", client.Options{})
+	reqs, err := col.Subscribe(t.Context(), "control.collector.health.x", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		m   *client.Msg
+		err error
+	}
+	replied := make(chan result, 1)
+	go func() {
+		m, err := agent.Request(t.Context(), "control.collector.health.x", []byte("ping"))
+		replied <- result{m, err}
+	}()
+	var req client.Msg
+	select {
+	case req = <-reqs.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request within 10 s")
+	}
+	inbox := req.Reply[:strings.LastIndexByte(req.Reply, '.')]
+	for _, p := range []string{inbox + ".+", "control.inbox.#", "control.inbox.+.+"} {
+		if _, err := col.Subscribe(t.Context(), p, 1); err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("subscribing to %s: %v, want forbidden", p, err)
+		}
+	}
+	forged := func(topic string) {
+		t.Helper()
+		if err := col.Publish(topic, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		col.Flush(t.Context())
+		if err := col.AsyncErr(); err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("publishing to %s: %v, want forbidden", topic, err)
+		}
+	}
+	forged(inbox + ".999999") // a reply to a request it never saw
+	if err := col.Respond(&req, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	r := <-replied
+	if r.err != nil || string(r.m.Payload) != "pong" {
+		t.Fatalf("the answer: %v, %v", r.m, r.err)
+	}
+	forged(req.Reply) // a second answer
+	// Its own inbox, bound to its identity, works.
+	if _, err := agent.SubscribeFunc(t.Context(), "control.agent.tasks", client.SubscribeOptions{}, func(m *client.Msg) {
+		agent.Respond(m, []byte("task"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := col.Request(t.Context(), "control.agent.tasks", nil); err != nil || string(m.Payload) != "task" {
+		t.Errorf("a request on its own inbox: %v, %v", m, err)
+	}
+	if st := srv.Stats(); st.DeniedPublishes != 2 || st.DeniedSubscribes != 3 {
+		t.Errorf("denied %d publishes and %d subscribes, want 2 and 3", st.DeniedPublishes, st.DeniedSubscribes)
+	}
+}
+
+// When the connection handed over breaks, the client does not try to
+// dial it again: it ends, and says so.
+func TestDialConnEndsWhenTheConnectionBreaks(t *testing.T) {
+	_, srv, _ := testbroker.Start(t, server.Options{})
+	lost := make(chan error, 1)
+	c := serveConfined(t, srv, "collector:x", client.Options{OnDisconnect: func(err error) { lost <- err }})
+	srv.Close()
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no disconnect within 10 s")
+	}
+	waitFor(t, "the Conn ends", func() bool { return c.Err() != nil })
+	if err := c.Publish("events.x", nil); err == nil {
+		t.Error("publish on an ended Conn succeeded")
+	}
+}
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		grant, p string
+		want     bool
+	}{
+		{"#", "control.inbox.#", true},
+		{"events.#", "events.process.+", true},
+		{"events.#", "events", true},
+		{"events.+", "events.#", false},
+		{"events.+", "events.process", true},
+		{"events.+", "events.process.x", false},
+		{"control.collector.+.x", "control.collector.+.x", true},
+		{"control.collector.+.x", "control.collector.+.+", false},
+		{"control.collector.+.x", "control.#", false},
+	} {
+		if got := server.Covers(tc.grant, tc.p); got != tc.want {
+			t.Errorf("Covers(%q, %q) = %v", tc.grant, tc.p, got)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not within 15 s", what)
+		case <-tick.C:
+		}
+	}
+}
