@@ -172,7 +172,7 @@ func TestRestartLimit(t *testing.T) {
 func TestHungCollectorIsRestarted(t *testing.T) {
 	agentBin, _, _ := binaries(t)
 	a := runAgent(t, Options{Exe: agentBin, RestartBackoff: 10 * time.Millisecond,
-		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Args: []string{"--heartbeat", "300ms", "--no-hash"}}}})
+		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Heartbeat: 300 * time.Millisecond, Args: []string{"--no-hash"}}}})
 	var st CollectorStatus
 	waitFor(t, "procmond running and healthy", func() bool {
 		st = a.Statuses()[0]
@@ -301,7 +301,7 @@ func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
 	t.Cleanup(func() { w.Close(); r.Close() }) // after the agent stopped
 	logs := testproc.Lines(r)
 	a := runAgent(t, Options{Exe: agentBin, Stderr: w, RestartBackoff: 3 * time.Second, MaxRestarts: 1, MaxConns: 3, StopTimeout: time.Second,
-		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Args: []string{"--heartbeat", "500ms", "--no-hash"}}}})
+		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Heartbeat: 500 * time.Millisecond, Args: []string{"--no-hash"}}}})
 	var st CollectorStatus
 	waitFor(t, "procmond running and healthy", func() bool {
 		st = a.Statuses()[0]
