@@ -91,11 +91,13 @@ type Options struct {
 	RestartBackoff, MaxRestartBackoff, RestartWindow, StopTimeout, StartTimeout time.Duration
 	MaxRestarts                                                                 int
 	// Limits of the agent's server, as daemoneye-broker's (0: the
-	// default): MaxConns concurrent connections (DefaultMaxConns),
-	// MaxSubscriptions per connection (4096), HandshakeTimeout from
-	// accept to hello (5 s), IdleTimeout for a silent connection (2 min).
-	MaxConns, MaxSubscriptions    int
-	HandshakeTimeout, IdleTimeout time.Duration
+	// default): MaxConns authenticated connections (DefaultMaxConns),
+	// MaxPreAuth connections not yet authenticated (32), MaxSubscriptions
+	// per connection (4096), HandshakeTimeout from accept to hello (2 s),
+	// IdleTimeout for a silent connection (2 min). Collectors are served
+	// on their own socketpairs and count against none of these.
+	MaxConns, MaxPreAuth, MaxSubscriptions int
+	HandshakeTimeout, IdleTimeout          time.Duration
 	// Peers admits local users on the socket besides the agent's user and
 	// root.
 	Peers transport.PeerPolicy
@@ -231,7 +233,7 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	defer a.broker.Close()
 	if a.srv, err = server.New(server.Options{Broker: a.broker, Auth: server.Auth{Peers: opts.Peers},
 		Authorizer: pol, Logger: a.log,
-		MaxConns: opts.MaxConns, MaxSubscriptions: opts.MaxSubscriptions, HandshakeTimeout: opts.HandshakeTimeout, IdleTimeout: opts.IdleTimeout}); err != nil {
+		MaxConns: opts.MaxConns, MaxPreAuth: opts.MaxPreAuth, MaxSubscriptions: opts.MaxSubscriptions, HandshakeTimeout: opts.HandshakeTimeout, IdleTimeout: opts.IdleTimeout}); err != nil {
 		return err
 	}
 	l, err := transport.ListenUnix(a.sock)

@@ -31,10 +31,11 @@ Flags:
 
 // File is the agent's configuration file (YAML, strict: an unknown key is
 // an error). Flags override it; $DAEMONEYE_SOCKET overrides socket.
-// max_conns, max_subscriptions, handshake_timeout and idle_timeout are the
-// limits of the agent's server, named as daemoneye-broker names them; zero
-// or absent means the default (64 connections, 4096 subscriptions per
-// connection, 5 s, 2 min).
+// max_conns, max_preauth, max_subscriptions, handshake_timeout and
+// idle_timeout are the limits of the agent's server, named as
+// daemoneye-broker names them; zero or absent means the default (64
+// authenticated connections, 32 not yet authenticated, 4096 subscriptions
+// per connection, 2 s, 2 min).
 type File struct {
 	Socket       string          `yaml:"socket"`
 	Rules        string          `yaml:"rules"`
@@ -77,6 +78,7 @@ type File struct {
 
 	// The server's limits.
 	MaxConns         int             `yaml:"max_conns"`
+	MaxPreAuth       int             `yaml:"max_preauth"`
 	MaxSubscriptions int             `yaml:"max_subscriptions"`
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
 	IdleTimeout      config.Duration `yaml:"idle_timeout"`
@@ -128,6 +130,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (opts Options, code int,
 	fs.String("webhook", "", "also POST alerts as JSON to this URL (retried with backoff)")
 	fs.Duration("interval", 0, "procmond's scan interval (default 2s)")
 	fs.Int("max-conns", DefaultMaxConns, "most concurrent connections to the agent's socket (collectors, CLI, subscribers)")
+	fs.Int("max-preauth", server.DefaultMaxPreAuth, "most connections that have not authenticated yet (root and the agent's user are not counted)")
 	fs.Int("max-subscriptions", server.DefaultMaxSubscriptions, "most subscriptions of one connection")
 	fs.Duration("handshake-timeout", server.DefaultHandshakeTimeout, "how long a new connection may take to say hello")
 	verbose := fs.Bool("v", false, "log debug detail")
@@ -187,13 +190,13 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 		RestartBackoff: time.Duration(file.Supervision.RestartBackoff), MaxRestartBackoff: time.Duration(file.Supervision.MaxRestartBackoff),
 		RestartWindow: time.Duration(file.Supervision.RestartWindow), StopTimeout: time.Duration(file.Supervision.StopTimeout),
 		StartTimeout: time.Duration(file.Supervision.StartTimeout), MaxRestarts: file.Supervision.MaxRestarts,
-		MaxConns: intFlag("max-conns", file.MaxConns), MaxSubscriptions: intFlag("max-subscriptions", file.MaxSubscriptions),
+		MaxConns: intFlag("max-conns", file.MaxConns), MaxPreAuth: intFlag("max-preauth", file.MaxPreAuth), MaxSubscriptions: intFlag("max-subscriptions", file.MaxSubscriptions),
 		HandshakeTimeout: durFlag("handshake-timeout", file.HandshakeTimeout), IdleTimeout: time.Duration(file.IdleTimeout),
 		ACL: file.ACL, ResponseTTL: time.Duration(file.ResponseTTL),
 		CollectorUID: file.CollectorUID, CollectorGID: file.CollectorGID,
 	}
-	if opts.MaxConns < 0 || opts.MaxSubscriptions < 0 || opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 {
-		fmt.Fprintf(stderr, "daemoneye-agent: max_conns, max_subscriptions, handshake_timeout and idle_timeout must not be negative (0 means the default)\n")
+	if opts.MaxConns < 0 || opts.MaxPreAuth < 0 || opts.MaxSubscriptions < 0 || opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 {
+		fmt.Fprintf(stderr, "daemoneye-agent: max_conns, max_preauth, max_subscriptions, handshake_timeout and idle_timeout must not be negative (0 means the default)\n")
 		return opts, 2, false
 	}
 	switch out := pick(str("alerts"), "alerts", "", file.Alerts.Stdout); out {

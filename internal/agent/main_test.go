@@ -18,9 +18,9 @@ import (
 func TestSettingsLimits(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(cfg, []byte("max_conns: 9\nmax_subscriptions: 10\nhandshake_timeout: 2s\nidle_timeout: 1m\nsupervision:\n  start_timeout: 30s\n"), 0o600)
+	os.WriteFile(cfg, []byte("max_conns: 9\nmax_preauth: 4\nmax_subscriptions: 10\nhandshake_timeout: 2s\nidle_timeout: 1m\nsupervision:\n  start_timeout: 30s\n"), 0o600)
 	type limits struct {
-		conns, subs                   int
+		conns, preauth, subs          int
 		handshake, idle, startTimeout time.Duration
 	}
 	for _, tc := range []struct {
@@ -29,9 +29,9 @@ func TestSettingsLimits(t *testing.T) {
 		want limits
 	}{
 		{"defaults", nil, limits{}},
-		{"flags", []string{"--max-conns", "7", "--max-subscriptions", "8", "--handshake-timeout", "3s"}, limits{conns: 7, subs: 8, handshake: 3 * time.Second}},
-		{"file", []string{"--config", cfg}, limits{9, 10, 2 * time.Second, time.Minute, 30 * time.Second}},
-		{"flag over file", []string{"--config", cfg, "--max-conns", "3"}, limits{3, 10, 2 * time.Second, time.Minute, 30 * time.Second}},
+		{"flags", []string{"--max-conns", "7", "--max-preauth", "5", "--max-subscriptions", "8", "--handshake-timeout", "3s"}, limits{conns: 7, preauth: 5, subs: 8, handshake: 3 * time.Second}},
+		{"file", []string{"--config", cfg}, limits{9, 4, 10, 2 * time.Second, time.Minute, 30 * time.Second}},
+		{"flag over file", []string{"--config", cfg, "--max-conns", "3"}, limits{3, 4, 10, 2 * time.Second, time.Minute, 30 * time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -39,7 +39,7 @@ func TestSettingsLimits(t *testing.T) {
 			if !ok {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
-			got := limits{opts.MaxConns, opts.MaxSubscriptions, opts.HandshakeTimeout, opts.IdleTimeout, opts.StartTimeout}
+			got := limits{opts.MaxConns, opts.MaxPreAuth, opts.MaxSubscriptions, opts.HandshakeTimeout, opts.IdleTimeout, opts.StartTimeout}
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
