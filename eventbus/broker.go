@@ -20,6 +20,7 @@ import (
 type Broker struct {
 	maxPayload int
 	maxTopics  int
+	maxSubs    int
 	log        *slog.Logger
 	index      *topic.Index[*Subscription]
 
@@ -37,10 +38,12 @@ type Broker struct {
 
 	ephemeral *ephemeralTopics // nil: every topic keeps its own state
 
-	mu               sync.Mutex // guards subs, closed and retiredDelivered
+	mu               sync.Mutex // guards subs, subsPeak, closed, retiredDelivered and removed
 	subs             map[*Subscription]struct{}
+	subsPeak         int // most entries subs held since it was last rebuilt: Go maps never shrink
 	closed           bool
 	retiredDelivered uint64 // Delivered of removed subscriptions
+	removed          int    // subscriptions retired since the last sweep of stale routes
 
 	handlers sync.WaitGroup // SubscribeFunc goroutines
 }
@@ -82,8 +85,8 @@ type queueGroup struct {
 // New returns a running broker. It returns an error wrapping
 // ErrInvalidOptions when an option is out of range.
 func New(opts Options) (*Broker, error) {
-	if opts.MaxPayload < 0 || opts.MaxTopics < 0 {
-		return nil, fmt.Errorf("%w: MaxPayload and MaxTopics must not be negative", ErrInvalidOptions)
+	if opts.MaxPayload < 0 || opts.MaxTopics < 0 || opts.MaxSubscriptions < 0 {
+		return nil, fmt.Errorf("%w: MaxPayload, MaxTopics and MaxSubscriptions must not be negative", ErrInvalidOptions)
 	}
 	idx, err := topic.NewIndex[*Subscription](topic.IndexOptions{Policy: opts.Policy, CacheSize: opts.MatchCacheSize})
 	if err != nil {
@@ -92,6 +95,7 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{
 		maxPayload: cmpOr(opts.MaxPayload, DefaultMaxPayload),
 		maxTopics:  cmpOr(opts.MaxTopics, DefaultMaxTopics),
+		maxSubs:    cmpOr(opts.MaxSubscriptions, DefaultMaxSubscriptions),
 		log:        opts.Logger,
 		index:      idx,
 		subs:       make(map[*Subscription]struct{}),

@@ -26,4 +26,7 @@ var (
 	// ErrNoResponders is returned for a request (a message with a Reply
 	// topic) that no subscription matches: nobody would ever answer it.
 	ErrNoResponders = errors.New("eventbus: no responders")
+	// ErrTooManySubscriptions is returned by Subscribe when the broker
+	// holds Options.MaxSubscriptions subscriptions already.
+	ErrTooManySubscriptions = errors.New("eventbus: too many subscriptions")
 )
