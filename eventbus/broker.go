@@ -251,7 +251,7 @@ func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]M
 			p.errs = joinErr(p.errs, b.sinkRefused(p.ts, s, m, err))
 			return
 		}
-		s.sunk.Add(1)
+		s.addSunk()
 		p.n++
 		return
 	}
@@ -296,7 +296,7 @@ func (b *Broker) offerGroup(p *publication, g *queueGroup, m *Message, evicted *
 		if sink := s.owner.sink; sink != nil {
 			td, ok := sink.(TryDeliverer)
 			if ok && td.TryDeliver(p.ctx, s, *m) == nil {
-				s.sunk.Add(1)
+				s.addSunk()
 				p.n++
 				return
 			}
@@ -368,7 +368,7 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 // waitable reports whether a sink's refusal should make the publisher wait.
 func waitable(sink Sink, s *Subscription, err error) bool {
 	_, ok := sink.(RoomWaiter)
-	return ok && s.q.overflow == OverflowBlock && errors.Is(err, ErrQueueFull)
+	return ok && s.q.overflow == OverflowBlock && errors.Is(err, ErrQueueFull) && !errors.Is(err, ErrBudgetExhausted)
 }
 
 // waitSink waits for room in a RoomWaiter sink, offering the message again
@@ -383,7 +383,7 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 		}
 		ts.mu.Unlock()
 		if err == nil {
-			s.sunk.Add(1)
+			s.addSunk()
 			return nil
 		}
 		if !waitable(sink, s, err) {
@@ -412,6 +412,9 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 		}
 		s.drops[DropTimeout].Add(1)
 		ts.dropped[DropTimeout].Add(1)
+		if sr, ok := sink.(StallReporter); ok && ctx.Err() == nil {
+			sr.Stalled(s)
+		}
 		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.slowErr(), m.Seq, m.Topic, why)
 	}
 }

@@ -308,7 +308,7 @@ func (s *Subscription) retire() {
 	b.mu.Lock()
 	if _, ok := b.subs[s]; ok {
 		delete(b.subs, s)
-		b.retiredDelivered += delivered + s.sunk.Load() // under b.mu: see SinkDiscarded
+		b.retiredDelivered += delivered + s.sunk.Swap(0) // see addSunk and SinkDiscarded
 		if b.subsPeak >= shrinkMin && len(b.subs) <= b.subsPeak/4 {
 			b.subs = resized(b.subs)
 			b.subsPeak = len(b.subs)
@@ -323,6 +323,23 @@ func (s *Subscription) retire() {
 	if sweep {
 		b.sweepRoutes()
 	}
+}
+
+// addSunk counts a message the subscription's Sink took. A publisher may
+// get here after retire took the count into the broker's totals (the
+// connection closed while Deliver ran): then it moves its count there
+// itself, so that no delivery is lost from Stats.Delivered.
+func (s *Subscription) addSunk() {
+	s.sunk.Add(1)
+	if !s.retired.Load() { // the common case: one load more than counting
+		return
+	}
+	b := s.b
+	b.mu.Lock()
+	if _, live := b.subs[s]; !live {
+		b.retiredDelivered += s.sunk.Swap(0)
+	}
+	b.mu.Unlock()
 }
 
 // SinkDiscarded tells the broker that n messages to topic, which the
