@@ -63,6 +63,7 @@ type conn struct {
 	drops      ConnDrops            // under mu
 	dropsMoved bool                 // drops are in the server's closedDrops; under mu
 	mayBlock   bool                 // the identity may keep block subscriptions (set by the handshake)
+	endedBoth  atomic.Int32         // the reader and the writer that have ended (ended)
 	sub        *eventbus.Subscriber // set once the handshake succeeds
 	info       ConnStats            // set with sub
 	room       chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
@@ -139,6 +140,18 @@ func (c *conn) readLoop() {
 	c.close(err)
 	c.topics = wire.Interner{} // the reader's caches go with it
 	c.authCache = nil
+	c.ended()
+}
+
+// ended is called by the reader and the writer as they end; the second
+// lets go of the subscriptions, so that a cached route still holding one
+// of them (until the broker sweeps it) does not keep all of them alive.
+func (c *conn) ended() {
+	if c.endedBoth.Add(1) == 2 {
+		c.mu.Lock()
+		c.subs = nil
+		c.mu.Unlock()
+	}
 }
 
 // serve runs the handshake and then the frame loop until an error.
@@ -877,6 +890,7 @@ func (c *conn) discardPending() {
 	c.dropsMoved = true
 	c.mu.Unlock()
 	c.srv.dropsMu.Unlock()
+	c.ended()
 }
 
 // discard counts the deliver frames in buf, a run of whole frames of which
