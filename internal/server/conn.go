@@ -195,7 +195,7 @@ func (c *conn) serve() error {
 	c.identity = identity
 	c.log = c.log.With("session", session, "identity", identity, "client", string(hello.ClientName))
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
-	c.mayBlock = c.srv.mayBlock(identity)
+	c.mayBlock = c.srv.mayBlock(identity, string(hello.ClientName))
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
@@ -593,9 +593,10 @@ func (c *conn) closeSlow() {
 	if first {
 		c.slowGone = true
 	}
+	info := c.info
 	c.mu.Unlock()
 	if first {
-		c.srv.slowConsumers.Add(1)
+		c.srv.slowConsumer(info.Identity, info.Client)
 		c.log.Warn("disconnected a slow consumer: its outbound buffer stayed full", "max_pending", c.srv.opts.MaxPending, "max_stall", c.srv.opts.MaxStall)
 	}
 	c.closeNow(errSlowConsumer)
@@ -713,9 +714,10 @@ func (c *conn) writeLoop() {
 		if slow {
 			c.slowGone = true
 		}
+		info := c.info
 		c.mu.Unlock()
 		if slow {
-			c.srv.slowConsumers.Add(1)
+			c.srv.slowConsumer(info.Identity, info.Client)
 			c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
 			c.close(errSlowConsumer)
 			continue
@@ -724,6 +726,31 @@ func (c *conn) writeLoop() {
 			failed = true
 			c.close(fmt.Errorf("write: %w", err))
 		}
+	}
+}
+
+// writeChunk is the most the writer writes at once: after each chunk the
+// batch's written part stops counting against MaxPending and publishers
+// waiting for room are woken, so that a client that reads, however far
+// behind, makes room every writeChunk bytes rather than once per batch
+// (a batch can be MaxPending long), and is not taken for a slow consumer.
+const writeChunk = 256 << 10
+
+// writeChunks writes b in chunks of writeChunk and returns how much was
+// written. The caller holds writeMu; writing is len(b).
+func (c *conn) writeChunks(b []byte) (int, error) {
+	sent := 0
+	for {
+		end := min(len(b), sent+writeChunk)
+		n, err := c.nc.Write(b[sent:end])
+		sent += n
+		if err != nil || end == len(b) {
+			return sent, err
+		}
+		c.mu.Lock()
+		c.writing = len(b) - sent
+		c.roomLocked()
+		c.mu.Unlock()
 	}
 }
 
@@ -767,7 +794,7 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			// it out again: pull it in once more.
 			c.nc.SetWriteDeadline(time.Now())
 		}
-		n, err := c.nc.Write(batch)
+		n, err := c.writeChunks(batch)
 		if err != nil { // what did not go out whole is lost with the connection
 			if head {
 				c.discard(headBuf, headSent+n)

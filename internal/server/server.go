@@ -74,7 +74,9 @@ type Options struct {
 	// BlockTimeout can only shorten it. When a wait ends without room the
 	// connection is closed as a slow consumer, so no publisher waits for it
 	// again: a client that stops reading holds others back at most about
-	// MaxStall, once.
+	// MaxStall, once; if it reconnects (same identity and client name)
+	// within SlowConsumerCooloff, its block subscriptions are made
+	// disconnect, so it cannot stall anyone again meanwhile.
 	MaxStall time.Duration
 	// MayBlock, if set, admits identities beyond the local operator (root
 	// and the server's own user) to the block policy. A block
@@ -117,8 +119,10 @@ type Server struct {
 	slowConsumers                     atomic.Uint64 // connections closed as slow consumers
 	pendingTotal                      atomic.Int64  // bytes of MaxPendingTotal the connections hold
 	dropsMu                           sync.Mutex    // held while closed connections' drops move into closedDrops
-	closedDrops                       ConnDrops     // of connections that have ended; under dropsMu
-	partialInline                     atomic.Uint64 // inline writes the socket took only part of (tests)
+	slowMu                            sync.Mutex
+	slowRecent                        map[slowKey]time.Time // clients closed as slow consumers, and when; under slowMu
+	closedDrops                       ConnDrops             // of connections that have ended; under dropsMu
+	partialInline                     atomic.Uint64         // inline writes the socket took only part of (tests)
 }
 
 // New returns a server for opts.Broker.

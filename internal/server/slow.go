@@ -50,14 +50,55 @@ func (d *ConnDrops) add(o ConnDrops) {
 // localOperators are the identities of the broker's own user and root.
 var localOperators = [2]string{"uid:0", fmt.Sprintf("uid:%d", os.Getuid())}
 
-// mayBlock reports whether identity may keep the block overflow policy
+// mayBlock reports whether a client may keep the block overflow policy
 // over a socket: the local operator (root and the server's own user), and
-// whoever Options.MayBlock admits.
-func (s *Server) mayBlock(identity string) bool {
-	if identity == localOperators[0] || identity == localOperators[1] {
-		return true
+// whoever Options.MayBlock admits; but not a client (identity and client
+// name) closed as a slow consumer in the last SlowConsumerCooloff, so
+// that a stuck client that reconnects cannot stall publishers again.
+func (s *Server) mayBlock(identity, client string) bool {
+	if identity != localOperators[0] && identity != localOperators[1] && (s.opts.MayBlock == nil || !s.opts.MayBlock(identity)) {
+		return false
 	}
-	return s.opts.MayBlock != nil && s.opts.MayBlock(identity)
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	at, ok := s.slowRecent[slowKey{identity, client}]
+	return !ok || time.Since(at) >= SlowConsumerCooloff
+}
+
+// SlowConsumerCooloff is how long a client closed as a slow consumer
+// loses the block policy: for that long, its block subscriptions are made
+// disconnect when it reconnects.
+const SlowConsumerCooloff = 30 * time.Second
+
+// maxSlowRecent bounds the clients remembered for SlowConsumerCooloff.
+const maxSlowRecent = 1024
+
+type slowKey struct{ identity, client string }
+
+// slowConsumer counts a connection closed as a slow consumer and
+// remembers its client for SlowConsumerCooloff.
+func (s *Server) slowConsumer(identity, client string) {
+	s.slowConsumers.Add(1)
+	now := time.Now()
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	if s.slowRecent == nil {
+		s.slowRecent = make(map[slowKey]time.Time)
+	}
+	if len(s.slowRecent) >= maxSlowRecent {
+		for k, at := range s.slowRecent {
+			if now.Sub(at) >= SlowConsumerCooloff {
+				delete(s.slowRecent, k)
+			}
+		}
+		for k := range s.slowRecent { // still full: a flood of them; forget some at random
+			if len(s.slowRecent) < maxSlowRecent/2 {
+				break
+			}
+			delete(s.slowRecent, k)
+		}
+	}
+	s.slowRecent[slowKey{identity, client}] = now
 }
 
 // overflowFor returns the overflow policy and block timeout a socket

@@ -285,3 +285,46 @@ func TestClosedConnectionsReleaseMemory(t *testing.T) {
 		t.Fatalf("%d bytes of the %d that %d connections' subscriptions took are still held after they closed", kept, grew, conns)
 	}
 }
+
+// A client closed as a slow consumer that reconnects does not get to
+// stall publishers again for SlowConsumerCooloff: its block subscriptions
+// are made disconnect. Other clients of the same identity keep block.
+func TestReconnectedSlowConsumerLosesBlock(t *testing.T) {
+	path, srv, b := start(t, Options{MaxPending: 16 << 10})
+	blockSub := wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), Overflow: uint8(eventbus.OverflowBlock)})
+	stuck := dial(t, path) // client name "test"
+	stuck.send(blockSub)
+	stuck.sync()
+	payload := make([]byte, 1000)
+	waitFor(t, "the stuck client is not closed as a slow consumer", func() bool {
+		b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: payload})
+		return srv.Stats().SlowConsumers == 1
+	})
+	overflowOf := func(client string) string {
+		c := rawDial(t, path)
+		c.send(wire.Magic[:])
+		c.send(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, ClientName: []byte(client)}))
+		c.expectWelcome()
+		c.send(blockSub)
+		c.sync()
+		var session string
+		for _, cs := range srv.Stats().Connections {
+			if cs.Client == client {
+				session = cs.Session
+			}
+		}
+		for _, s := range b.Stats().Subscriptions {
+			if len(s.Subscriber) > len(session) && s.Subscriber[len(s.Subscriber)-len(session):] == session {
+				return s.Overflow
+			}
+		}
+		t.Fatalf("%s: no subscription in stats", client)
+		return ""
+	}
+	if got := overflowOf("test"); got != "disconnect" {
+		t.Errorf("the reconnected slow consumer's block subscription: %s, want disconnect", got)
+	}
+	if got := overflowOf("another"); got != "block" {
+		t.Errorf("another client of the same identity: %s, want block", got)
+	}
+}
