@@ -435,12 +435,29 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 		}
 		return eventbus.ErrClosed
 	}
+	if c.slow { // doomed: the writer is closing it
+		if policy {
+			c.drops.SlowConsumer++
+		}
+		c.mu.Unlock()
+		if policy {
+			return errSlowConsumer
+		}
+		return errConnFull
+	}
 	if need := len(c.out) + c.writing + size; need > c.srv.opts.MaxPending {
 		_, _, overflow, _ := s.Limits()
 		disconnect := policy && overflow == eventbus.OverflowDisconnect
 		if disconnect {
-			c.slow = true // the writer closes us: Deliver runs under the broker's locks
 			c.drops.SlowConsumer++
+			if !c.slow {
+				// The writer closes us (Deliver runs under the broker's
+				// locks); it is likely stuck in a write to the client that
+				// does not read: end that write now. (The writer then
+				// gives the client its error frame, briefly.)
+				c.slow, c.slowGone = true, true
+				c.nc.SetWriteDeadline(time.Now())
+			}
 		} else if policy && overflow != eventbus.OverflowBlock {
 			c.drops.Full++ // a block subscription's publisher waits instead (Room)
 		}
@@ -709,22 +726,16 @@ func (c *conn) writeLoop() {
 			c.discardPending()
 			return
 		}
-		c.mu.Lock()
-		slow := c.slow && !c.closed
-		if slow {
-			c.slowGone = true
-		}
-		info := c.info
-		c.mu.Unlock()
-		if slow {
-			c.srv.slowConsumer(info.Identity, info.Client)
-			c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
-			c.close(errSlowConsumer)
-			continue
+		if c.closeIfSlow() || c.done.Load() {
+			continue // closed: the last flush is bounded by finalFlushTimeout
 		}
 		if err := c.flushWithin(c.srv.opts.WriteTimeout); err != nil {
-			failed = true
-			c.close(fmt.Errorf("write: %w", err))
+			// A slow consumer's write is cut short on purpose: it still
+			// gets the rest of the cut frame and its error frame, briefly.
+			if !c.closeIfSlow() {
+				failed = true
+				c.close(fmt.Errorf("write: %w", err))
+			}
 		}
 	}
 }
@@ -752,6 +763,30 @@ func (c *conn) writeChunks(b []byte) (int, error) {
 		c.roomLocked()
 		c.mu.Unlock()
 	}
+}
+
+// closeIfSlow closes the connection if Deliver found it a slow consumer
+// under the disconnect policy, and reports whether it did.
+func (c *conn) closeIfSlow() bool {
+	c.mu.Lock()
+	slow := c.slow && !c.closed
+	info := c.info
+	var out []byte
+	if slow { // what waits behind the cut write is not sent: the error frame is
+		out = c.out
+		c.out = nil
+	}
+	c.mu.Unlock()
+	if !slow {
+		return false
+	}
+	c.discard(out, 0)
+	c.writeArmed = time.Time{} // Deliver pulled the deadline in: the next write sets its own
+	c.srv.slowConsumer(info.Identity, info.Client)
+	c.log.Warn("disconnected a slow consumer: its outbound buffer is full and a subscription's policy is disconnect", "max_pending", c.srv.opts.MaxPending)
+	c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
+	c.close(errSlowConsumer)
+	return true
 }
 
 // finalFlushTimeout bounds the last flush of a closing connection, so that
@@ -795,16 +830,31 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			c.nc.SetWriteDeadline(time.Now())
 		}
 		n, err := c.writeChunks(batch)
+		var rest []byte // the unsent end of a frame cut short, for a slow consumer's last flush
 		if err != nil { // what did not go out whole is lost with the connection
+			buf, sent := batch, n
 			if head {
-				c.discard(headBuf, headSent+n)
+				buf, sent = headBuf, headSent+n
+			}
+			start := frameStart(buf, sent)
+			c.mu.Lock()
+			slow := c.slow
+			c.mu.Unlock()
+			if slow && start < sent { // Deliver cut this write short: finish the frame, then the error frame
+				end := start + 4 + int(binary.BigEndian.Uint32(buf[start:]))
+				rest, headBuf, headSent = buf[sent:end], buf[start:end], sent-start
+				c.discard(buf[end:], 0)
 			} else {
-				c.discard(batch, n)
+				c.discard(buf[start:], sent-start)
 			}
 		}
 		c.mu.Lock()
 		c.writing = 0
 		c.roomLocked()
+		if rest != nil {
+			c.head, c.headBuf, c.headSent, c.writing = rest, headBuf, headSent, len(rest)
+			head = true // its array is not reused
+		}
 		c.releaseLocked()
 		if !head { // a head is the end of another array: the spare stays as it is
 			if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write

@@ -328,3 +328,64 @@ func TestReconnectedSlowConsumerLosesBlock(t *testing.T) {
 		t.Errorf("another client of the same identity: %s, want block", got)
 	}
 }
+
+// A client that does not read, with the disconnect policy, is closed as
+// soon as its buffer is full, not after WriteTimeout, though the writer is
+// stuck in a write to it, and what it never got is counted as dropped.
+func TestFullDisconnectClientIsClosedAtOnce(t *testing.T) {
+	path, srv, b := start(t, Options{MaxPending: 64 << 10, WriteTimeout: time.Minute})
+	sub := dial(t, path)
+	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), Overflow: uint8(eventbus.OverflowDisconnect)}))
+	sub.sync()
+	payload := make([]byte, 1000)
+	published := 0
+	// First fill the socket, one message at a time, until the writer is
+	// stuck in a write: a message stays pending.
+	for stuck := false; !stuck; {
+		if published++; published > 100000 {
+			t.Fatal("the writer never got stuck")
+		}
+		b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: payload})
+		for i := 0; i < 20 && !stuck; i++ {
+			time.Sleep(time.Millisecond)
+			stuck = i == 19 && maxPending(srv.Stats()) > 0
+			if maxPending(srv.Stats()) == 0 {
+				break
+			}
+		}
+	}
+	for ; published < 100000; published++ { // then its buffer
+		if err := b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: payload}); errors.Is(err, eventbus.ErrSlowConsumer) {
+			published++
+			break
+		}
+	}
+	waitFor(t, "the full connection is still open (it would be closed after WriteTimeout, 1 min)", func() bool { return len(srv.Stats().Connections) == 0 })
+	// The error frame and the end of a cut frame are sent only briefly
+	// (finalFlushTimeout), and this client read nothing meanwhile: the
+	// stream may end before them, but never with a frame lost uncounted.
+	got, sawError := 0, false
+	for !sawError {
+		sub.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		f, err := sub.r.ReadFrame()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d deliveries: %v", got, err)
+		}
+		switch f.Type {
+		case wire.TypeDeliver:
+			got++
+		case wire.TypeError:
+			if e, _ := wire.ParseError(f.Type, f.Flags, f.Body); e.Code != wire.CodeSlowConsumer {
+				t.Fatalf("error code %d (%s), want slow_consumer", e.Code, e.Text)
+			}
+			sawError = true
+		}
+	}
+	bs, st := b.Stats(), srv.Stats()
+	if bs.Delivered != uint64(got) || bs.Delivered+bs.Dropped.Total() != uint64(published) || st.SlowConsumers != 1 {
+		t.Errorf("published %d, read %d; broker: delivered %d, dropped %+v; slow consumers %d", published, got, bs.Delivered, bs.Dropped, st.SlowConsumers)
+	}
+}
