@@ -64,6 +64,7 @@ type conn struct {
 	dropsMoved bool                 // drops are in the server's closedDrops; under mu
 	mayBlock   bool                 // the identity may keep block subscriptions (set by the handshake)
 	endedBoth  atomic.Int32         // the reader and the writer that have ended (ended)
+	writeSince atomic.Int64         // when the write in progress began, in Unix ns; 0: none (Server.reclaim)
 	sub        *eventbus.Subscriber // set once the handshake succeeds
 	info       ConnStats            // set with sub
 	room       chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
@@ -472,6 +473,7 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 			c.drops.Full++
 		}
 		c.mu.Unlock()
+		c.srv.budgetSpent()
 		return errBudgetFull
 	}
 	wasEmpty := len(c.out) == 0
@@ -751,8 +753,10 @@ const writeChunk = 256 << 10
 // written. The caller holds writeMu; writing is len(b).
 func (c *conn) writeChunks(b []byte) (int, error) {
 	sent := 0
+	defer c.writeSince.Store(0)
 	for {
 		end := min(len(b), sent+writeChunk)
+		c.writeSince.Store(time.Now().UnixNano()) // per chunk, for Server.reclaim
 		n, err := c.nc.Write(b[sent:end])
 		sent += n
 		if err != nil || end == len(b) {

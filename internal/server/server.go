@@ -117,9 +117,12 @@ type Server struct {
 
 	deniedPublishes, deniedSubscribes atomic.Uint64
 	slowConsumers                     atomic.Uint64 // connections closed as slow consumers
+	reclaimArmed                      atomic.Bool   // a reclaim is pending (budgetSpent)
 	pendingTotal                      atomic.Int64  // bytes of MaxPendingTotal the connections hold
 	dropsMu                           sync.Mutex    // held while closed connections' drops move into closedDrops
 	slowMu                            sync.Mutex
+	reclaimTimer                      *time.Timer           // under slowMu: closes stuck writers while MaxPendingTotal is spent
+	reclaimOff                        bool                  // under slowMu: the server is closing
 	slowRecent                        map[slowKey]time.Time // clients closed as slow consumers, and when; under slowMu
 	closedDrops                       ConnDrops             // of connections that have ended; under dropsMu
 	partialInline                     atomic.Uint64         // inline writes the socket took only part of (tests)
@@ -298,6 +301,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) stopAccepting() []*conn {
+	s.stopReclaim()
 	if s.stats != nil {
 		s.stats.Unsubscribe()
 	}

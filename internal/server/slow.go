@@ -118,3 +118,47 @@ func (s *Server) overflowFor(mayBlock bool, asked eventbus.Overflow, timeout tim
 	}
 	return eventbus.OverflowBlock, timeout
 }
+
+// budgetSpent is called (under the broker's locks, without blocking) when
+// a delivery was refused for MaxPendingTotal. Unless one is pending, it
+// arms a reclaim after MaxStall: connections whose writer has been stuck
+// in a write for MaxStall by then are closed as slow consumers, so that
+// clients that do not read cannot hold the budget that the others need
+// for long (until WriteTimeout).
+func (s *Server) budgetSpent() {
+	if !s.reclaimArmed.CompareAndSwap(false, true) {
+		return
+	}
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	if s.reclaimOff {
+		return
+	}
+	if s.reclaimTimer == nil {
+		s.reclaimTimer = time.AfterFunc(s.opts.MaxStall, s.reclaim)
+	} else {
+		s.reclaimTimer.Reset(s.opts.MaxStall)
+	}
+}
+
+// reclaim closes the connections whose writer has been stuck in a write
+// for MaxStall, as slow consumers.
+func (s *Server) reclaim() {
+	defer s.reclaimArmed.Store(false)
+	stuckSince := time.Now().Add(-s.opts.MaxStall).UnixNano()
+	for _, c := range s.liveConns() {
+		if since := c.writeSince.Load(); since != 0 && since <= stuckSince {
+			c.closeSlow()
+		}
+	}
+}
+
+// stopReclaim stops a pending reclaim for good.
+func (s *Server) stopReclaim() {
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	s.reclaimOff = true
+	if s.reclaimTimer != nil {
+		s.reclaimTimer.Stop()
+	}
+}

@@ -389,3 +389,55 @@ func TestFullDisconnectClientIsClosedAtOnce(t *testing.T) {
 		t.Errorf("published %d, read %d; broker: delivered %d, dropped %+v; slow consumers %d", published, got, bs.Delivered, bs.Dropped, st.SlowConsumers)
 	}
 }
+
+// Clients that do not read cannot hold the server-wide budget
+// (MaxPendingTotal) that the others need: while it is spent, deliveries
+// are dropped and counted, and connections whose writer has been stuck for
+// MaxStall are closed as slow consumers, whatever their policy, instead of
+// after WriteTimeout. Then the others get everything again.
+func TestStuckClientsDoNotHoldTheBudget(t *testing.T) {
+	path, srv, b := start(t, Options{MaxPending: 128 << 10, MaxPendingTotal: 320 << 10, WriteTimeout: time.Minute})
+	for range 3 {
+		stuck := dial(t, path)
+		stuck.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), Overflow: uint8(eventbus.OverflowDropNewest)}))
+		stuck.sync()
+	}
+	healthy := dial(t, path)
+	healthy.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), Overflow: uint8(eventbus.OverflowDropNewest)}))
+	healthy.sync()
+	last := make(chan string, 1)
+	go func() { // the healthy client reads everything
+		defer close(last)
+		for {
+			healthy.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+			f, err := healthy.r.ReadFrame()
+			if err != nil {
+				return
+			}
+			if d, err := wire.ParseDeliver(f.Flags, f.Body); err == nil && string(d.Topic) == "events.last" {
+				last <- string(d.Payload)
+				return
+			}
+		}
+	}()
+	payload := make([]byte, 1000)
+	waitFor(t, "the stuck clients still hold the budget", func() bool {
+		for range 100 {
+			b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: payload})
+		}
+		return srv.Stats().SlowConsumers == 3
+	})
+	if st := srv.Stats(); st.ConnDropped.Full == 0 {
+		t.Errorf("no delivery was refused for the budget: the test does not test what it should (%+v)", st.ConnDropped)
+	}
+	b.Publish(context.Background(), eventbus.Message{Topic: "events.last", Payload: []byte("through")})
+	select {
+	case got := <-last:
+		if got != "through" {
+			t.Fatalf("the healthy client did not get the last message")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the healthy client did not get the last message in 20 s")
+	}
+	healthy.nc.Close()
+}
