@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,6 +148,10 @@ func parseIDs(name string, vs []string) ([]uint32, error) {
 	return ids, nil
 }
 
+// memoryHeadroom is what the soft memory limit allows beyond
+// MaxPendingTotal, in bytes (see run).
+const memoryHeadroom = 64 << 20
+
 func run(args []string) error {
 	cfg, verbose, err := settings(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -156,6 +161,12 @@ func run(args []string) error {
 		return err
 	}
 	log := command.Logger(os.Stderr, verbose)
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MaxPendingTotal > 0 {
+		// Buffered frames are most of what a busy broker holds: collect
+		// harder as the heap nears them plus room for everything else,
+		// rather than let it grow to twice what is live.
+		debug.SetMemoryLimit(int64(cfg.MaxPendingTotal) + memoryHeadroom)
+	}
 
 	auth := server.Auth{
 		Peers:     transport.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},

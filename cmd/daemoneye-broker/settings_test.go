@@ -102,7 +102,7 @@ func TestSettingsSlowConsumerBounds(t *testing.T) {
 		args []string
 		want config.Broker
 	}{
-		{"defaults", nil, config.Broker{MaxPending: 8 << 20, MaxPendingTotal: 128 << 20, MaxStall: config.Duration(50 * time.Millisecond), MaxSubscriptions: 65536, MaxConnSubscriptions: 4096}},
+		{"defaults", nil, config.Broker{MaxPending: 4 << 20, MaxPendingTotal: 128 << 20, MaxStall: config.Duration(50 * time.Millisecond), MaxSubscriptions: 65536, MaxConnSubscriptions: 4096}},
 		{"file", []string{"--config", file}, config.Broker{MaxPending: 1 << 20, MaxPendingTotal: 128 << 20, MaxStall: config.Duration(20 * time.Millisecond), MaxSubscriptions: 500, MaxConnSubscriptions: 4096}},
 		{"flags over file", []string{"--config", file, "--max-stall", "5ms", "--max-pending-total", "1000000", "--max-conn-subscriptions", "9"},
 			config.Broker{MaxPending: 1 << 20, MaxPendingTotal: 1000000, MaxStall: config.Duration(5 * time.Millisecond), MaxSubscriptions: 500, MaxConnSubscriptions: 9}},

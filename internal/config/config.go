@@ -95,7 +95,7 @@ type Broker struct {
 	// MaxConns bounds concurrent connections.
 	MaxConns int `yaml:"max_conns"`
 	// MaxPending bounds the bytes buffered for one connection (0: the
-	// server's default, 8 MiB).
+	// server's default, 4 MiB).
 	MaxPending int `yaml:"max_pending"`
 	// MaxPendingTotal bounds the bytes buffered for all connections
 	// together (0: the server's default, 128 MiB).

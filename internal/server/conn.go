@@ -601,12 +601,12 @@ func (c *conn) Stalled(*eventbus.Subscription) {
 	c.mu.Lock()
 	c.drops.SlowConsumer++ // the message the publisher gave up on
 	c.mu.Unlock()
-	c.closeSlow()
+	c.closeSlow(errSlowConsumer)
 }
 
 // closeSlow closes the connection as a slow consumer, without waiting for
 // a write in progress.
-func (c *conn) closeSlow() {
+func (c *conn) closeSlow(why error) {
 	c.mu.Lock()
 	first := !c.closed
 	if first {
@@ -618,7 +618,7 @@ func (c *conn) closeSlow() {
 		c.srv.slowConsumer(info.Identity, info.Client)
 		c.log.Warn("disconnected a slow consumer: its outbound buffer stayed full", "max_pending", c.srv.opts.MaxPending, "max_stall", c.srv.opts.MaxStall)
 	}
-	c.closeNow(errSlowConsumer)
+	c.closeNow(why)
 }
 
 // roomLocked wakes the publishers waiting for room.
@@ -660,7 +660,7 @@ func (c *conn) enqueue(build func([]byte) []byte) {
 	}
 	if len(c.out)+c.writing > c.srv.opts.MaxPending {
 		c.mu.Unlock()
-		c.closeNow(errNotReading)
+		c.closeSlow(errNotReading) // a slow consumer of its own frames
 		return
 	}
 	c.out = build(c.out)

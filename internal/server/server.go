@@ -23,7 +23,7 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
-	DefaultMaxPending       = 8 << 20 // bytes buffered for one connection
+	DefaultMaxPending       = 4 << 20 // bytes buffered for one connection
 	DefaultPingInterval     = 30 * time.Second
 	DefaultMaxSubscriptions = 4096
 )
@@ -50,7 +50,7 @@ type Options struct {
 	// client that does not read within it is disconnected.
 	WriteTimeout time.Duration
 	// MaxPending bounds the bytes buffered for one connection, counting
-	// the batch being written (default 8 MiB). Beyond it, each
+	// the batch being written (default 4 MiB). Beyond it, each
 	// subscription's overflow policy decides: block makes the publisher
 	// wait for the writer, at most MaxStall, so a publishing client's
 	// reader stalls briefly and backpressure reaches it; if no room

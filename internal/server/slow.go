@@ -148,7 +148,7 @@ func (s *Server) reclaim() {
 	stuckSince := time.Now().Add(-s.opts.MaxStall).UnixNano()
 	for _, c := range s.liveConns() {
 		if since := c.writeSince.Load(); since != 0 && since <= stuckSince {
-			c.closeSlow()
+			c.closeSlow(errSlowConsumer)
 		}
 	}
 }
