@@ -87,8 +87,12 @@ type conn struct {
 const maxInlineFlush = 1 << 10
 
 // maxSpare is the largest batch buffer a connection keeps for the next
-// batch, in bytes.
-const maxSpare = 8 << 20
+// batch while it is busy, in bytes; maxIdleBuffer the largest it keeps
+// (out and spare each) once it has nothing more to write.
+const (
+	maxSpare      = 8 << 20
+	maxIdleBuffer = 1 << 20
+)
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
@@ -812,6 +816,15 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			c.headBuf, c.headSent = nil, 0
 		} else {
 			if batch = c.out; len(batch) == 0 {
+				// Idle: an idle connection keeps small buffers only, so
+				// that many of them after a burst do not hold megabytes
+				// each.
+				if cap(c.out) > maxIdleBuffer {
+					c.out = nil
+				}
+				if cap(c.spare) > maxIdleBuffer {
+					c.spare = nil
+				}
 				c.mu.Unlock()
 				return nil
 			}
