@@ -20,6 +20,7 @@ import (
 type Broker struct {
 	maxPayload int
 	maxTopics  int
+	maxSubs    int
 	log        *slog.Logger
 	index      *topic.Index[*Subscription]
 
@@ -37,10 +38,12 @@ type Broker struct {
 
 	ephemeral *ephemeralTopics // nil: every topic keeps its own state
 
-	mu               sync.Mutex // guards subs, closed and retiredDelivered
+	mu               sync.Mutex // guards subs, subsPeak, closed, retiredDelivered and removed
 	subs             map[*Subscription]struct{}
+	subsPeak         int // most entries subs held since it was last rebuilt: Go maps never shrink
 	closed           bool
 	retiredDelivered uint64 // Delivered of removed subscriptions
+	removed          int    // subscriptions retired since the last sweep of stale routes
 
 	handlers sync.WaitGroup // SubscribeFunc goroutines
 }
@@ -82,8 +85,8 @@ type queueGroup struct {
 // New returns a running broker. It returns an error wrapping
 // ErrInvalidOptions when an option is out of range.
 func New(opts Options) (*Broker, error) {
-	if opts.MaxPayload < 0 || opts.MaxTopics < 0 {
-		return nil, fmt.Errorf("%w: MaxPayload and MaxTopics must not be negative", ErrInvalidOptions)
+	if opts.MaxPayload < 0 || opts.MaxTopics < 0 || opts.MaxSubscriptions < 0 {
+		return nil, fmt.Errorf("%w: MaxPayload, MaxTopics and MaxSubscriptions must not be negative", ErrInvalidOptions)
 	}
 	idx, err := topic.NewIndex[*Subscription](topic.IndexOptions{Policy: opts.Policy, CacheSize: opts.MatchCacheSize})
 	if err != nil {
@@ -92,6 +95,7 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{
 		maxPayload: cmpOr(opts.MaxPayload, DefaultMaxPayload),
 		maxTopics:  cmpOr(opts.MaxTopics, DefaultMaxTopics),
+		maxSubs:    cmpOr(opts.MaxSubscriptions, DefaultMaxSubscriptions),
 		log:        opts.Logger,
 		index:      idx,
 		subs:       make(map[*Subscription]struct{}),
@@ -247,7 +251,7 @@ func (b *Broker) offer(p *publication, s *Subscription, m *Message, evicted *[]M
 			p.errs = joinErr(p.errs, b.sinkRefused(p.ts, s, m, err))
 			return
 		}
-		s.sunk.Add(1)
+		s.addSunk()
 		p.n++
 		return
 	}
@@ -292,7 +296,7 @@ func (b *Broker) offerGroup(p *publication, g *queueGroup, m *Message, evicted *
 		if sink := s.owner.sink; sink != nil {
 			td, ok := sink.(TryDeliverer)
 			if ok && td.TryDeliver(p.ctx, s, *m) == nil {
-				s.sunk.Add(1)
+				s.addSunk()
 				p.n++
 				return
 			}
@@ -364,7 +368,7 @@ func (b *Broker) waitPush(ctx context.Context, ts *topicState, s *Subscription, 
 // waitable reports whether a sink's refusal should make the publisher wait.
 func waitable(sink Sink, s *Subscription, err error) bool {
 	_, ok := sink.(RoomWaiter)
-	return ok && s.q.overflow == OverflowBlock && errors.Is(err, ErrQueueFull)
+	return ok && s.q.overflow == OverflowBlock && errors.Is(err, ErrQueueFull) && !errors.Is(err, ErrBudgetExhausted)
 }
 
 // waitSink waits for room in a RoomWaiter sink, offering the message again
@@ -379,7 +383,7 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 		}
 		ts.mu.Unlock()
 		if err == nil {
-			s.sunk.Add(1)
+			s.addSunk()
 			return nil
 		}
 		if !waitable(sink, s, err) {
@@ -408,6 +412,9 @@ func (b *Broker) waitSink(ctx context.Context, ts *topicState, s *Subscription, 
 		}
 		s.drops[DropTimeout].Add(1)
 		ts.dropped[DropTimeout].Add(1)
+		if sr, ok := sink.(StallReporter); ok && ctx.Err() == nil {
+			sr.Stalled(s)
+		}
 		return fmt.Errorf("%w (message %d to %q dropped for it: %w)", s.slowErr(), m.Seq, m.Topic, why)
 	}
 }

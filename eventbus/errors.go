@@ -26,4 +26,14 @@ var (
 	// ErrNoResponders is returned for a request (a message with a Reply
 	// topic) that no subscription matches: nobody would ever answer it.
 	ErrNoResponders = errors.New("eventbus: no responders")
+	// ErrBudgetExhausted is wrapped, with ErrQueueFull, by a Sink that
+	// refused a message because a memory budget it shares with other
+	// subscribers (a network server's buffers for all its connections) is
+	// spent: waiting for this subscriber could not make room, so even under
+	// OverflowBlock the publisher does not wait; the message is dropped and
+	// counted as DropQueueFull.
+	ErrBudgetExhausted = errors.New("eventbus: buffer budget exhausted")
+	// ErrTooManySubscriptions is returned by Subscribe when the broker
+	// holds Options.MaxSubscriptions subscriptions already.
+	ErrTooManySubscriptions = errors.New("eventbus: too many subscriptions")
 )

@@ -16,6 +16,8 @@ const (
 	DefaultMaxMessages  = 10000    // messages per subscription queue
 	DefaultMaxBytes     = 64 << 20 // bytes per subscription queue
 	DefaultBlockTimeout = time.Second
+	// DefaultMaxSubscriptions bounds the subscriptions of a whole broker.
+	DefaultMaxSubscriptions = 65536
 	// DefaultEphemeralPrefix starts the topics replies travel on (see
 	// Options.EphemeralPrefix).
 	DefaultEphemeralPrefix = "control.inbox."
@@ -35,6 +37,11 @@ type Options struct {
 	// of the topics are forgotten at random; their sequences restart at 1
 	// and Stats.TopicsEvicted counts them. Zero means DefaultMaxTopics.
 	MaxTopics int
+	// MaxSubscriptions bounds the subscriptions the broker holds at once,
+	// over all subscribers (each costs about 1 KiB with its index entry).
+	// Subscribe beyond it fails with an error wrapping
+	// ErrTooManySubscriptions. Zero means DefaultMaxSubscriptions (65,536).
+	MaxSubscriptions int
 	// MatchCacheSize bounds the match-result cache of the subscription
 	// index, in topics. Zero means topic.DefaultCacheSize; negative
 	// disables it.

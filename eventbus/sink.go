@@ -98,6 +98,17 @@ type RoomWaiter interface {
 	Room(s *Subscription, m Message) <-chan struct{}
 }
 
+// A StallReporter is a RoomWaiter that is told when a publisher's wait for
+// room at subscription s ended without room because the subscription's
+// BlockTimeout passed (not because the publisher's context ended), after
+// the message was counted as dropped with DropTimeout. A network server
+// closes the connection as a slow consumer then, so that no publisher
+// waits for it again. Stalled is called without the broker's locks, from
+// the publisher's goroutine; it must not block.
+type StallReporter interface {
+	Stalled(s *Subscription)
+}
+
 // A TryDeliverer is a Sink that can take a message without applying the
 // overflow policy when it has no room: TryDeliver returns an error wrapping
 // ErrQueueFull and changes nothing. The broker probes queue-group members

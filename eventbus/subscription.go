@@ -3,6 +3,7 @@ package eventbus
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,9 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 	if b.closing.Load() {
 		return nil, errClosed
 	}
+	if err := b.roomForSubscription(pattern); err != nil { // checked again below, exactly
+		return nil, err
+	}
 	s.mu.Lock()
 	err := b.index.Insert(pattern, s.id, sub)
 	if err == nil {
@@ -92,7 +96,13 @@ func (s *Subscriber) subscribe(pattern string, opts SubscribeOptions, fn func(De
 		sub.unsubscribe()
 		return nil, errClosed
 	}
+	if len(b.subs) >= b.maxSubs {
+		b.mu.Unlock()
+		sub.unsubscribe()
+		return nil, b.tooMany(pattern)
+	}
 	b.subs[sub] = struct{}{}
+	b.subsPeak = max(b.subsPeak, len(b.subs))
 	if fn != nil {
 		b.handlers.Go(sub.run)
 	}
@@ -292,12 +302,116 @@ func (s *Subscription) retire() {
 	if s.retired.Swap(true) {
 		return
 	}
+	b := s.b
 	_, _, _, delivered := s.q.depth()
-	delivered += s.sunk.Load()
-	s.b.mu.Lock()
-	if _, ok := s.b.subs[s]; ok {
-		delete(s.b.subs, s)
-		s.b.retiredDelivered += delivered
+	sweep := false
+	b.mu.Lock()
+	if _, ok := b.subs[s]; ok {
+		delete(b.subs, s)
+		b.retiredDelivered += delivered + s.sunk.Swap(0) // see addSunk and SinkDiscarded
+		if b.subsPeak >= shrinkMin && len(b.subs) <= b.subsPeak/4 {
+			b.subs = resized(b.subs)
+			b.subsPeak = len(b.subs)
+		}
+		b.removed++
+		if b.removed >= max(shrinkMin, len(b.subs)) {
+			b.removed = 0
+			sweep = true
+		}
 	}
-	s.b.mu.Unlock()
+	b.mu.Unlock()
+	if sweep {
+		b.sweepRoutes()
+	}
+}
+
+// addSunk counts a message the subscription's Sink took. A publisher may
+// get here after retire took the count into the broker's totals (the
+// connection closed while Deliver ran): then it moves its count there
+// itself, so that no delivery is lost from Stats.Delivered.
+func (s *Subscription) addSunk() {
+	s.sunk.Add(1)
+	if !s.retired.Load() { // the common case: one load more than counting
+		return
+	}
+	b := s.b
+	b.mu.Lock()
+	if _, live := b.subs[s]; !live {
+		b.retiredDelivered += s.sunk.Swap(0)
+	}
+	b.mu.Unlock()
+}
+
+// SinkDiscarded tells the broker that n messages to topic, which the
+// subscription's Sink took (and the broker counted as delivered), never
+// reached the subscriber: the sink discarded them, for instance with the
+// buffer of a network connection that closed. They are counted as dropped
+// for why (DropClosed, or DropDisconnect for a slow consumer) instead of
+// delivered, against the subscription and the topic. It may be called
+// after the subscription closed. Safe for concurrent use; not for the hot
+// path (it takes the broker's lock).
+func (s *Subscription) SinkDiscarded(topic string, why DropReason, n uint64) {
+	if n == 0 || why >= numDropReasons {
+		return
+	}
+	b := s.b
+	b.mu.Lock()
+	if _, live := b.subs[s]; live || !s.retired.Load() {
+		s.sunk.Add(-n)
+	} else {
+		b.retiredDelivered -= n
+	}
+	b.mu.Unlock()
+	s.drops[why].Add(n)
+	if v, ok := b.topics.Load(topic); ok {
+		v.(*topicState).dropped[why].Add(n)
+	} else if b.ephemeral != nil && strings.HasPrefix(topic, b.ephemeral.prefix) {
+		b.ephemeral.state.dropped[why].Add(n)
+	}
+}
+
+// roomForSubscription returns an error if the broker holds MaxSubscriptions.
+func (b *Broker) roomForSubscription(pattern string) error {
+	b.mu.Lock()
+	full := len(b.subs) >= b.maxSubs
+	b.mu.Unlock()
+	if full {
+		return b.tooMany(pattern)
+	}
+	return nil
+}
+
+func (b *Broker) tooMany(pattern string) error {
+	return fmt.Errorf("%w: cannot subscribe to %q: the broker holds its limit of %d subscriptions; unsubscribe some or raise MaxSubscriptions",
+		ErrTooManySubscriptions, pattern, b.maxSubs)
+}
+
+// sweepRoutes forgets the cached routes made before the index last
+// changed, so that they stop holding removed subscriptions (and what
+// their subscribers hold) until their topic's next publish. retire calls
+// it after as many removals as there are live subscriptions (at least
+// shrinkMin), so its cost, one pass over the topics, is spread thinly.
+func (b *Broker) sweepRoutes() {
+	gen := b.index.Generation()
+	b.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		if r := ts.route.Load(); r != nil && r.gen != gen {
+			ts.route.CompareAndSwap(r, nil) // a publisher rerouting meanwhile wins
+		}
+		return true
+	})
+}
+
+// shrinkMin is the size from which a map that has lost three quarters of
+// its entries is rebuilt: Go maps keep their memory when entries go.
+const shrinkMin = 256
+
+// resized returns a copy of m sized for its entries. (maps.Clone copies
+// the table as it is, emptied part and all.)
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

@@ -42,7 +42,10 @@ type Index[V comparable] struct {
 	root   node[V]
 	owners map[uint64]*owner
 	size   int
-	cache  map[string][]V
+	// ownersPeak is the most entries owners held since it was last
+	// rebuilt (see shrinkMin).
+	ownersPeak int
+	cache      map[string][]V
 }
 
 // owner counts one owner's entries; entries of an owner with more than one
@@ -64,11 +67,12 @@ type node[V comparable] struct {
 	key    string // the literal segment leading here, "+" for a plus child
 	// A node's literal children: one while there is a single child (most
 	// nodes, and a map costs far more memory), lits from the second on.
-	one  *node[V]
-	lits map[string]*node[V]
-	plus *node[V]
-	here []*entry[V] // patterns that end at this node
-	hash []*entry[V] // patterns that continue with a final '#'
+	one      *node[V]
+	lits     map[string]*node[V]
+	litsPeak int // most entries lits held since it was made: Go maps never shrink
+	plus     *node[V]
+	here     []*entry[V] // patterns that end at this node
+	hash     []*entry[V] // patterns that continue with a final '#'
 }
 
 func (n *node[V]) empty() bool {
@@ -96,6 +100,7 @@ func (n *node[V]) addChild(c *node[V]) {
 		n.one = nil
 	default:
 		n.lits[c.key] = c
+		n.litsPeak = max(n.litsPeak, len(n.lits))
 	}
 }
 
@@ -106,12 +111,30 @@ func (n *node[V]) removeChild(c *node[V]) {
 		return
 	}
 	delete(n.lits, c.key)
-	if len(n.lits) == 1 { // back to the compact form
+	switch {
+	case len(n.lits) == 1: // back to the compact form
 		for _, last := range n.lits {
 			n.one = last
 		}
-		n.lits = nil
+		n.lits, n.litsPeak = nil, 0
+	case n.litsPeak >= shrinkMin && len(n.lits) <= n.litsPeak/4:
+		n.lits = resized(n.lits) // sized for what is left, so the memory of the emptied part is freed
+		n.litsPeak = len(n.lits)
 	}
+}
+
+// shrinkMin is the size from which a map that has lost three quarters of
+// its entries is rebuilt: Go maps keep their memory when entries go.
+const shrinkMin = 256
+
+// resized returns a copy of m sized for its entries. (maps.Clone copies
+// the table as it is, emptied part and all.)
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // NewIndex returns an empty index. It returns an error only when
@@ -174,6 +197,7 @@ func (x *Index[V]) Insert(pattern string, ownerID uint64, value V) error {
 	if o == nil {
 		o = &owner{id: ownerID}
 		x.owners[ownerID] = o
+		x.ownersPeak = max(x.ownersPeak, len(x.owners))
 	}
 	o.n++
 	*list = append(*list, &entry[V]{value: value, owner: o, spec: Specificity(pattern), pattern: pattern})
@@ -218,6 +242,10 @@ func (x *Index[V]) Remove(pattern string, ownerID uint64, value V) bool {
 	}
 	if e.owner.n--; e.owner.n == 0 {
 		delete(x.owners, ownerID)
+		if x.ownersPeak >= shrinkMin && len(x.owners) <= x.ownersPeak/4 {
+			x.owners = resized(x.owners)
+			x.ownersPeak = len(x.owners)
+		}
 	}
 	x.size--
 	x.prune(n)

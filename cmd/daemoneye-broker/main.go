@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +50,11 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	fs.String("socket", "", "UNIX socket to listen on (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
 	fs.Int("max-conns", 1024, "most concurrent client connections")
 	fs.Duration("drain-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for clients to leave")
+	fs.Int("max-pending", server.DefaultMaxPending, "bytes buffered for one client connection; beyond, its subscriptions' overflow policy applies")
+	fs.Int("max-pending-total", server.DefaultMaxPendingTotal, "bytes buffered for all client connections together; beyond, deliveries are dropped and counted")
+	fs.Duration("max-stall", server.DefaultMaxStall, "longest a publisher waits for room at a connection under the block policy; then that connection is closed as a slow consumer")
+	fs.Int("max-subscriptions", eventbus.DefaultMaxSubscriptions, "subscriptions in the whole broker")
+	fs.Int("max-conn-subscriptions", server.DefaultMaxSubscriptions, "subscriptions of one client connection")
 	fs.String("tcp", "", "also listen on TCP HOST:PORT, with TLS (off by default)")
 	fs.Bool("tcp-plaintext", false, "allow TCP without TLS: only on a loopback address, clients need a token")
 	fs.String("tls-ca", "", "CA certificate (PEM) that signs client certificates")
@@ -66,7 +72,9 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
 	}
-	cfg = config.Broker{MaxConns: 1024, DrainTimeout: config.Duration(5 * time.Second)}
+	cfg = config.Broker{MaxConns: 1024, DrainTimeout: config.Duration(5 * time.Second),
+		MaxPending: server.DefaultMaxPending, MaxPendingTotal: server.DefaultMaxPendingTotal, MaxStall: config.Duration(server.DefaultMaxStall),
+		MaxSubscriptions: eventbus.DefaultMaxSubscriptions, MaxConnSubscriptions: server.DefaultMaxSubscriptions}
 	if *configPath != "" {
 		if err := config.Load(*configPath, &cfg); err != nil {
 			return cfg, false, err
@@ -83,6 +91,17 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 			cfg.Socket = v
 		case "max-conns":
 			cfg.MaxConns, _ = strconv.Atoi(v)
+		case "max-pending":
+			cfg.MaxPending, _ = strconv.Atoi(v)
+		case "max-pending-total":
+			cfg.MaxPendingTotal, _ = strconv.Atoi(v)
+		case "max-stall":
+			d, _ := time.ParseDuration(v)
+			cfg.MaxStall = config.Duration(d)
+		case "max-subscriptions":
+			cfg.MaxSubscriptions, _ = strconv.Atoi(v)
+		case "max-conn-subscriptions":
+			cfg.MaxConnSubscriptions, _ = strconv.Atoi(v)
 		case "drain-timeout":
 			d, _ := time.ParseDuration(v)
 			cfg.DrainTimeout = config.Duration(d)
@@ -129,6 +148,10 @@ func parseIDs(name string, vs []string) ([]uint32, error) {
 	return ids, nil
 }
 
+// memoryHeadroom is what the soft memory limit allows beyond
+// MaxPendingTotal, in bytes (see run).
+const memoryHeadroom = 64 << 20
+
 func run(args []string) error {
 	cfg, verbose, err := settings(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -138,6 +161,12 @@ func run(args []string) error {
 		return err
 	}
 	log := command.Logger(os.Stderr, verbose)
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MaxPendingTotal > 0 {
+		// Buffered frames are most of what a busy broker holds: collect
+		// harder as the heap nears them plus room for everything else,
+		// rather than let it grow to twice what is live.
+		debug.SetMemoryLimit(int64(cfg.MaxPendingTotal) + memoryHeadroom)
+	}
 
 	auth := server.Auth{
 		Peers:     transport.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},
@@ -148,12 +177,14 @@ func run(args []string) error {
 			return err
 		}
 	}
-	b, err := eventbus.New(eventbus.Options{Logger: log})
+	b, err := eventbus.New(eventbus.Options{Logger: log, MaxSubscriptions: cfg.MaxSubscriptions})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, Auth: auth})
+	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, Auth: auth,
+		MaxPending: cfg.MaxPending, MaxPendingTotal: cfg.MaxPendingTotal, MaxStall: time.Duration(cfg.MaxStall),
+		MaxSubscriptions: cfg.MaxConnSubscriptions})
 	if err != nil {
 		return err
 	}

@@ -91,3 +91,31 @@ func TestListenTCPRules(t *testing.T) {
 		}
 	}
 }
+
+// The bounds on what a client that does not read can cost: defaults, the
+// file, and flags over the file.
+func TestSettingsSlowConsumerBounds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "broker.yaml")
+	os.WriteFile(file, []byte("max_pending: 1048576\nmax_stall: 20ms\nmax_subscriptions: 500\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want config.Broker
+	}{
+		{"defaults", nil, config.Broker{MaxPending: 4 << 20, MaxPendingTotal: 128 << 20, MaxStall: config.Duration(50 * time.Millisecond), MaxSubscriptions: 65536, MaxConnSubscriptions: 4096}},
+		{"file", []string{"--config", file}, config.Broker{MaxPending: 1 << 20, MaxPendingTotal: 128 << 20, MaxStall: config.Duration(20 * time.Millisecond), MaxSubscriptions: 500, MaxConnSubscriptions: 4096}},
+		{"flags over file", []string{"--config", file, "--max-stall", "5ms", "--max-pending-total", "1000000", "--max-conn-subscriptions", "9"},
+			config.Broker{MaxPending: 1 << 20, MaxPendingTotal: 1000000, MaxStall: config.Duration(5 * time.Millisecond), MaxSubscriptions: 500, MaxConnSubscriptions: 9}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := settings(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.MaxPending != tc.want.MaxPending || got.MaxPendingTotal != tc.want.MaxPendingTotal || got.MaxStall != tc.want.MaxStall ||
+				got.MaxSubscriptions != tc.want.MaxSubscriptions || got.MaxConnSubscriptions != tc.want.MaxConnSubscriptions {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -95,6 +95,21 @@ type Broker struct {
 	Socket string `yaml:"socket"`
 	// MaxConns bounds concurrent connections.
 	MaxConns int `yaml:"max_conns"`
+	// MaxPending bounds the bytes buffered for one connection (0: the
+	// server's default, 4 MiB).
+	MaxPending int `yaml:"max_pending"`
+	// MaxPendingTotal bounds the bytes buffered for all connections
+	// together (0: the server's default, 128 MiB).
+	MaxPendingTotal int `yaml:"max_pending_total"`
+	// MaxStall bounds how long a publisher waits for room at one
+	// connection before it is closed as a slow consumer (0: the server's
+	// default, 50 ms).
+	MaxStall Duration `yaml:"max_stall"`
+	// MaxSubscriptions bounds the subscriptions of the whole broker (0:
+	// the broker's default, 65,536); MaxConnSubscriptions those of one
+	// connection (0: the server's default, 4,096).
+	MaxSubscriptions     int `yaml:"max_subscriptions"`
+	MaxConnSubscriptions int `yaml:"max_conn_subscriptions"`
 	// DrainTimeout is how long a shutdown waits for clients to leave.
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// AllowUIDs and AllowGIDs admit local users beyond root and the

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -42,21 +43,34 @@ type conn struct {
 	writeMu sync.Mutex       // held while writing to nc: by the writer, or by a publisher's Flush
 	try     nonBlockingWrite // Flush's, under writeMu
 
-	mu      sync.Mutex
-	out     []byte // frames waiting for the writer
-	head    []byte // the unsent end of an inline write: written before out
-	spare   []byte // the writer's previous batch buffer, reused
-	closed  bool
-	done    atomic.Bool          // closed, readable without mu: the reader stops at once
-	abort   atomic.Bool          // closed by closeNow: writes stop at once
-	slow    bool                 // over MaxPending where the policy is to disconnect: the writer closes
-	writing int                  // bytes of the batch being written, still counted against MaxPending
-	sub     *eventbus.Subscriber // set once the handshake succeeds
-	info    ConnStats            // set with sub
-	room    chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
-	closeCh chan struct{}        // closed by close
-	ctx     context.Context      // cancelled by close: ends a publish waiting for room
-	cancel  context.CancelFunc
+	mu       sync.Mutex
+	out      []byte // frames waiting for the writer
+	head     []byte // the unsent end of an inline write: written before out
+	spare    []byte // the writer's previous batch buffer, reused
+	closed   bool
+	done     atomic.Bool // closed, readable without mu: the reader stops at once
+	abort    atomic.Bool // closed by closeNow: writes stop at once
+	slow     bool        // over MaxPending where the policy is to disconnect: the writer closes
+	slowGone bool        // closed as a slow consumer: what it loses counts as DropDisconnect
+	writing  int         // bytes of the batch being written, still counted against MaxPending
+	reserved int         // bytes of the server's MaxPendingTotal taken for out and writing
+	// headBuf is head from the start of the frame that was being written
+	// when an inline write stopped short; headSent bytes of it are sent.
+	// Frames in it that did not go out whole are discarded with the
+	// connection.
+	headBuf    []byte
+	headSent   int
+	drops      ConnDrops            // under mu
+	dropsMoved bool                 // drops are in the server's closedDrops; under mu
+	mayBlock   bool                 // the identity may keep block subscriptions (set by the handshake)
+	endedBoth  atomic.Int32         // the reader and the writer that have ended (ended)
+	writeSince atomic.Int64         // when the write in progress began, in Unix ns; 0: none (Server.reclaim)
+	sub        *eventbus.Subscriber // set once the handshake succeeds
+	info       ConnStats            // set with sub
+	room       chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
+	closeCh    chan struct{}        // closed by close
+	ctx        context.Context      // cancelled by close: ends a publish waiting for room
+	cancel     context.CancelFunc
 	// writer goroutine only
 	writeArmed time.Time     // the write deadline currently set
 	wake       chan struct{} // capacity 1: out became non-empty or slow was set
@@ -80,8 +94,12 @@ type conn struct {
 const maxInlineFlush = 1 << 10
 
 // maxSpare is the largest batch buffer a connection keeps for the next
-// batch, in bytes.
-const maxSpare = 8 << 20
+// batch while it is busy, in bytes; maxIdleBuffer the largest it keeps
+// (out and spare each) once it has nothing more to write.
+const (
+	maxSpare      = 8 << 20
+	maxIdleBuffer = 1 << 20
+)
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
@@ -132,6 +150,20 @@ func (c *conn) readLoop() {
 	err := c.serve()
 	c.pub.Flush()
 	c.close(err)
+	c.topics = wire.Interner{} // the reader's caches go with it
+	c.authCache = nil
+	c.ended()
+}
+
+// ended is called by the reader and the writer as they end; the second
+// lets go of the subscriptions, so that a cached route still holding one
+// of them (until the broker sweeps it) does not keep all of them alive.
+func (c *conn) ended() {
+	if c.endedBoth.Add(1) == 2 {
+		c.mu.Lock()
+		c.subs = nil
+		c.mu.Unlock()
+	}
 }
 
 // serve runs the handshake and then the frame loop until an error.
@@ -185,6 +217,7 @@ func (c *conn) serve() error {
 	client := clientName(hello.ClientName)
 	c.log = c.log.With("session", session, "identity", identity, "client", client)
 	sub := opts.Broker.NewSinkSubscriber(fmt.Sprintf("%s/%s", identity, session), c)
+	c.mayBlock = c.srv.mayBlock(identity, string(hello.ClientName))
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
@@ -261,7 +294,9 @@ func (c *conn) handle(f wire.Frame) error {
 			c.sendError(wire.CodeUnknownSID, uint64(sid), fmt.Sprintf("no subscription %d on this connection", sid))
 			return nil
 		}
+		c.mu.Lock()
 		delete(c.subs, sid)
+		c.mu.Unlock()
 		s.Unsubscribe()
 	case wire.TypePing:
 		nonce, err := wire.ParseU64(f.Type, f.Flags, f.Body)
@@ -309,6 +344,8 @@ func codeFor(err error) wire.Code {
 		return wire.CodeShutdown
 	case errors.Is(err, eventbus.ErrNoResponders):
 		return wire.CodeNoResponders
+	case errors.Is(err, eventbus.ErrTooManySubscriptions):
+		return wire.CodeLimit
 	}
 	return wire.CodeInternal
 }
@@ -328,19 +365,23 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 	}
 	opts := eventbus.SubscribeOptions{
 		Tag: uint64(r.SID), MaxMessages: int(r.MaxMessages), MaxBytes: int64(min(r.MaxBytes, math.MaxInt64)),
-		Overflow: eventbus.Overflow(r.Overflow), BlockTimeout: time.Duration(r.BlockTimeoutMs) * time.Millisecond,
-		QueueGroup: string(r.QueueGroup),
+		Overflow: eventbus.Overflow(r.Overflow), QueueGroup: string(r.QueueGroup),
 	}
+	opts.Overflow, opts.BlockTimeout = c.srv.overflowFor(c.mayBlock, opts.Overflow, time.Duration(r.BlockTimeoutMs)*time.Millisecond)
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
 		c.sendError(codeFor(err), uint64(r.SID), err.Error())
 		return
 	}
-	if c.done.Load() { // the connection closed while subscribing
-		s.Unsubscribe()
-		return
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.subs[r.SID] = s // under mu for the writer, which reads it when it discards deliveries
 	}
-	c.subs[r.SID] = s
+	c.mu.Unlock()
+	if closed { // the connection closed while subscribing
+		s.Unsubscribe()
+	}
 }
 
 // Deliver implements eventbus.Sink: it appends a deliver frame for the
@@ -409,14 +450,38 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 	}
 	c.mu.Lock()
 	if c.closed {
+		gone := c.slowGone
 		c.mu.Unlock()
+		if gone {
+			return errSlowConsumer // counted by the broker: the connection was dropped for being slow
+		}
 		return eventbus.ErrClosed
 	}
-	if len(c.out)+c.writing+size > c.srv.opts.MaxPending {
+	if c.slow { // doomed: the writer is closing it
+		if policy {
+			c.drops.SlowConsumer++
+		}
+		c.mu.Unlock()
+		if policy {
+			return errSlowConsumer
+		}
+		return errConnFull
+	}
+	if need := len(c.out) + c.writing + size; need > c.srv.opts.MaxPending {
 		_, _, overflow, _ := s.Limits()
 		disconnect := policy && overflow == eventbus.OverflowDisconnect
 		if disconnect {
-			c.slow = true // the writer closes us: Deliver runs under the broker's locks
+			c.drops.SlowConsumer++
+			if !c.slow {
+				// The writer closes us (Deliver runs under the broker's
+				// locks); it is likely stuck in a write to the client that
+				// does not read: end that write now. (The writer then
+				// gives the client its error frame, briefly.)
+				c.slow, c.slowGone = true, true
+				c.nc.SetWriteDeadline(time.Now())
+			}
+		} else if policy && overflow != eventbus.OverflowBlock {
+			c.drops.Full++ // a block subscription's publisher waits instead (Room)
 		}
 		c.mu.Unlock()
 		if disconnect {
@@ -424,6 +489,13 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 			return errSlowConsumer
 		}
 		return errConnFull
+	} else if need > c.reserved && !c.reserveLocked(need, false) {
+		if policy {
+			c.drops.Full++
+		}
+		c.mu.Unlock()
+		c.srv.budgetSpent()
+		return errBudgetFull
 	}
 	if c.resp != nil && m.Reply != "" {
 		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
@@ -470,12 +542,15 @@ func (c *conn) Flush() {
 	rest := n < len(batch)
 	if rest {
 		c.srv.partialInline.Add(1)
-		c.head = batch[n:] // its array is not reused
+		start := frameStart(batch, n)
+		c.headBuf, c.headSent = batch[start:], n-start // its array is not reused
+		c.head = batch[n:]
 		c.writing = len(c.head)
 	} else {
 		c.writing = 0
 		c.roomLocked()
 		c.spare = batch[:0]
+		c.releaseLocked()
 	}
 	c.mu.Unlock()
 	c.writeMu.Unlock()
@@ -542,6 +617,34 @@ func (c *conn) Room(_ *eventbus.Subscription, m eventbus.Message) <-chan struct{
 	return c.room
 }
 
+// Stalled implements eventbus.StallReporter: a publisher waited MaxStall
+// (or a shorter BlockTimeout) for room here in vain. The connection is
+// closed as a slow consumer at once, so that no publisher waits for it
+// again; what it had buffered is discarded and counted.
+func (c *conn) Stalled(*eventbus.Subscription) {
+	c.mu.Lock()
+	c.drops.SlowConsumer++ // the message the publisher gave up on
+	c.mu.Unlock()
+	c.closeSlow(errSlowConsumer)
+}
+
+// closeSlow closes the connection as a slow consumer, without waiting for
+// a write in progress.
+func (c *conn) closeSlow(why error) {
+	c.mu.Lock()
+	first := !c.closed
+	if first {
+		c.slowGone = true
+	}
+	info := c.info
+	c.mu.Unlock()
+	if first {
+		c.srv.slowConsumer(info.Identity, info.Client)
+		c.log.Warn("disconnected a slow consumer: its outbound buffer stayed full", "max_pending", c.srv.opts.MaxPending, "max_stall", c.srv.opts.MaxStall)
+	}
+	c.closeNow(why)
+}
+
 // roomLocked wakes the publishers waiting for room.
 func (c *conn) roomLocked() {
 	if c.room != nil {
@@ -556,6 +659,7 @@ var (
 	errConnFull         = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending)", eventbus.ErrQueueFull)
 	errFrameOverPending = fmt.Errorf("%w: the message is larger than the connection's whole outbound buffer (MaxPending)", eventbus.ErrPayloadTooLarge)
 	errSlowConsumer     = fmt.Errorf("%w: the connection's outbound buffer is full (MaxPending); disconnecting", eventbus.ErrSlowConsumer)
+	errBudgetFull       = fmt.Errorf("%w: %w: the server's buffers for all connections are full (MaxPendingTotal)", eventbus.ErrQueueFull, eventbus.ErrBudgetExhausted)
 )
 
 // subscriber returns the connection's broker subscriber.
@@ -580,10 +684,13 @@ func (c *conn) enqueue(build func([]byte) []byte) {
 	}
 	if len(c.out)+c.writing > c.srv.opts.MaxPending {
 		c.mu.Unlock()
-		c.closeNow(errNotReading)
+		c.closeSlow(errNotReading) // a slow consumer of its own frames
 		return
 	}
 	c.out = build(c.out)
+	if need := len(c.out) + c.writing; need > c.reserved {
+		c.reserveLocked(need, true) // control frames are not refused for the budget
+	}
 	c.mu.Unlock()
 	c.signal()
 }
@@ -642,21 +749,72 @@ func (c *conn) writeLoop() {
 				c.flushWithin(finalFlushTimeout)
 			}
 			c.nc.Close()
+			c.discardPending()
 			return
 		}
-		c.mu.Lock()
-		slow := c.slow
-		c.mu.Unlock()
-		if slow {
-			c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
-			c.close(errSlowConsumer)
-			continue
+		if c.closeIfSlow() || c.done.Load() {
+			continue // closed: the last flush is bounded by finalFlushTimeout
 		}
 		if err := c.flushWithin(c.srv.opts.WriteTimeout); err != nil {
-			failed = true
-			c.close(fmt.Errorf("write: %w", err))
+			// A slow consumer's write is cut short on purpose: it still
+			// gets the rest of the cut frame and its error frame, briefly.
+			if !c.closeIfSlow() {
+				failed = true
+				c.close(fmt.Errorf("write: %w", err))
+			}
 		}
 	}
+}
+
+// writeChunk is the most the writer writes at once: after each chunk the
+// batch's written part stops counting against MaxPending and publishers
+// waiting for room are woken, so that a client that reads, however far
+// behind, makes room every writeChunk bytes rather than once per batch
+// (a batch can be MaxPending long), and is not taken for a slow consumer.
+const writeChunk = 256 << 10
+
+// writeChunks writes b in chunks of writeChunk and returns how much was
+// written. The caller holds writeMu; writing is len(b).
+func (c *conn) writeChunks(b []byte) (int, error) {
+	sent := 0
+	defer c.writeSince.Store(0)
+	for {
+		end := min(len(b), sent+writeChunk)
+		c.writeSince.Store(time.Now().UnixNano()) // per chunk, for Server.reclaim
+		n, err := c.nc.Write(b[sent:end])
+		sent += n
+		if err != nil || end == len(b) {
+			return sent, err
+		}
+		c.mu.Lock()
+		c.writing = len(b) - sent
+		c.roomLocked()
+		c.mu.Unlock()
+	}
+}
+
+// closeIfSlow closes the connection if Deliver found it a slow consumer
+// under the disconnect policy, and reports whether it did.
+func (c *conn) closeIfSlow() bool {
+	c.mu.Lock()
+	slow := c.slow && !c.closed
+	info := c.info
+	var out []byte
+	if slow { // what waits behind the cut write is not sent: the error frame is
+		out = c.out
+		c.out = nil
+	}
+	c.mu.Unlock()
+	if !slow {
+		return false
+	}
+	c.discard(out, 0)
+	c.writeArmed = time.Time{} // Deliver pulled the deadline in: the next write sets its own
+	c.srv.slowConsumer(info.Identity, info.Client)
+	c.log.Warn("disconnected a slow consumer: its outbound buffer is full and a subscription's policy is disconnect", "max_pending", c.srv.opts.MaxPending)
+	c.sendError(wire.CodeSlowConsumer, 0, "your outbound buffer reached the server's MaxPending limit and a subscription's overflow policy is disconnect")
+	c.close(errSlowConsumer)
+	return true
 }
 
 // finalFlushTimeout bounds the last flush of a closing connection, so that
@@ -670,10 +828,23 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 		c.mu.Lock()
 		head := len(c.head) > 0
 		batch := c.head
+		var headBuf []byte
+		headSent := 0
 		if head {
 			c.head = nil // what an inline write left: it goes first
+			headBuf, headSent = c.headBuf, c.headSent
+			c.headBuf, c.headSent = nil, 0
 		} else {
 			if batch = c.out; len(batch) == 0 {
+				// Idle: an idle connection keeps small buffers only, so
+				// that many of them after a burst do not hold megabytes
+				// each.
+				if cap(c.out) > maxIdleBuffer {
+					c.out = nil
+				}
+				if cap(c.spare) > maxIdleBuffer {
+					c.spare = nil
+				}
 				c.mu.Unlock()
 				return nil
 			}
@@ -695,10 +866,33 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			// it out again: pull it in once more.
 			c.nc.SetWriteDeadline(time.Now())
 		}
-		_, err := c.nc.Write(batch)
+		n, err := c.writeChunks(batch)
+		var rest []byte // the unsent end of a frame cut short, for a slow consumer's last flush
+		if err != nil { // what did not go out whole is lost with the connection
+			buf, sent := batch, n
+			if head {
+				buf, sent = headBuf, headSent+n
+			}
+			start := frameStart(buf, sent)
+			c.mu.Lock()
+			slow := c.slow
+			c.mu.Unlock()
+			if slow && start < sent { // Deliver cut this write short: finish the frame, then the error frame
+				end := start + 4 + int(binary.BigEndian.Uint32(buf[start:]))
+				rest, headBuf, headSent = buf[sent:end], buf[start:end], sent-start
+				c.discard(buf[end:], 0)
+			} else {
+				c.discard(buf[start:], sent-start)
+			}
+		}
 		c.mu.Lock()
 		c.writing = 0
 		c.roomLocked()
+		if rest != nil {
+			c.head, c.headBuf, c.headSent, c.writing = rest, headBuf, headSent, len(rest)
+			head = true // its array is not reused
+		}
+		c.releaseLocked()
 		if !head { // a head is the end of another array: the spare stays as it is
 			if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write
 				c.spare = batch[:0]
@@ -746,4 +940,124 @@ func (c *conn) close(why error) {
 	close(c.closeCh)
 	// Unblock the reader if it is waiting on the socket.
 	c.nc.SetReadDeadline(time.Now())
+}
+
+// pendingChunk is the unit in which a connection takes bytes from the
+// server's MaxPendingTotal: a connection touches the shared counter once
+// per chunk of buffered frames and once per written batch, not per message.
+const pendingChunk = 64 << 10
+
+// reserveLocked takes from the server's budget enough for need bytes
+// pending, in whole chunks. Unless force, it takes nothing and returns
+// false if that would pass MaxPendingTotal. The caller holds mu.
+func (c *conn) reserveLocked(need int, force bool) bool {
+	add := int64(roundUp(need-c.reserved, pendingChunk))
+	if c.srv.pendingTotal.Add(add) > int64(c.srv.opts.MaxPendingTotal) && !force {
+		c.srv.pendingTotal.Add(-add)
+		return false
+	}
+	c.reserved += int(add)
+	return true
+}
+
+// releaseLocked gives back to the server's budget what the connection
+// holds beyond its pending bytes, rounded up to a chunk: an idle
+// connection holds none. The caller holds mu.
+func (c *conn) releaseLocked() {
+	if keep := roundUp(len(c.out)+c.writing, pendingChunk); c.reserved > keep {
+		c.srv.pendingTotal.Add(-int64(c.reserved - keep))
+		c.reserved = keep
+	}
+}
+
+func roundUp(n, unit int) int { return (n + unit - 1) / unit * unit }
+
+// frameStart returns the offset in b, a run of whole frames, of the frame
+// that byte n belongs to (len(b) if n is at the end).
+func frameStart(b []byte, n int) int {
+	off := 0
+	for off+4 <= len(b) {
+		end := off + 4 + int(binary.BigEndian.Uint32(b[off:]))
+		if end > n || end > len(b) {
+			return off
+		}
+		off = end
+	}
+	return off
+}
+
+// discardPending discards what is still buffered when the writer ends: the
+// socket is closed and nothing more will be written. It frees the buffers
+// and gives their bytes back to the server's budget.
+func (c *conn) discardPending() {
+	c.mu.Lock()
+	headBuf, headSent, out := c.headBuf, c.headSent, c.out
+	c.head, c.headBuf, c.headSent, c.out, c.spare, c.writing = nil, nil, 0, nil, nil, 0
+	c.releaseLocked()
+	c.mu.Unlock()
+	c.discard(headBuf, headSent)
+	c.discard(out, 0)
+	// The server's totals take over the connection's drops.
+	c.srv.dropsMu.Lock()
+	c.mu.Lock()
+	c.srv.closedDrops.add(c.drops)
+	c.dropsMoved = true
+	c.mu.Unlock()
+	c.srv.dropsMu.Unlock()
+	c.ended()
+}
+
+// discard counts the deliver frames in buf, a run of whole frames of which
+// the first sent bytes were written, that did not go out whole: the
+// broker took them as delivered, and they are lost with the connection.
+// They are counted as dropped (DropDisconnect for a slow consumer, else
+// DropClosed) against their subscriptions and topics instead, and in the
+// connection's Discarded. A subscription the client had unsubscribed is
+// no longer known by its id: its frames count only in Discarded. Only the
+// writer calls discard, when a write failed or the connection ended.
+func (c *conn) discard(buf []byte, sent int) {
+	type key struct {
+		sid   uint32
+		topic string
+	}
+	var counts map[key]uint64
+	for off := 0; off+wire.HeaderSize <= len(buf); {
+		end := off + 4 + int(binary.BigEndian.Uint32(buf[off:]))
+		if end > len(buf) || end < off+wire.HeaderSize {
+			break
+		}
+		if wire.Type(buf[off+4]) == wire.TypeDeliver && end > sent {
+			if d, err := wire.ParseDeliver(buf[off+5], buf[off+wire.HeaderSize:end]); err == nil {
+				if counts == nil {
+					counts = make(map[key]uint64)
+				}
+				counts[key{d.SID, string(d.Topic)}]++
+			}
+		}
+		off = end
+	}
+	if len(counts) == 0 {
+		return
+	}
+	type lost struct {
+		s     *eventbus.Subscription
+		topic string
+		n     uint64
+	}
+	var subs []lost
+	c.mu.Lock()
+	why := eventbus.DropClosed
+	if c.slowGone {
+		why = eventbus.DropDisconnect
+	}
+	for k, n := range counts {
+		c.drops.Discarded += n
+		if s := c.subs[k.sid]; s != nil {
+			subs = append(subs, lost{s, k.topic, n})
+		}
+	}
+	c.mu.Unlock()
+	for _, l := range subs {
+		l.s.SinkDiscarded(l.topic, why, l.n)
+	}
 }

@@ -14,7 +14,7 @@ import (
 // write could not send must go out first, before anything appended since,
 // and nothing may be lost.
 func TestInlineWritesKeepOrderWhenTheSocketFills(t *testing.T) {
-	path, srv, b := start(t, Options{MaxPending: 32 << 20})
+	path, srv, b := start(t, Options{MaxPending: 32 << 20, MaxStall: time.Minute})
 	sub, pub := dial(t, path), dial(t, path)
 	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), BlockTimeoutMs: 20000, Overflow: uint8(eventbus.OverflowBlock)}))
 	sub.sync()
@@ -50,7 +50,7 @@ func TestInlineWritesKeepOrderWhenTheSocketFills(t *testing.T) {
 // A reader that must wait for room at one connection first hands what it
 // delivered to others to their writers: they must not wait with it.
 func TestBlockedReaderHandsOffItsOtherDeliveries(t *testing.T) {
-	path, srv, _ := start(t, Options{MaxPending: 8 << 10})
+	path, srv, _ := start(t, Options{MaxPending: 8 << 10, MaxStall: time.Minute}) // full must stay full
 	full, other, filler, pub := dial(t, path), dial(t, path), dial(t, path), dial(t, path)
 	full.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.full"), BlockTimeoutMs: 20000, Overflow: uint8(eventbus.OverflowBlock)}))
 	full.sync()

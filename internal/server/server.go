@@ -26,7 +26,7 @@ const (
 	DefaultHandshakeTimeout = 2 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
-	DefaultMaxPending       = 64 << 20 // bytes buffered for one connection
+	DefaultMaxPending       = 4 << 20 // bytes buffered for one connection
 	DefaultPingInterval     = 30 * time.Second
 	DefaultMaxSubscriptions = 4096
 )
@@ -69,17 +69,40 @@ type Options struct {
 	// client that does not read within it is disconnected.
 	WriteTimeout time.Duration
 	// MaxPending bounds the bytes buffered for one connection, counting
-	// the batch being written (default 64 MiB). Beyond it, each
+	// the batch being written (default 4 MiB). Beyond it, each
 	// subscription's overflow policy decides: block makes the publisher
-	// wait for the writer (up to the subscription's BlockTimeout), so a
-	// publishing client's reader stalls and TCP-style backpressure reaches
-	// it; drop-newest and drop-oldest drop the new message (frames already
-	// in the buffer cannot be taken back); disconnect closes the connection
-	// as a slow consumer. Every drop is counted in the broker's stats. A
-	// client whose control frames (pongs, acks, errors) would pass the
-	// bound is not reading and is closed. Per-subscription MaxMessages and
-	// MaxBytes do not apply over the socket: this bound is per connection.
+	// wait for the writer, at most MaxStall, so a publishing client's
+	// reader stalls briefly and backpressure reaches it; if no room
+	// appears in that time the connection is closed as a slow consumer.
+	// drop-newest and drop-oldest drop the new message (frames already in
+	// the buffer cannot be taken back); disconnect closes the connection
+	// as a slow consumer. Every drop is counted in the broker's stats and
+	// the connection's ConnStats.Dropped. A client whose control frames
+	// (pongs, acks, errors) would pass the bound is not reading and is
+	// closed. Per-subscription MaxMessages and MaxBytes do not apply over
+	// the socket: this bound is per connection.
 	MaxPending int
+	// MaxPendingTotal bounds the bytes buffered for all connections
+	// together (default 128 MiB), taken in 64 KiB chunks. A delivery that
+	// would pass it is dropped for that connection and counted as Full,
+	// whatever the subscription's policy: waiting for one client's room
+	// cannot free another's.
+	MaxPendingTotal int
+	// MaxStall bounds how long a publisher waits for room at one
+	// connection under the block policy (default 50 ms); a client's
+	// BlockTimeout can only shorten it. When a wait ends without room the
+	// connection is closed as a slow consumer, so no publisher waits for it
+	// again: a client that stops reading holds others back at most about
+	// MaxStall, once; if it reconnects (same identity and client name)
+	// within SlowConsumerCooloff, its block subscriptions are made
+	// disconnect, so it cannot stall anyone again meanwhile.
+	MaxStall time.Duration
+	// MayBlock, if set, admits identities beyond the local operator (root
+	// and the server's own user) to the block policy. A block
+	// subscription of any other identity is made disconnect: a client that
+	// cannot keep up loses its connection rather than stalling publishers.
+	// It is called once per connection, after the handshake.
+	MayBlock func(identity string) bool
 	// MaxSubscriptions bounds the subscriptions of one connection (default
 	// 4096); more are refused with CodeLimit.
 	MaxSubscriptions int
@@ -117,7 +140,16 @@ type Server struct {
 	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
 
 	deniedPublishes, deniedSubscribes atomic.Uint64
-	partialInline                     atomic.Uint64 // inline writes the socket took only part of (tests)
+	slowConsumers                     atomic.Uint64 // connections closed as slow consumers
+	reclaimArmed                      atomic.Bool   // a reclaim is pending (budgetSpent)
+	pendingTotal                      atomic.Int64  // bytes of MaxPendingTotal the connections hold
+	dropsMu                           sync.Mutex    // held while closed connections' drops move into closedDrops
+	slowMu                            sync.Mutex
+	reclaimTimer                      *time.Timer           // under slowMu: closes stuck writers while MaxPendingTotal is spent
+	reclaimOff                        bool                  // under slowMu: the server is closing
+	slowRecent                        map[slowKey]time.Time // clients closed as slow consumers, and when; under slowMu
+	closedDrops                       ConnDrops             // of connections that have ended; under dropsMu
+	partialInline                     atomic.Uint64         // inline writes the socket took only part of (tests)
 }
 
 // New returns a server for opts.Broker.
@@ -125,8 +157,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Broker == nil {
 		return nil, errors.New("server: Options.Broker is required")
 	}
-	if opts.MaxConns < 0 || opts.MaxPreAuth < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 {
-		return nil, errors.New("server: MaxConns, MaxPreAuth, MaxPending and MaxSubscriptions must not be negative")
+	if opts.MaxConns < 0 || opts.MaxPreAuth < 0 || opts.MaxPending < 0 || opts.MaxSubscriptions < 0 || opts.MaxPendingTotal < 0 || opts.MaxStall < 0 {
+		return nil, errors.New("server: MaxConns, MaxPreAuth, MaxPending, MaxPendingTotal, MaxStall and MaxSubscriptions must not be negative")
 	}
 	if err := opts.Auth.Validate(); err != nil {
 		return nil, err
@@ -135,6 +167,8 @@ func New(opts Options) (*Server, error) {
 	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)
 	opts.MaxPreAuth = min(or(opts.MaxPreAuth, DefaultMaxPreAuth), opts.MaxConns)
 	opts.MaxPending = or(opts.MaxPending, DefaultMaxPending)
+	opts.MaxPendingTotal = or(opts.MaxPendingTotal, max(DefaultMaxPendingTotal, opts.MaxPending))
+	opts.MaxStall = or(opts.MaxStall, DefaultMaxStall)
 	opts.HandshakeTimeout = or(opts.HandshakeTimeout, DefaultHandshakeTimeout)
 	opts.IdleTimeout = or(opts.IdleTimeout, DefaultIdleTimeout)
 	opts.WriteTimeout = or(opts.WriteTimeout, DefaultWriteTimeout)
@@ -403,6 +437,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) stopAccepting() []*conn {
+	s.stopReclaim()
 	if s.stats != nil {
 		s.stats.Unsubscribe()
 	}

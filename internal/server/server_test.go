@@ -473,7 +473,7 @@ func TestNonReadingClientIsCutOff(t *testing.T) {
 // A subscription with the block policy holds its publisher back while the
 // connection is over MaxPending, instead of dropping: nothing is lost.
 func TestBlockPolicyHoldsThePublisher(t *testing.T) {
-	path, _, b := start(t, Options{MaxPending: 8 << 10})
+	path, _, b := start(t, Options{MaxPending: 8 << 10, MaxStall: time.Minute}) // the subscriber reads, though late
 	sub, pub := dial(t, path), dial(t, path)
 	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.#"), BlockTimeoutMs: 20000}))
 	sub.sync()

@@ -36,6 +36,17 @@ type Stats struct {
 	// refused.
 	DeniedPublishes  uint64 `json:"denied_publishes"`
 	DeniedSubscribes uint64 `json:"denied_subscribes"`
+	// SlowConsumers counts connections closed as slow consumers: their
+	// buffer stayed full for MaxStall under block, or filled under
+	// disconnect.
+	SlowConsumers uint64 `json:"slow_consumers"`
+	// ConnDropped sums ConnStats.Dropped over every connection, those that
+	// have ended included.
+	ConnDropped ConnDrops `json:"conn_dropped"`
+	// PendingTotal is the bytes of MaxPendingTotal the connections hold
+	// now (in 64 KiB chunks), and MaxPendingTotal the limit.
+	PendingTotal    int64 `json:"pending_total"`
+	MaxPendingTotal int   `json:"max_pending_total"`
 	// Handshaking is the connections accepted that have not completed
 	// their handshake (not listed in Connections).
 	Handshaking int `json:"handshaking"`
@@ -76,6 +87,8 @@ type ConnStats struct {
 	Remote   string `json:"remote"`
 	// Pending is the bytes waiting to be written to the client now.
 	Pending int `json:"pending"`
+	// Dropped counts the messages this connection lost, by reason.
+	Dropped ConnDrops `json:"dropped"`
 }
 
 // Stats returns a snapshot of the broker's counters and the connections,
@@ -84,16 +97,25 @@ func (s *Server) Stats() Stats {
 	st := Stats{Broker: s.opts.Broker.Stats(), Connections: []ConnStats{},
 		DeniedPublishes: s.deniedPublishes.Load(), DeniedSubscribes: s.deniedSubscribes.Load(),
 		RefusedPreAuth: s.refusedPreAuth.Load(), RefusedConns: s.refusedConns.Load(),
-		AuthFailures: s.guard.failures.Load(), AuthThrottled: s.guard.throttled.Load()}
+		AuthFailures: s.guard.failures.Load(), AuthThrottled: s.guard.throttled.Load(),
+		SlowConsumers: s.slowConsumers.Load(), PendingTotal: s.pendingTotal.Load(), MaxPendingTotal: s.opts.MaxPendingTotal}
 	s.mu.Lock()
 	st.Handshaking = s.handshaking
 	s.mu.Unlock()
+	s.dropsMu.Lock() // so that a connection ending meanwhile is counted once
+	defer s.dropsMu.Unlock()
+	st.ConnDropped = s.closedDrops
 	for _, c := range s.liveConns() {
 		c.mu.Lock()
 		cs := c.info
 		cs.Pending = len(c.out) + c.writing
+		cs.Dropped = c.drops
 		ready := c.sub != nil
+		moved := c.dropsMoved
 		c.mu.Unlock()
+		if !moved {
+			st.ConnDropped.add(cs.Dropped)
+		}
 		if ready {
 			st.Connections = append(st.Connections, cs)
 		}
