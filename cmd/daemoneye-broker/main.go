@@ -48,7 +48,8 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	fs := flag.NewFlagSet("daemoneye-broker", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
 	fs.String("socket", "", "UNIX socket to listen on (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
-	fs.Int("max-conns", 1024, "most concurrent client connections")
+	fs.Int("max-conns", 1024, "most concurrent authenticated client connections")
+	fs.Int("max-preauth", server.DefaultMaxPreAuth, "most connections that have not authenticated yet (root and the broker's user are not counted)")
 	fs.Duration("drain-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for clients to leave")
 	fs.Int("max-pending", server.DefaultMaxPending, "bytes buffered for one client connection; beyond, its subscriptions' overflow policy applies")
 	fs.Int("max-pending-total", server.DefaultMaxPendingTotal, "bytes buffered for all client connections together; beyond, deliveries are dropped and counted")
@@ -91,6 +92,8 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 			cfg.Socket = v
 		case "max-conns":
 			cfg.MaxConns, _ = strconv.Atoi(v)
+		case "max-preauth":
+			cfg.MaxPreAuth, _ = strconv.Atoi(v)
 		case "max-pending":
 			cfg.MaxPending, _ = strconv.Atoi(v)
 		case "max-pending-total":
@@ -182,7 +185,11 @@ func run(args []string) error {
 		return err
 	}
 	defer b.Close()
-	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, Auth: auth,
+	authz, err := aclOf(cfg.ACL)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, MaxPreAuth: cfg.MaxPreAuth, Auth: auth, Authorizer: authz,
 		MaxPending: cfg.MaxPending, MaxPendingTotal: cfg.MaxPendingTotal, MaxStall: time.Duration(cfg.MaxStall),
 		MaxSubscriptions: cfg.MaxConnSubscriptions})
 	if err != nil {
@@ -249,4 +256,28 @@ func listen(cfg *config.Broker) ([]net.Listener, error) {
 		return nil, err
 	}
 	return []net.Listener{ul, tl}, nil
+}
+
+// aclOf turns the configuration's acl section into the server's
+// Authorizer; nil (every identity may do everything) when there is none.
+func aclOf(grants map[string]config.Grant) (server.Authorizer, error) {
+	if grants == nil {
+		return nil, nil
+	}
+	acl := &server.ACL{Grants: map[string]server.Grant{}}
+	for id, g := range grants {
+		sg := server.Grant{Publish: g.Publish, Request: g.Request, Subscribe: g.Subscribe, Respond: g.Respond}
+		if id == "*" {
+			acl.Default = &sg
+			continue
+		}
+		if !strings.Contains(id, ":") {
+			return nil, fmt.Errorf("acl: %q is not an identity: write uid:N, cert:NAME, token:NAME or *", id)
+		}
+		acl.Grants[id] = sg
+	}
+	if err := acl.Validate(); err != nil {
+		return nil, fmt.Errorf("acl: %w", err)
+	}
+	return acl, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,5 +120,53 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An acl section in the configuration confines each identity to its
+// grant: the operator here may publish under events.ok only, and stats
+// count the refusal.
+func TestACLFromConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir := t.TempDir()
+	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	cfg := filepath.Join(dir, "broker.yaml")
+	me := "uid:" + strconv.Itoa(os.Getuid())
+	yaml := "acl:\n  \"" + me + "\":\n    publish: [events.ok.#]\n    request: [control.broker.#]\n    subscribe: [\"#\"]\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broker := exec.Command(brokerBin, "--socket", sock, "--config", cfg)
+	var brokerLog bytes.Buffer
+	broker.Stderr = &brokerLog
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { broker.Process.Kill(); broker.Wait() }()
+	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "the broker's socket")
+
+	if out, err := exec.Command(cliBin, "--socket", sock, "pub", "events.ok.one", "fine").CombinedOutput(); err != nil {
+		t.Fatalf("pub within the grant: %v\n%s", err, out)
+	}
+	out, err := exec.Command(cliBin, "--socket", sock, "pub", "events.process.lifecycle", "forged").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "forbidden") && !strings.Contains(string(out), "may") {
+		t.Errorf("pub outside the grant: err %v, output:\n%s", err, out)
+	}
+	out, err = exec.Command(cliBin, "--socket", sock, "stats", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("stats: %v\n%s\nbroker:\n%s", err, out, brokerLog.String())
+	}
+	var st struct {
+		DeniedPublishes uint64 `json:"denied_publishes"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("stats: %v\n%s", err, out)
+	}
+	if st.DeniedPublishes != 1 {
+		t.Errorf("denied_publishes %d, want 1", st.DeniedPublishes)
 	}
 }

@@ -93,8 +93,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 type Broker struct {
 	// Socket is the UNIX socket path; empty means the default path.
 	Socket string `yaml:"socket"`
-	// MaxConns bounds concurrent connections.
+	// MaxConns bounds concurrent authenticated connections.
 	MaxConns int `yaml:"max_conns"`
+	// MaxPreAuth bounds the connections that have not authenticated yet
+	// (0: the server's default, 32); root and the broker's own user are
+	// not counted.
+	MaxPreAuth int `yaml:"max_preauth"`
 	// MaxPending bounds the bytes buffered for one connection (0: the
 	// server's default, 4 MiB).
 	MaxPending int `yaml:"max_pending"`
@@ -126,4 +130,19 @@ type Broker struct {
 	TLSCert      string   `yaml:"tls_cert"`
 	TLSKey       string   `yaml:"tls_key"`
 	AllowCerts   []string `yaml:"allow_certs"`
+	// ACL, when set, confines every identity to its grant (key: the
+	// identity, "uid:N", "cert:NAME", "token:NAME"; "*" for every identity
+	// not named, which otherwise may do nothing). Absent: every admitted
+	// identity may do everything.
+	ACL map[string]Grant `yaml:"acl"`
+}
+
+// Grant is what one identity may do under an ACL: topic patterns it may
+// publish to, send requests to (a publish with a reply topic), and
+// subscribe to, and whether it may answer the requests delivered to it.
+type Grant struct {
+	Publish   []string `yaml:"publish"`
+	Request   []string `yaml:"request"`
+	Subscribe []string `yaml:"subscribe"`
+	Respond   bool     `yaml:"respond"`
 }
