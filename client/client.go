@@ -73,6 +73,13 @@ type Options struct {
 	// only); refused over tls://, where the certificate identifies the
 	// client. Empty means no token.
 	Token string
+	// ServerUID is the user a broker on a UNIX socket must run as, besides
+	// root, which is always accepted: before anything is sent, the Conn
+	// reads the listening process's credentials (SO_PEERCRED) and refuses
+	// any other with ErrUntrustedBroker. Zero means this process's own
+	// uid. Unused for other transports (TLS verifies the broker's
+	// certificate instead).
+	ServerUID uint32
 	// Broker is the broker an inproc:// address connects to, in this
 	// process. Required for inproc://, ignored otherwise.
 	Broker *eventbus.Broker

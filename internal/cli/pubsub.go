@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/daemoneye/daemoneye/client"
@@ -49,13 +50,31 @@ func (g *global) credentials() (string, *tls.Config, error) {
 	return token, cfg, err
 }
 
+// brokerUID returns the uid $DAEMONEYE_BROKER_UID names, the user a broker
+// on a UNIX socket may run as besides root (0: the CLI's own user).
+func brokerUID() (uint32, error) {
+	v := os.Getenv("DAEMONEYE_BROKER_UID")
+	if v == "" {
+		return 0, nil
+	}
+	uid, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("DAEMONEYE_BROKER_UID=%q is not a uid: set it to the numeric uid the broker runs as, or unset it", v)
+	}
+	return uint32(uid), nil
+}
+
 func (g *global) dial(ctx context.Context) (*client.Conn, error) {
 	token, tlsCfg, err := g.credentials()
 	if err != nil {
 		return nil, err
 	}
+	serverUID, err := brokerUID()
+	if err != nil {
+		return nil, err
+	}
 	return client.Dial(ctx, g.addr(), client.Options{
-		Name: "daemoneye-cli", Token: token, TLSConfig: tlsCfg,
+		Name: "daemoneye-cli", Token: token, TLSConfig: tlsCfg, ServerUID: serverUID,
 		OnDisconnect: func(err error) {
 			fmt.Fprintf(g.stderr, "daemoneye-cli: lost the broker (%v); reconnecting, and buffering what is published meanwhile\n", err)
 		},
