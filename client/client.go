@@ -152,6 +152,10 @@ type Stats struct {
 	// LostInFlight counts messages that were being written when the
 	// connection broke: the broker may or may not have received them.
 	LostInFlight uint64 `json:"lost_in_flight"`
+	// Dropped counts messages that subscriptions with DropWhenFull
+	// dropped because their channel was full: the broker counted them as
+	// delivered. The sum of the subscriptions' Dropped.
+	Dropped uint64 `json:"dropped"`
 	// Disconnects and Reconnects count lost connections and restored ones.
 	Disconnects uint64 `json:"disconnects"`
 	Reconnects  uint64 `json:"reconnects"`
@@ -198,6 +202,7 @@ type Conn struct {
 
 	nonce                                                    atomic.Uint64
 	published, bufferFull, lost, disconnects, reconnectCount atomic.Uint64
+	subDropped                                               atomic.Uint64 // DropWhenFull subscriptions' drops
 	wg                                                       sync.WaitGroup
 }
 
@@ -494,6 +499,7 @@ func (c *Conn) serve(sess *session) error {
 	keepalive := time.NewTicker(interval)
 	defer keepalive.Stop()
 	stop := func(err error) error {
+		close(sess.done) // a reader waiting for room in a subscription's channel gives up
 		sess.nc.Close()
 		rerr := <-readErr
 		if err == nil {
@@ -607,7 +613,7 @@ func (c *Conn) readLoop(sess *session) error {
 		if f, err = sess.r.ReadFrame(); err != nil {
 			break
 		}
-		if err = c.handle(f); err != nil {
+		if err = c.handle(f, sess.done); err != nil {
 			break
 		}
 	}
@@ -617,14 +623,16 @@ func (c *Conn) readLoop(sess *session) error {
 	return err
 }
 
-func (c *Conn) handle(f wire.Frame) error {
+// handle acts on a frame the server sent in a session; done is closed
+// when the session is being torn down.
+func (c *Conn) handle(f wire.Frame, done <-chan struct{}) error {
 	switch f.Type {
 	case wire.TypeDeliver:
 		d, err := wire.ParseDeliver(f.Flags, f.Body)
 		if err != nil {
 			return err
 		}
-		c.deliver(&d)
+		c.deliver(&d, done)
 	case wire.TypePong, wire.TypeAck: // nonce 0 is the keepalive's: no waiter
 		n, err := wire.ParseU64(f.Type, f.Flags, f.Body)
 		if err != nil {
@@ -650,17 +658,24 @@ func (c *Conn) handle(f wire.Frame) error {
 	return nil
 }
 
-// deliver hands a message to its subscription, or to its request.
-func (c *Conn) deliver(d *wire.Deliver) {
+// deliver hands a message to its subscription, or to its request. For a
+// subscription whose channel is full it waits for room (flow control: the
+// Conn stops reading, so the server's pending limit and the
+// subscription's overflow policy apply in the broker, where a loss is
+// counted), or with DropWhenFull drops and counts the message. done is
+// closed when the session ends; a message waiting for room then is kept
+// for the subscription, ahead of the next.
+func (c *Conn) deliver(d *wire.Deliver, done <-chan struct{}) {
 	c.mu.Lock()
-	defer c.mu.Unlock() // channels are closed under mu: a send never meets a closed one
 	s := c.subs[d.SID]
 	if s == nil { // unsubscribed meanwhile
+		c.mu.Unlock()
 		return
 	}
 	if c.isInboxLocked(s) { // a reply: its topic is unique, not worth interning
 		c.reply(c.inboxName, &Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
 			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern})
+		c.mu.Unlock()
 		return
 	}
 	m := Msg{Topic: c.topics.String(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
@@ -672,13 +687,64 @@ func (c *Conn) deliver(d *wire.Deliver) {
 		c.inlineMsg = m
 		c.mu.Unlock()
 		s.inline(&c.inlineMsg)
-		c.mu.Lock()
 		return
 	}
-	select { // never blocks: the reader serves every subscription
-	case s.ch <- m:
-	default:
+	// Channels are closed under mu (or, for one waiting below, after its
+	// sendMu): a send never meets a closed one.
+	if len(s.backlog) == 0 {
+		select {
+		case s.ch <- m:
+			c.mu.Unlock()
+			return
+		default:
+		}
+	}
+	if s.opts.DropWhenFull {
+		c.mu.Unlock()
 		s.dropped.Add(1)
+		c.subDropped.Add(1)
+		return
+	}
+	s.backlog = append(s.backlog, m)
+	c.mu.Unlock()
+	c.waitForRoom(s, done)
+}
+
+// waitForRoom moves s's backlog into its channel, waiting for room,
+// until the backlog is empty, the subscription or the Conn ends, or done
+// is closed (the session ends: what is left stays in the backlog, for the
+// next message to push first). Only the goroutine reading the session
+// calls it, so there is one sender at a time. It waits holding s.sendMu,
+// taken under mu while the subscription is known to be live, and takes
+// mu again only after letting sendMu go.
+func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
+	for {
+		c.mu.Lock()
+		if len(s.backlog) == 0 || c.subs[s.sid] != s {
+			s.backlog = nil
+			c.mu.Unlock()
+			return
+		}
+		m := s.backlog[0]
+		s.sendMu.Lock()
+		c.mu.Unlock()
+		sent := false
+		select {
+		case s.ch <- m:
+			sent = true
+		case <-s.ended:
+		case <-done:
+		}
+		s.sendMu.Unlock()
+		if !sent {
+			return
+		}
+		c.mu.Lock()
+		if len(s.backlog) > 0 {
+			s.backlog[0] = Msg{}
+			s.backlog = s.backlog[1:]
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -877,7 +943,7 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 				return restored, nil
 			}
 		}
-		if err := c.handle(f); err != nil { // a refused subscription ends; deliveries flow
+		if err := c.handle(f, sess.done); err != nil { // a refused subscription ends; deliveries flow
 			return nil, err
 		}
 	}
@@ -948,19 +1014,28 @@ func (c *Conn) Stats() Stats {
 	st.Published = c.published.Load()
 	st.BufferFull = c.bufferFull.Load()
 	st.LostInFlight = c.lost.Load()
+	st.Dropped = c.subDropped.Load()
 	st.Disconnects = c.disconnects.Load()
 	st.Reconnects = c.reconnectCount.Load()
 	return st
 }
 
-// Close flushes what is buffered (bounded by WriteTimeout), closes the
-// connection and waits for its goroutines. It returns an error wrapping
+// Close ends the subscriptions (their channels close; what is in them can
+// still be read), flushes what is buffered (bounded by WriteTimeout),
+// closes the connection and waits for its goroutines. It returns an error wrapping
 // ErrDisconnected if buffered messages could not be sent because the
 // broker was unreachable; calling it again returns nil.
 func (c *Conn) Close() error {
 	if c.ip != nil {
 		return c.ip.close(c)
 	}
+	// The subscriptions end first: a reader waiting for room in a channel
+	// nobody reads any more would hold up the pong Flush waits for.
+	c.mu.Lock()
+	for _, s := range c.subs {
+		c.endSubLocked(s)
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
 	flushErr := c.Flush(ctx)
 	cancel()

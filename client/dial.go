@@ -46,6 +46,7 @@ type session struct {
 	nc      net.Conn
 	r       *wire.Reader // reads the frames after the welcome
 	welcome wire.Welcome
+	done    chan struct{} // closed when the session is torn down
 	// writeArmed is the write deadline currently set; under Conn.writeMu.
 	writeArmed time.Time
 }
@@ -146,7 +147,7 @@ func dial(ctx context.Context, addr string, opts *Options) (*session, error) {
 	nc.SetDeadline(time.Time{})
 	// Deliver frames carry a payload of up to MaxPayload plus the topic.
 	r.SetMaxBody(int(w.MaxPayload) + 4096)
-	return &session{nc: nc, r: r, welcome: w}, nil
+	return &session{nc: nc, r: r, welcome: w, done: make(chan struct{})}, nil
 }
 
 // checkBroker checks the credentials the kernel reports for the process
