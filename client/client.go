@@ -214,6 +214,18 @@ var maxInFlight = 256 << 10
 // maxInlineBytes bounds what a caller writes itself (see flushInline).
 const maxInlineBytes = 16 << 10
 
+// goAwayNonce is the ping sent after a GoAway: its pong ends the session.
+// Nonces from the Conn's counter never reach it.
+const goAwayNonce = nonceBit | 1<<62
+
+// errGoneAway ends a session whose GoAway was followed by the pong to
+// goAwayNonce: everything the broker had queued has arrived.
+var errGoneAway = errors.New("client: the broker went away")
+
+// goAwayGrace bounds how long a session that received GoAway keeps
+// reading, waiting for the broker's last deliveries.
+const goAwayGrace = 2 * time.Second
+
 // nonceBit marks ping nonces, ack ids and request ids, so that an error
 // frame's ref never mistakes one for a subscription id (a u32).
 const nonceBit = 1 << 63
@@ -558,7 +570,9 @@ func (c *Conn) flushInline() {
 func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
 	batch, msgs := c.out, c.outMsgs
-	if len(batch) == 0 || c.sess != sess { // nothing, or a session that is gone
+	// Nothing, a session that is gone, or one whose broker is going
+	// away: the frames wait for the next.
+	if len(batch) == 0 || c.sess != sess || sess.goAway.Load() != nil {
 		c.mu.Unlock()
 		return nil
 	}
@@ -613,9 +627,14 @@ func (c *Conn) readLoop(sess *session) error {
 		if f, err = sess.r.ReadFrame(); err != nil {
 			break
 		}
-		if err = c.handle(f, sess.done); err != nil {
+		if err = c.handle(f, sess); err != nil {
 			break
 		}
+	}
+	if why, ok := sess.goAway.Load().(string); ok && err != errGoneAway {
+		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
+	} else if ok {
+		err = fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, why)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		err = fmt.Errorf("%w: the broker closed the connection", ErrDisconnected)
@@ -625,18 +644,21 @@ func (c *Conn) readLoop(sess *session) error {
 
 // handle acts on a frame the server sent in a session; done is closed
 // when the session is being torn down.
-func (c *Conn) handle(f wire.Frame, done <-chan struct{}) error {
+func (c *Conn) handle(f wire.Frame, sess *session) error {
 	switch f.Type {
 	case wire.TypeDeliver:
 		d, err := wire.ParseDeliver(f.Flags, f.Body)
 		if err != nil {
 			return err
 		}
-		c.deliver(&d, done)
+		c.deliver(&d, sess.done)
 	case wire.TypePong, wire.TypeAck: // nonce 0 is the keepalive's: no waiter
 		n, err := wire.ParseU64(f.Type, f.Flags, f.Body)
 		if err != nil {
 			return err
+		}
+		if n == goAwayNonce && f.Type == wire.TypePong {
+			return errGoneAway
 		}
 		c.resolve(n, nil)
 	case wire.TypePing:
@@ -652,8 +674,23 @@ func (c *Conn) handle(f wire.Frame, done <-chan struct{}) error {
 		}
 		c.refused(&e)
 	case wire.TypeGoAway:
+		// The broker is shutting down. What it already sent still
+		// arrives: keep reading until the pong to a ping sent now, which
+		// follows every delivery queued before it, or for goAwayGrace.
+		// Publishes stay buffered for the next broker rather than going
+		// to one whose subscribers are leaving.
 		e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
-		return fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, e.Text)
+		if sess.goAway.Load() != nil {
+			return nil
+		}
+		sess.goAway.Store(string(e.Text))
+		sess.nc.SetReadDeadline(time.Now().Add(goAwayGrace))
+		c.wg.Go(func() {
+			c.writeMu.Lock()
+			defer c.writeMu.Unlock()
+			sess.nc.SetWriteDeadline(time.Now().Add(goAwayGrace))
+			sess.nc.Write(wire.AppendU64(nil, wire.TypePing, goAwayNonce))
+		})
 	}
 	return nil
 }
@@ -943,7 +980,7 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 				return restored, nil
 			}
 		}
-		if err := c.handle(f, sess.done); err != nil { // a refused subscription ends; deliveries flow
+		if err := c.handle(f, sess); err != nil { // a refused subscription ends; deliveries flow
 			return nil, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/transport"
@@ -47,6 +48,7 @@ type session struct {
 	r       *wire.Reader // reads the frames after the welcome
 	welcome wire.Welcome
 	done    chan struct{} // closed when the session is torn down
+	goAway  atomic.Value  // the broker's GoAway text (a string), once it sent one
 	// writeArmed is the write deadline currently set; under Conn.writeMu.
 	writeArmed time.Time
 }
