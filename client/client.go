@@ -73,6 +73,13 @@ type Options struct {
 	// only); refused over tls://, where the certificate identifies the
 	// client. Empty means no token.
 	Token string
+	// ServerUID is the user a broker on a UNIX socket must run as, besides
+	// root, which is always accepted: before anything is sent, the Conn
+	// reads the listening process's credentials (SO_PEERCRED) and refuses
+	// any other with ErrUntrustedBroker. Zero means this process's own
+	// uid. Unused for other transports (TLS verifies the broker's
+	// certificate instead).
+	ServerUID uint32
 	// Broker is the broker an inproc:// address connects to, in this
 	// process. Required for inproc://, ignored otherwise.
 	Broker *eventbus.Broker
@@ -145,6 +152,10 @@ type Stats struct {
 	// LostInFlight counts messages that were being written when the
 	// connection broke: the broker may or may not have received them.
 	LostInFlight uint64 `json:"lost_in_flight"`
+	// Dropped counts messages that subscriptions with DropWhenFull
+	// dropped because their channel was full: the broker counted them as
+	// delivered. The sum of the subscriptions' Dropped.
+	Dropped uint64 `json:"dropped"`
 	// Disconnects and Reconnects count lost connections and restored ones.
 	Disconnects uint64 `json:"disconnects"`
 	Reconnects  uint64 `json:"reconnects"`
@@ -191,6 +202,7 @@ type Conn struct {
 
 	nonce                                                    atomic.Uint64
 	published, bufferFull, lost, disconnects, reconnectCount atomic.Uint64
+	subDropped                                               atomic.Uint64 // DropWhenFull subscriptions' drops
 	wg                                                       sync.WaitGroup
 }
 
@@ -201,6 +213,18 @@ var maxInFlight = 256 << 10
 
 // maxInlineBytes bounds what a caller writes itself (see flushInline).
 const maxInlineBytes = 16 << 10
+
+// goAwayNonce is the ping sent after a GoAway: its pong ends the session.
+// Nonces from the Conn's counter never reach it.
+const goAwayNonce = nonceBit | 1<<62
+
+// errGoneAway ends a session whose GoAway was followed by the pong to
+// goAwayNonce: everything the broker had queued has arrived.
+var errGoneAway = errors.New("client: the broker went away")
+
+// goAwayGrace bounds how long a session that received GoAway keeps
+// reading, waiting for the broker's last deliveries.
+const goAwayGrace = 2 * time.Second
 
 // nonceBit marks ping nonces, ack ids and request ids, so that an error
 // frame's ref never mistakes one for a subscription id (a u32).
@@ -493,6 +517,7 @@ func (c *Conn) serve(sess *session) error {
 	keepalive := time.NewTicker(interval)
 	defer keepalive.Stop()
 	stop := func(err error) error {
+		close(sess.done) // a reader waiting for room in a subscription's channel gives up
 		sess.nc.Close()
 		rerr := <-readErr
 		if err == nil {
@@ -551,7 +576,9 @@ func (c *Conn) flushInline() {
 func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
 	batch, msgs := c.out, c.outMsgs
-	if len(batch) == 0 || c.sess != sess { // nothing, or a session that is gone
+	// Nothing, a session that is gone, or one whose broker is going
+	// away: the frames wait for the next.
+	if len(batch) == 0 || c.sess != sess || sess.goAway.Load() != nil {
 		c.mu.Unlock()
 		return nil
 	}
@@ -606,9 +633,14 @@ func (c *Conn) readLoop(sess *session) error {
 		if f, err = sess.r.ReadFrame(); err != nil {
 			break
 		}
-		if err = c.handle(f); err != nil {
+		if err = c.handle(f, sess); err != nil {
 			break
 		}
+	}
+	if why, ok := sess.goAway.Load().(string); ok && err != errGoneAway {
+		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
+	} else if ok {
+		err = fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, why)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		err = fmt.Errorf("%w: the broker closed the connection", ErrDisconnected)
@@ -616,18 +648,23 @@ func (c *Conn) readLoop(sess *session) error {
 	return err
 }
 
-func (c *Conn) handle(f wire.Frame) error {
+// handle acts on a frame the server sent in a session; done is closed
+// when the session is being torn down.
+func (c *Conn) handle(f wire.Frame, sess *session) error {
 	switch f.Type {
 	case wire.TypeDeliver:
 		d, err := wire.ParseDeliver(f.Flags, f.Body)
 		if err != nil {
 			return err
 		}
-		c.deliver(&d)
+		c.deliver(&d, sess.done)
 	case wire.TypePong, wire.TypeAck: // nonce 0 is the keepalive's: no waiter
 		n, err := wire.ParseU64(f.Type, f.Flags, f.Body)
 		if err != nil {
 			return err
+		}
+		if n == goAwayNonce && f.Type == wire.TypePong {
+			return errGoneAway
 		}
 		c.resolve(n, nil)
 	case wire.TypePing:
@@ -643,23 +680,45 @@ func (c *Conn) handle(f wire.Frame) error {
 		}
 		c.refused(&e)
 	case wire.TypeGoAway:
+		// The broker is shutting down. What it already sent still
+		// arrives: keep reading until the pong to a ping sent now, which
+		// follows every delivery queued before it, or for goAwayGrace.
+		// Publishes stay buffered for the next broker rather than going
+		// to one whose subscribers are leaving.
 		e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
-		return fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, e.Text)
+		if sess.goAway.Load() != nil {
+			return nil
+		}
+		sess.goAway.Store(string(e.Text))
+		sess.nc.SetReadDeadline(time.Now().Add(goAwayGrace))
+		c.wg.Go(func() {
+			c.writeMu.Lock()
+			defer c.writeMu.Unlock()
+			sess.nc.SetWriteDeadline(time.Now().Add(goAwayGrace))
+			sess.nc.Write(wire.AppendU64(nil, wire.TypePing, goAwayNonce))
+		})
 	}
 	return nil
 }
 
-// deliver hands a message to its subscription, or to its request.
-func (c *Conn) deliver(d *wire.Deliver) {
+// deliver hands a message to its subscription, or to its request. For a
+// subscription whose channel is full it waits for room (flow control: the
+// Conn stops reading, so the server's pending limit and the
+// subscription's overflow policy apply in the broker, where a loss is
+// counted), or with DropWhenFull drops and counts the message. done is
+// closed when the session ends; a message waiting for room then is kept
+// for the subscription, ahead of the next.
+func (c *Conn) deliver(d *wire.Deliver, done <-chan struct{}) {
 	c.mu.Lock()
-	defer c.mu.Unlock() // channels are closed under mu: a send never meets a closed one
 	s := c.subs[d.SID]
 	if s == nil { // unsubscribed meanwhile
+		c.mu.Unlock()
 		return
 	}
 	if c.isInboxLocked(s) { // a reply: its topic is unique, not worth interning
 		c.reply(c.inboxName, &Msg{Topic: string(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
 			Priority: eventbus.Priority(d.Priority), Pattern: s.pattern})
+		c.mu.Unlock()
 		return
 	}
 	m := Msg{Topic: c.topics.String(d.Topic), Payload: append([]byte(nil), d.Payload...), Seq: d.Seq,
@@ -671,13 +730,64 @@ func (c *Conn) deliver(d *wire.Deliver) {
 		c.inlineMsg = m
 		c.mu.Unlock()
 		s.inline(&c.inlineMsg)
-		c.mu.Lock()
 		return
 	}
-	select { // never blocks: the reader serves every subscription
-	case s.ch <- m:
-	default:
+	// Channels are closed under mu (or, for one waiting below, after its
+	// sendMu): a send never meets a closed one.
+	if len(s.backlog) == 0 {
+		select {
+		case s.ch <- m:
+			c.mu.Unlock()
+			return
+		default:
+		}
+	}
+	if s.opts.DropWhenFull {
+		c.mu.Unlock()
 		s.dropped.Add(1)
+		c.subDropped.Add(1)
+		return
+	}
+	s.backlog = append(s.backlog, m)
+	c.mu.Unlock()
+	c.waitForRoom(s, done)
+}
+
+// waitForRoom moves s's backlog into its channel, waiting for room,
+// until the backlog is empty, the subscription or the Conn ends, or done
+// is closed (the session ends: what is left stays in the backlog, for the
+// next message to push first). Only the goroutine reading the session
+// calls it, so there is one sender at a time. It waits holding s.sendMu,
+// taken under mu while the subscription is known to be live, and takes
+// mu again only after letting sendMu go.
+func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
+	for {
+		c.mu.Lock()
+		if len(s.backlog) == 0 || c.subs[s.sid] != s {
+			s.backlog = nil
+			c.mu.Unlock()
+			return
+		}
+		m := s.backlog[0]
+		s.sendMu.Lock()
+		c.mu.Unlock()
+		sent := false
+		select {
+		case s.ch <- m:
+			sent = true
+		case <-s.ended:
+		case <-done:
+		}
+		s.sendMu.Unlock()
+		if !sent {
+			return
+		}
+		c.mu.Lock()
+		if len(s.backlog) > 0 {
+			s.backlog[0] = Msg{}
+			s.backlog = s.backlog[1:]
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -876,7 +986,7 @@ func (c *Conn) restore(sess *session) (map[uint32]bool, error) {
 				return restored, nil
 			}
 		}
-		if err := c.handle(f); err != nil { // a refused subscription ends; deliveries flow
+		if err := c.handle(f, sess); err != nil { // a refused subscription ends; deliveries flow
 			return nil, err
 		}
 	}
@@ -947,19 +1057,28 @@ func (c *Conn) Stats() Stats {
 	st.Published = c.published.Load()
 	st.BufferFull = c.bufferFull.Load()
 	st.LostInFlight = c.lost.Load()
+	st.Dropped = c.subDropped.Load()
 	st.Disconnects = c.disconnects.Load()
 	st.Reconnects = c.reconnectCount.Load()
 	return st
 }
 
-// Close flushes what is buffered (bounded by WriteTimeout), closes the
-// connection and waits for its goroutines. It returns an error wrapping
+// Close ends the subscriptions (their channels close; what is in them can
+// still be read), flushes what is buffered (bounded by WriteTimeout),
+// closes the connection and waits for its goroutines. It returns an error wrapping
 // ErrDisconnected if buffered messages could not be sent because the
 // broker was unreachable; calling it again returns nil.
 func (c *Conn) Close() error {
 	if c.ip != nil {
 		return c.ip.close(c)
 	}
+	// The subscriptions end first: a reader waiting for room in a channel
+	// nobody reads any more would hold up the pong Flush waits for.
+	c.mu.Lock()
+	for _, s := range c.subs {
+		c.endSubLocked(s)
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
 	flushErr := c.Flush(ctx)
 	cancel()

@@ -18,7 +18,12 @@ import (
 	"github.com/daemoneye/daemoneye/topic"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv("DAEMONEYE_TEST_FAKE_BROKER"); path != "" {
+		os.Exit(runFakeBroker(path))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func startBroker(t *testing.T) (string, *server.Server) { return startBrokerB(t) }
 

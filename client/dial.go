@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/transport"
@@ -19,6 +21,13 @@ import (
 // unknown scheme, a missing port, or plaintext TCP to a host that is not
 // a loopback address.
 var ErrAddress = errors.New("client: bad address")
+
+// ErrUntrustedBroker is returned by Dial when the process listening on a
+// UNIX socket is neither root nor the expected user (Options.ServerUID):
+// another local user may have put their own socket in the broker's place
+// to collect tokens and messages. Nothing is sent to it; a reconnect that
+// meets such a socket tries again later, as with any failed dial.
+var ErrUntrustedBroker = errors.New("client: the socket is not served by a trusted broker")
 
 // LoadTLSConfig builds Options.TLSConfig from PEM files: caFile holds the
 // CA certificate(s) that sign the broker's certificate (empty: the
@@ -38,6 +47,8 @@ type session struct {
 	nc      net.Conn
 	r       *wire.Reader // reads the frames after the welcome
 	welcome wire.Welcome
+	done    chan struct{} // closed when the session is torn down
+	goAway  atomic.Value  // the broker's GoAway text (a string), once it sent one
 	// writeArmed is the write deadline currently set; under Conn.writeMu.
 	writeArmed time.Time
 }
@@ -79,6 +90,13 @@ func dial(ctx context.Context, addr string, opts *Options) (*session, error) {
 	nc, err := d.DialContext(ctx, ep.network, ep.address)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect to %s: %w (is the broker running?)", addr, err)
+	}
+	if ep.network == "unix" {
+		// Before a byte is sent: the hello may carry a token.
+		if err := checkBroker(nc, ep.address, opts.ServerUID); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	if ep.network == "tcp" && !ep.tls {
 		// A name that is "localhost" but resolved elsewhere.
@@ -137,7 +155,29 @@ func handshake(nc net.Conn, addr string, ep endpoint, opts *Options) (*session, 
 	nc.SetDeadline(time.Time{})
 	// Deliver frames carry a payload of up to MaxPayload plus the topic.
 	r.SetMaxBody(int(w.MaxPayload) + 4096)
-	return &session{nc: nc, r: r, welcome: w}, nil
+	return &session{nc: nc, r: r, welcome: w, done: make(chan struct{})}, nil
+}
+
+// checkBroker checks the credentials the kernel reports for the process
+// listening on a UNIX socket (SO_PEERCRED, as of its listen): root, or
+// want (0: this process's own uid).
+func checkBroker(nc net.Conn, path string, want uint32) error {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a UNIX socket connection", ErrUntrustedBroker, path)
+	}
+	cred, err := transport.PeerCredOf(uc)
+	if err != nil {
+		return fmt.Errorf("client: %s: %w", path, err)
+	}
+	if want == 0 {
+		want = uint32(os.Getuid())
+	}
+	if cred.UID == 0 || cred.UID == want {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is served by uid %d (pid %d), not by root or uid %d, so another user may be impersonating the broker; nothing was sent. Check who runs the process and owns the socket's directory, or, if the broker runs as that user on purpose, name it in Options.ServerUID ($DAEMONEYE_BROKER_UID for daemoneye-cli)",
+		ErrUntrustedBroker, path, cred.UID, cred.PID, want)
 }
 
 // clientTLS returns the configuration for a tls:// dial to host.

@@ -122,7 +122,8 @@ func (k inboxSink) Deliver(_ context.Context, s *eventbus.Subscription, m eventb
 
 // pump moves messages from the broker's queue to the subscription's
 // channel, waiting for room (the broker's overflow policy applies to a
-// consumer that falls behind), or hands each to an Inline SubscribeFunc's
+// consumer that falls behind; with DropWhenFull it drops and counts
+// instead, as over a socket), or hands each to an Inline SubscribeFunc's
 // fn itself. It closes the channel when the subscription ends.
 func (c *Conn) pump(s *Subscription) {
 	defer close(s.pumped)
@@ -151,6 +152,15 @@ func (c *Conn) pump(s *Subscription) {
 			default:
 				continue
 			}
+		}
+		if s.opts.DropWhenFull {
+			select {
+			case s.ch <- m:
+			default:
+				s.dropped.Add(1)
+				c.subDropped.Add(1)
+			}
+			continue
 		}
 		select {
 		case s.ch <- m:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,11 +17,30 @@ import (
 // 1024-message channel and the broker's default queue.
 type SubscribeOptions struct {
 	// Buffer is the capacity of the subscription's channel, in messages
-	// (default 1024). Over a socket, a message that arrives while the
-	// channel is full is dropped and counted in Dropped: one slow
-	// subscription must not stall the others on the connection. In
-	// process, the broker's queue waits instead, under its Overflow.
+	// (default 1024).
 	Buffer int
+	// DropWhenFull chooses what happens to a message that arrives while
+	// the channel is full.
+	//
+	// By default (false) the Conn waits for room: flow control. Over a
+	// socket the Conn stops reading the connection, so the broker keeps
+	// the messages, up to the server's per-connection MaxPending, and
+	// beyond it applies the subscription's Overflow policy, where every
+	// loss is counted in the broker's stats. While it waits, nothing else
+	// arrives on the Conn either: other subscriptions' messages and
+	// replies to requests queue behind. So a consumer must not wait for
+	// something that arrives on the same Conn (a Request, Flush, Subscribe
+	// or Drain on it) while its own channel may be full: that wait lasts
+	// until its context ends. Make such calls on another Conn, or from a
+	// goroutine that does not hold up the channel. In process, the
+	// subscription's goroutine waits the same way, and the broker's queue
+	// and Overflow apply.
+	//
+	// With DropWhenFull, the message is dropped at once and counted in
+	// the subscription's Dropped and the Conn's Stats.Dropped: one slow
+	// subscription never holds up the others, but the broker counted the
+	// message as delivered and its stats do not show the loss.
+	DropWhenFull bool
 	// QueueGroup shares the matching messages with the group's other
 	// members: each goes to one of them (see eventbus.SubscribeOptions).
 	QueueGroup string
@@ -58,6 +78,13 @@ type Subscription struct {
 	opts    SubscribeOptions
 	ch      chan Msg // closed when the subscription ends
 	dropped atomic.Uint64
+	// Over a socket, with flow control: messages the reader holds while
+	// ch is full (under c.mu); sendMu is held by the reader while it
+	// waits for room, without c.mu, and taken (under c.mu) before ch is
+	// closed; ended is closed when the subscription ends, to wake it.
+	backlog []Msg
+	sendMu  sync.Mutex
+	ended   chan struct{}
 	err     error      // why it ended, if the server refused it; under c.mu
 	inline  func(*Msg) // SubscribeFunc's fn with Inline: called by the reader, not through ch
 
@@ -75,7 +102,8 @@ func (s *Subscription) C() <-chan Msg { return s.ch }
 // Pattern returns the subscription's pattern.
 func (s *Subscription) Pattern() string { return s.pattern }
 
-// Dropped counts messages that arrived while C was full.
+// Dropped counts messages dropped because C was full, which happens only
+// with SubscribeOptions.DropWhenFull.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Err returns why the broker ended the subscription (for example it refused
@@ -144,7 +172,7 @@ func (c *Conn) subscribe(ctx context.Context, pattern string, opts SubscribeOpti
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultSubBuffer
 	}
-	s := &Subscription{c: c, pattern: pattern, opts: opts, inline: inline}
+	s := &Subscription{c: c, pattern: pattern, opts: opts, inline: inline, ended: make(chan struct{})}
 	if inline != nil {
 		s.ch = make(chan Msg) // nothing is sent on it; it is closed when the subscription ends
 	} else {
@@ -254,7 +282,14 @@ func (c *Conn) endSubLocked(s *Subscription) {
 		s.es.Unsubscribe()
 		return
 	}
+	// The reader may be waiting for room in ch, with sendMu held and
+	// without mu: wake it, and close ch once it has let go. It never
+	// takes mu while it holds sendMu.
+	close(s.ended)
+	s.sendMu.Lock()
 	close(s.ch)
+	s.backlog = nil
+	s.sendMu.Unlock()
 }
 
 func (c *Conn) sortedSubsLocked() []*Subscription {

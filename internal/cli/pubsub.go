@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/transport"
@@ -49,13 +52,31 @@ func (g *global) credentials() (string, *tls.Config, error) {
 	return token, cfg, err
 }
 
+// brokerUID returns the uid $DAEMONEYE_BROKER_UID names, the user a broker
+// on a UNIX socket may run as besides root (0: the CLI's own user).
+func brokerUID() (uint32, error) {
+	v := os.Getenv("DAEMONEYE_BROKER_UID")
+	if v == "" {
+		return 0, nil
+	}
+	uid, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("DAEMONEYE_BROKER_UID=%q is not a uid: set it to the numeric uid the broker runs as, or unset it", v)
+	}
+	return uint32(uid), nil
+}
+
 func (g *global) dial(ctx context.Context) (*client.Conn, error) {
 	token, tlsCfg, err := g.credentials()
 	if err != nil {
 		return nil, err
 	}
+	serverUID, err := brokerUID()
+	if err != nil {
+		return nil, err
+	}
 	return client.Dial(ctx, g.addr(), client.Options{
-		Name: "daemoneye-cli", Token: token, TLSConfig: tlsCfg,
+		Name: "daemoneye-cli", Token: token, TLSConfig: tlsCfg, ServerUID: serverUID,
 		OnDisconnect: func(err error) {
 			fmt.Fprintf(g.stderr, "daemoneye-cli: lost the broker (%v); reconnecting, and buffering what is published meanwhile\n", err)
 		},
@@ -119,7 +140,54 @@ func runPub(ctx context.Context, g *global, args []string, stdout, stderr io.Wri
 	return nil
 }
 
-// runSub prints messages matching the patterns, one line each.
+// errMissed is returned by sub when messages it should have printed never
+// arrived.
+var errMissed = errors.New("messages were missed")
+
+// gaps counts the messages a subscriber missed, from the gaps in each
+// topic's sequence numbers (eventbus.Message.Seq), per pattern. A number
+// not above the last one seen means the broker restarted or forgot the
+// topic and numbers it from 1 again: the messages before it were missed
+// (published while this subscriber was reconnecting, for example). Not
+// safe for concurrent use.
+type gaps struct {
+	last   map[gapKey]uint64
+	missed uint64
+}
+
+type gapKey struct{ pattern, topic string }
+
+// maxGapTopics bounds the topics gaps remembers; later ones are not
+// checked.
+const maxGapTopics = 1 << 16
+
+// see records m and returns how many messages before it were missed.
+func (g *gaps) see(m *client.Msg) uint64 {
+	k := gapKey{m.Pattern, m.Topic}
+	last, ok := g.last[k]
+	if !ok && len(g.last) >= maxGapTopics {
+		return 0
+	}
+	g.last[k] = m.Seq
+	var n uint64
+	switch {
+	case !ok: // the first of the topic: what came before is not ours
+		return 0
+	case m.Seq <= last: // a new broker, or the topic forgotten: numbered from 1 again
+		n = m.Seq - 1
+	default:
+		n = m.Seq - last - 1
+	}
+	g.missed += n
+	return n
+}
+
+// runSub prints messages matching the patterns, one line each. Its
+// subscriptions use flow control: when it cannot print as fast as
+// messages come, the broker holds them, and drops them only beyond its
+// limits, counting them in its stats. Gaps in the topics' sequence
+// numbers tell sub what it missed: it says so on stderr as it happens and
+// at the end, and then exits with status 1.
 func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sub", stderr, "sub [--count N] [--json] PATTERN...: print messages matching the patterns")
 	count := fs.Int("count", 0, "exit after N messages (0: run until interrupted)")
@@ -135,46 +203,96 @@ func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer c.Close()
-	msgs := make(chan client.Msg)
+	msgs := make(chan client.Msg, 1024)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The printer runs while the subscriptions are made: a subscription
+	// whose channel is full holds up the Conn, and with it the broker's
+	// answer to the next Subscribe.
+	printed := make(chan error, 1)
+	gp := &gaps{last: make(map[gapKey]uint64)}
+	n := 0
+	go func() { printed <- printMsgs(ctx, msgs, *count, *asJSON, gp, &n, stdout, stderr) }()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	for _, p := range fs.Args() {
-		s, err := c.Subscribe(ctx, p, 0)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			for {
-				var m client.Msg
-				var ok bool
-				select { // not range: an interrupt must end this without a message
-				case m, ok = <-s.C():
-					if !ok {
+	var subs []*client.Subscription
+	err = func() error {
+		for _, p := range fs.Args() {
+			s, err := c.Subscribe(ctx, p, 0)
+			if err != nil {
+				return err
+			}
+			subs = append(subs, s)
+			wg.Go(func() {
+				for {
+					var m client.Msg
+					var ok bool
+					select { // not range: an interrupt must end this without a message
+					case m, ok = <-s.C():
+						if !ok {
+							return
+						}
+					case <-ctx.Done():
 						return
 					}
-				case <-ctx.Done():
-					return
+					select {
+					case msgs <- m:
+					case <-ctx.Done():
+						return
+					}
 				}
-				select {
-				case msgs <- m:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
+			})
+		}
+		fmt.Fprintf(stderr, "subscribed to %v on %s\n", fs.Args(), g.addr())
+		return nil
+	}()
+	if err == nil {
+		err = <-printed // it ends with ctx too
+	} else {
+		cancel()
+		<-printed
 	}
-	fmt.Fprintf(stderr, "subscribed to %v on %s\n", fs.Args(), g.addr())
+	cancel()
+	c.Close() // ends the subscriptions' channels, and so the forwarders
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	missed := gp.missed
+	for _, s := range subs {
+		missed += s.Dropped()
+	}
+	atLeast := ""
+	if c.Stats().Reconnects > 0 { // a new broker may have numbered past the old one's last
+		atLeast = "at least "
+	}
+	if missed > 0 {
+		return fmt.Errorf("%w: printed %d and missed %s%d (gaps in the topics' sequence numbers): the broker dropped them for this subscriber, which did not keep up, or they were published while it was reconnecting; 'daemoneye-cli stats' counts them",
+			errMissed, n, atLeast, missed)
+	}
+	return nil
+}
+
+// printMsgs prints messages until count (0: no limit) are printed or ctx
+// ends, notes gaps in gp (saying so on stderr at most once a second), and
+// counts what it printed in *n, which the caller reads once it returned.
+func printMsgs(ctx context.Context, msgs <-chan client.Msg, count int, asJSON bool, gp *gaps, n *int, stdout, stderr io.Writer) error {
 	enc := json.NewEncoder(stdout)
-	for n := 0; *count == 0 || n < *count; n++ {
+	var noticed time.Time
+	for ; count == 0 || *n < count; *n++ {
 		var m client.Msg
 		select {
 		case m = <-msgs:
 		case <-ctx.Done():
 			return nil
 		}
-		if *asJSON {
+		if gp.see(&m) > 0 {
+			if now := time.Now(); now.Sub(noticed) >= time.Second {
+				noticed = now
+				fmt.Fprintf(stderr, "daemoneye-cli: missed %d message(s) so far: this subscriber does not keep up, or was reconnecting\n", gp.missed)
+			}
+		}
+		var err error
+		if asJSON {
 			err = enc.Encode(struct {
 				Topic    string `json:"topic"`
 				Seq      uint64 `json:"seq"`
@@ -189,7 +307,5 @@ func runSub(ctx context.Context, g *global, args []string, stdout, stderr io.Wri
 			return err
 		}
 	}
-	cancel()
-	c.Close() // ends the subscriptions' channels, and so the forwarders
 	return nil
 }

@@ -4,7 +4,10 @@
 //
 // The UNIX socket is the default transport: its directory is created 0700,
 // the socket is made 0600, a stale socket left by a crashed broker is
-// replaced, and a live broker on the same path is never displaced. The
+// replaced, and a live broker on the same path is never displaced. A
+// socket directory another user could control (not ours, writable by
+// group or others, a symbolic link, or under such a parent) is refused
+// with ErrUnsafeDir. The
 // peer's uid, gid and pid are read with SO_PEERCRED for every connection.
 //
 // TCP is opt-in (ListenTCP) and requires mutual TLS: TLS 1.2 or 1.3 with

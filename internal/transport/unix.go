@@ -38,16 +38,39 @@ func defaultSocketPath(uid int, xdgRuntimeDir, tmp string) string {
 	return filepath.Join(tmp, "daemoneye-"+strconv.Itoa(uid), SocketName)
 }
 
-// ListenUnix listens on a UNIX stream socket at path. It creates the
-// directory with mode 0700 if it is missing, and makes the socket 0600.
+// ErrUnsafeDir is wrapped by ListenUnix's errors about the socket's
+// directory or one of its parents: owned by another user, writable by
+// others, or a symbolic link. Another user who controls the directory
+// could replace the socket with their own and collect every client's
+// token and messages.
+var ErrUnsafeDir = errors.New("transport: unsafe socket directory")
+
+// ListenUnix listens on a UNIX stream socket at path, and makes the
+// socket 0600. Closing the listener removes the socket file.
+//
+// The socket's directory must be safe: ListenUnix creates it with mode
+// 0700 if it is missing (its missing parents too), and otherwise requires
+// that it is a directory, not a symbolic link, owned by this process's
+// effective user, and not writable by group or others. Every parent must
+// be owned by root or this user and not writable by group or others unless
+// it is sticky (as /tmp is); symbolic links among the parents are
+// resolved and the directories they lead to are checked instead. Anything
+// else is refused with an error wrapping ErrUnsafeDir that says what to
+// do. The directory is checked through a descriptor opened with
+// O_NOFOLLOW, and checked again after the bind, so a directory swapped in
+// between is detected and the listener closed.
+//
 // Another process's socket at path is replaced if nobody answers on it (a
 // broker that crashed); if a broker answers, ListenUnix returns an error
 // wrapping ErrInUse. A path that exists and is not a socket is never
-// removed. Closing the listener removes the socket file.
+// removed.
 func ListenUnix(path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("transport: create the socket directory: %w", err)
+	dir := filepath.Dir(path)
+	dirfd, id, err := openSocketDir(dir)
+	if err != nil {
+		return nil, err
 	}
+	defer syscall.Close(dirfd)
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -55,13 +78,124 @@ func ListenUnix(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %s: %w", path, err)
 	}
-	// The directory is 0700 when we created it, so nobody else can reach
-	// the socket in the moment before this chmod.
+	// The directory we checked must still be the one path leads to: if
+	// it was swapped between the check and the bind, the socket is in
+	// someone else's directory.
+	if err := sameDir(dir, id); err != nil {
+		l.SetUnlinkOnClose(false) // not ours to remove
+		l.Close()
+		return nil, err
+	}
+	// Only this user can enter the directory unless its owner opened it
+	// up for reading; connecting needs write permission on the socket.
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("transport: make %s owner-only: %w", path, err)
 	}
 	return l, nil
+}
+
+// dirID identifies a directory: its device and inode.
+type dirID struct{ dev, ino uint64 }
+
+// openSocketDir creates dir 0700 if it is missing, opens it without
+// following a symbolic link, and checks it and its parents (see
+// ListenUnix).
+func openSocketDir(dir string) (int, dirID, error) {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return -1, dirID{}, fmt.Errorf("transport: create the socket directory's parent %s: %w", parent, err)
+	}
+	if err := checkParents(parent); err != nil {
+		return -1, dirID{}, err
+	}
+	// Mkdir is atomic: either it creates the directory with our owner and
+	// 0700, or the directory was there, and is checked below as found.
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return -1, dirID{}, fmt.Errorf("transport: create the socket directory %s: %w", dir, err)
+	}
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+			if fi, lerr := os.Lstat(dir); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				return -1, dirID{}, fmt.Errorf("%w: %s is a symbolic link: remove it (the broker never follows a link to its socket directory), or set --socket or XDG_RUNTIME_DIR to a directory of your own",
+					ErrUnsafeDir, dir)
+			}
+			return -1, dirID{}, fmt.Errorf("%w: %s is not a directory: move it away, or set --socket or XDG_RUNTIME_DIR to a directory of your own", ErrUnsafeDir, dir)
+		}
+		return -1, dirID{}, fmt.Errorf("transport: open the socket directory %s: %w", dir, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return -1, dirID{}, fmt.Errorf("transport: inspect the socket directory %s: %w", dir, err)
+	}
+	if err := checkSocketDir(dir, &st); err != nil {
+		syscall.Close(fd)
+		return -1, dirID{}, err
+	}
+	return fd, dirID{uint64(st.Dev), st.Ino}, nil
+}
+
+// checkSocketDir checks the socket's own directory.
+func checkSocketDir(dir string, st *syscall.Stat_t) error {
+	euid := uint32(os.Geteuid())
+	switch {
+	case st.Uid != euid:
+		return fmt.Errorf("%w: %s is owned by uid %d, not by this user (uid %d): remove it (another user may have created it to take over the socket), or set --socket or XDG_RUNTIME_DIR to a directory of your own",
+			ErrUnsafeDir, dir, st.Uid, euid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %04o, writable by others, who could replace the socket: run 'chmod 700 %s' or remove it, or set --socket or XDG_RUNTIME_DIR to a directory of your own",
+			ErrUnsafeDir, dir, st.Mode&0o7777, dir)
+	}
+	return nil
+}
+
+// checkParents checks dir and each of its parents, after resolving
+// symbolic links: each must be owned by root or this user, and not
+// writable by group or others unless sticky.
+func checkParents(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("transport: resolve the socket directory's parent %s: %w", dir, err)
+	}
+	real, err = filepath.Abs(real)
+	if err != nil {
+		return fmt.Errorf("transport: resolve the socket directory's parent %s: %w", dir, err)
+	}
+	euid := uint32(os.Geteuid())
+	for p := real; ; p = filepath.Dir(p) {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return fmt.Errorf("transport: inspect %s: %w", p, err)
+		}
+		switch {
+		case st.Mode&syscall.S_IFMT != syscall.S_IFDIR:
+			return fmt.Errorf("%w: %s, a parent of the socket directory, is not a directory (it changed while it was checked?)", ErrUnsafeDir, p)
+		case st.Uid != 0 && st.Uid != euid:
+			return fmt.Errorf("%w: %s, a parent of the socket directory, is owned by uid %d, who could replace the socket: choose a --socket path (or XDG_RUNTIME_DIR) under directories owned by root or by you (uid %d)",
+				ErrUnsafeDir, p, st.Uid, euid)
+		case st.Mode&0o022 != 0 && st.Mode&syscall.S_ISVTX == 0:
+			return fmt.Errorf("%w: %s, a parent of the socket directory, has mode %04o: others can write to it and replace the socket directory; run 'chmod go-w %s' (or 'chmod +t' for a shared directory), or choose another --socket path",
+				ErrUnsafeDir, p, st.Mode&0o7777, p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// sameDir checks that dir is still the directory id, and not a link.
+func sameDir(dir string, id dirID) error {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("transport: inspect the socket directory %s: %w", dir, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || uint64(st.Dev) != id.dev || st.Ino != id.ino {
+		return fmt.Errorf("%w: %s was replaced while the broker started listening: someone else may be trying to take over the socket; check who owns it, remove it and start again",
+			ErrUnsafeDir, dir)
+	}
+	return nil
 }
 
 // removeStale removes a socket file nobody listens on.

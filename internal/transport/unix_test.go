@@ -144,3 +144,130 @@ func TestDefaultSocketPath(t *testing.T) {
 		t.Errorf("DefaultSocketPath = %s", DefaultSocketPath())
 	}
 }
+
+// Another user must not be able to prepare the socket's directory for
+// the broker: a directory writable by others, a link to a directory they
+// control, or one they own.
+func TestListenUnixRefusesUnsafeDir(t *testing.T) {
+	const nobody = 65534
+	tests := []struct {
+		name     string
+		root     bool // needs root (chown)
+		setup    func(t *testing.T, base string) (dir string)
+		want     string
+		untouchd string // a directory that must stay empty
+	}{
+		{name: "world-writable", setup: func(t *testing.T, base string) string {
+			dir := filepath.Join(base, "daemoneye-1000")
+			mustMkdir(t, dir, 0o777)
+			return dir
+		}, want: "writable by others"},
+		{name: "group-writable", setup: func(t *testing.T, base string) string {
+			dir := filepath.Join(base, "daemoneye-1000")
+			mustMkdir(t, dir, 0o770)
+			return dir
+		}, want: "writable by others"},
+		{name: "symlink", setup: func(t *testing.T, base string) string {
+			target := filepath.Join(base, "attacker")
+			mustMkdir(t, target, 0o700)
+			dir := filepath.Join(base, "daemoneye-1000")
+			if err := os.Symlink(target, dir); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, want: "symbolic link", untouchd: "attacker"},
+		{name: "not a directory", setup: func(t *testing.T, base string) string {
+			dir := filepath.Join(base, "daemoneye-1000")
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, want: "not a directory"},
+		{name: "owned by another user", root: true, setup: func(t *testing.T, base string) string {
+			dir := filepath.Join(base, "daemoneye-1000")
+			mustMkdir(t, dir, 0o700)
+			mustChown(t, dir, nobody)
+			return dir
+		}, want: "owned by uid 65534"},
+		{name: "symlink to another user's directory", root: true, setup: func(t *testing.T, base string) string {
+			target := filepath.Join(base, "attacker")
+			mustMkdir(t, target, 0o700)
+			mustChown(t, target, nobody)
+			dir := filepath.Join(base, "daemoneye-1000")
+			if err := os.Symlink(target, dir); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, want: "symbolic link", untouchd: "attacker"},
+		{name: "parent owned by another user", root: true, setup: func(t *testing.T, base string) string {
+			parent := filepath.Join(base, "shared")
+			mustMkdir(t, parent, 0o755)
+			mustChown(t, parent, nobody)
+			return filepath.Join(parent, "daemoneye")
+		}, want: "parent of the socket directory, is owned by uid 65534"},
+		{name: "parent writable by others, not sticky", setup: func(t *testing.T, base string) string {
+			parent := filepath.Join(base, "shared")
+			mustMkdir(t, parent, 0o777)
+			return filepath.Join(parent, "daemoneye")
+		}, want: "others can write to it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.root && os.Geteuid() != 0 {
+				t.Skip("needs root to give a directory to another user (CI runs as root)")
+			}
+			base := t.TempDir()
+			dir := tt.setup(t, base)
+			path := filepath.Join(dir, SocketName)
+			l, err := ListenUnix(path)
+			if err == nil {
+				l.Close()
+				t.Fatalf("ListenUnix in %s: listening, want ErrUnsafeDir", tt.name)
+			}
+			if !errors.Is(err, ErrUnsafeDir) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "--socket") {
+				t.Errorf("ListenUnix: %v; want ErrUnsafeDir saying %q and what to do", err, tt.want)
+			}
+			if tt.untouchd != "" {
+				if ents, _ := os.ReadDir(filepath.Join(base, tt.untouchd)); len(ents) != 0 {
+					t.Errorf("the link's target got %v", ents)
+				}
+			}
+		})
+	}
+}
+
+// A sticky, world-writable parent (as /tmp) is fine, and a directory the
+// broker made earlier is reused.
+func TestListenUnixStickyParentAndReuse(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "tmp")
+	mustMkdir(t, parent, 0o777|os.ModeSticky)
+	path := filepath.Join(parent, "daemoneye-1000", SocketName)
+	for range 2 {
+		l, err := ListenUnix(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+	fi, err := os.Lstat(filepath.Dir(path))
+	if err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
+		t.Errorf("socket directory %v (%v), want a 0700 directory", fi.Mode(), err)
+	}
+}
+
+func mustMkdir(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, mode); err != nil { // beyond the umask
+		t.Fatal(err)
+	}
+}
+
+func mustChown(t *testing.T, path string, uid int) {
+	t.Helper()
+	if err := os.Lchown(path, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+}
