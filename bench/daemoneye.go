@@ -70,7 +70,12 @@ func startDaemonEye(ctx context.Context, tr Transport, p *pki) (_ env, err error
 	default:
 		return nil, fmt.Errorf("DaemonEye: unknown transport %q", tr)
 	}
-	if e.srv, err = server.New(server.Options{Broker: e.b}); err != nil {
+	// Over mTLS the benchmark's clients are cert: identities, not the
+	// local operator: admit them to block, as a deployment lists the
+	// subscribers it trusts to keep reading (daemoneye-broker --may-block),
+	// so that a publisher faster than the TLS writer is held back instead
+	// of its subscriber being closed as a slow consumer.
+	if e.srv, err = server.New(server.Options{Broker: e.b, MayBlock: func(string) bool { return true }}); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("DaemonEye: start the server: %w", err)
 	}

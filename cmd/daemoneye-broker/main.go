@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,9 +63,10 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	fs.String("tls-cert", "", "the broker's TLS certificate (PEM)")
 	fs.String("tls-key", "", "the broker's TLS key (PEM)")
 	fs.String("token-file", "", `file of "NAME SECRET" lines for token authentication (mode 0600)`)
-	var uids, gids, certs listOf
+	var uids, gids, certs, blockers listOf
 	fs.Var(&uids, "allow-uid", "admit this uid on the UNIX socket besides root and the broker's user (repeatable)")
 	fs.Var(&gids, "allow-gid", "admit this primary gid on the UNIX socket (repeatable)")
+	fs.Var(&blockers, "may-block", "let this identity's block subscriptions hold publishers back, as root's and the broker's user's do (repeatable; for example cert:archiver)")
 	fs.Var(&certs, "allow-cert", "admit only TLS clients with this certificate name (repeatable; default: any the CA signed)")
 	fs.BoolVar(&verbose, "v", false, "log connections")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +124,8 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 			cfg.TokenFile = v
 		case "allow-cert":
 			cfg.AllowCerts = certs
+		case "may-block":
+			cfg.MayBlock = blockers
 		case "allow-uid", "allow-gid":
 			ids, err := parseIDs(f.Name, *f.Value.(*listOf))
 			if err != nil {
@@ -189,7 +193,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, MaxPreAuth: cfg.MaxPreAuth, Auth: auth, Authorizer: authz,
+	srv, err := server.New(server.Options{Broker: b, Logger: log, MaxConns: cfg.MaxConns, MaxPreAuth: cfg.MaxPreAuth, Auth: auth, Authorizer: authz, MayBlock: mayBlock(cfg.MayBlock),
 		MaxPending: cfg.MaxPending, MaxPendingTotal: cfg.MaxPendingTotal, MaxStall: time.Duration(cfg.MaxStall),
 		MaxSubscriptions: cfg.MaxConnSubscriptions})
 	if err != nil {
@@ -280,4 +284,13 @@ func aclOf(grants map[string]config.Grant) (server.Authorizer, error) {
 		return nil, fmt.Errorf("acl: %w", err)
 	}
 	return acl, nil
+}
+
+// mayBlock admits the listed identities to the block policy; nil when
+// there are none (only the local operator may block).
+func mayBlock(ids []string) func(string) bool {
+	if len(ids) == 0 {
+		return nil
+	}
+	return func(identity string) bool { return slices.Contains(ids, identity) }
 }

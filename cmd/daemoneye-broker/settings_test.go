@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,33 @@ func TestSettingsSlowConsumerBounds(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// --may-block and may_block name the identities, beyond the local
+// operator, whose block subscriptions may hold publishers back.
+func TestSettingsMayBlock(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "broker.yaml")
+	if err := os.WriteFile(file, []byte("may_block: [cert:archiver]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"--config", file}, []string{"cert:archiver"}},
+		{[]string{"--config", file, "--may-block", "token:a", "--may-block", "token:b"}, []string{"token:a", "token:b"}},
+	} {
+		cfg, _, err := settings(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(cfg.MayBlock, tc.want) {
+			t.Errorf("%q: may_block %q, want %q", tc.args, cfg.MayBlock, tc.want)
+		}
+		if f := mayBlock(cfg.MayBlock); (f == nil) != (len(tc.want) == 0) || f != nil && (!f(tc.want[0]) || f("uid:4242")) {
+			t.Errorf("%q: mayBlock admits the wrong identities", tc.args)
+		}
 	}
 }

@@ -130,6 +130,10 @@ type Broker struct {
 	TLSCert      string   `yaml:"tls_cert"`
 	TLSKey       string   `yaml:"tls_key"`
 	AllowCerts   []string `yaml:"allow_certs"`
+	// MayBlock lists identities besides root and the broker's own user
+	// whose block subscriptions hold publishers back (at most MaxStall
+	// each time); anyone else's block is made disconnect.
+	MayBlock []string `yaml:"may_block"`
 	// ACL, when set, confines every identity to its grant (key: the
 	// identity, "uid:N", "cert:NAME", "token:NAME"; "*" for every identity
 	// not named, which otherwise may do nothing). Absent: every admitted
