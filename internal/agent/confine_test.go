@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testproc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -181,7 +181,7 @@ func TestOperatorCannotForge(t *testing.T) {
 // else.
 func TestCollectorConnectionIsConfined(t *testing.T) {
 	a := runRealAgent(t, Options{})
-	mine, theirs := socketpair(t)
+	mine, theirs := testproc.Socketpair(t)
 	if err := a.srv.ServeConn(mine, CollectorIdentity("procmond")); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestCollectorConnectionIsConfined(t *testing.T) {
 
 	// A heartbeat for procmond from another identity: refused, and the
 	// agent's view of procmond does not move.
-	other, otherEnd := socketpair(t)
+	other, otherEnd := testproc.Socketpair(t)
 	if err := a.srv.ServeConn(other, CollectorIdentity("impostor")); err != nil {
 		t.Fatal(err)
 	}
@@ -311,23 +311,4 @@ func procCreds(t *testing.T, pid int) (*syscall.Credential, []uintptr) {
 		}
 	}
 	return cred, caps
-}
-
-// socketpair returns the two ends of a connected UNIX socket pair.
-func socketpair(t *testing.T) (agentEnd, collectorEnd net.Conn) {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) net.Conn {
-		f := os.NewFile(uintptr(fd), "pair")
-		defer f.Close()
-		nc, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
-	return conn(fds[0]), conn(fds[1])
 }

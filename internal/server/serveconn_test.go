@@ -2,42 +2,21 @@ package server_test
 
 import (
 	"context"
-	"net"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/server"
 	"github.com/daemoneye/daemoneye/internal/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testproc"
 )
-
-// socketpair returns the two ends of a connected UNIX socket pair.
-func socketpair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) net.Conn {
-		f := os.NewFile(uintptr(fd), "pair")
-		defer f.Close()
-		nc, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
-	return conn(fds[0]), conn(fds[1])
-}
 
 // serveConfined hands srv one end of a socketpair as identity and returns
 // a client on the other end.
 func serveConfined(t *testing.T, srv *server.Server, identity string, opts client.Options) *client.Conn {
 	t.Helper()
-	mine, theirs := socketpair(t)
+	mine, theirs := testproc.Socketpair(t)
 	if err := srv.ServeConn(mine, identity); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +40,7 @@ func TestServeConnIdentityWithoutASlot(t *testing.T) {
 	if err := c.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	bad, other := socketpair(t)
+	bad, other := testproc.Socketpair(t)
 	defer other.Close()
 	if err := srv.ServeConn(bad, "no-kind"); err == nil || !strings.Contains(err.Error(), "kind:name") {
 		t.Errorf("ServeConn with a bad identity: %v", err)

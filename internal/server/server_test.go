@@ -33,7 +33,13 @@ func TestMain(m *testing.M) {
 // start runs a broker and a server on a fresh socket and returns the path.
 func start(t *testing.T, opts Options) (string, *Server, *eventbus.Broker) {
 	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
+	return startBroker(t, eventbus.Options{}, opts)
+}
+
+// startBroker is start with a broker made with bopts.
+func startBroker(t *testing.T, bopts eventbus.Options, opts Options) (string, *Server, *eventbus.Broker) {
+	t.Helper()
+	b, err := eventbus.New(bopts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,39 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/transport"
 	"github.com/daemoneye/daemoneye/internal/wire"
 )
-
-// startBroker is start with broker options.
-func startBroker(t *testing.T, bopts eventbus.Options, opts Options) (string, *Server, *eventbus.Broker) {
-	t.Helper()
-	b, err := eventbus.New(bopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Broker = b
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), transport.SocketName)
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
-	return path, srv, b
-}
 
 // waitFor polls cond every few milliseconds until it holds or the generous
 // deadline passes.

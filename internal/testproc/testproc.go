@@ -1,16 +1,40 @@
-// Package testproc builds the project's binaries and watches the output of
-// processes, for tests that run real processes. For tests only.
+// Package testproc builds the project's binaries, watches the output of
+// processes and makes the socketpairs that connect them, for tests that
+// run real processes. For tests only.
 package testproc
 
 import (
 	"bufio"
 	"io"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// Socketpair returns the two ends of a connected UNIX stream socket pair,
+// as an agent makes for a collector. The caller closes both.
+func Socketpair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "pair")
+		defer f.Close()
+		nc, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	return conn(fds[0]), conn(fds[1])
+}
 
 // Build builds the package pkg (an import path) into dir and returns the
 // binary's path.
