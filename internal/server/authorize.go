@@ -40,7 +40,7 @@ func (c *conn) allowPublish(topic, reply string) error {
 	if a == nil {
 		return nil
 	}
-	if c.resp != nil && reply == "" && c.resp.take(topic) {
+	if c.resp != nil && reply == "" && strings.HasPrefix(topic, wire.InboxPrefix) && c.resp.take(topic) {
 		return nil // the answer to a request delivered to this connection
 	}
 	if err, ok := c.authCache[topic]; ok {
@@ -288,6 +288,12 @@ func (a *ACL) AllowRequest(identity, t, reply string) error {
 	}
 	if !matchAny(g.Publish, t) && !matchAny(g.Request, t) {
 		return fmt.Errorf("%s may send requests only to %s", identity, list(append(slices.Clip(g.Publish), g.Request...)))
+	}
+	if !strings.HasPrefix(reply, wire.InboxPrefix) {
+		// The responder may answer there once whatever its grant says:
+		// a reply topic elsewhere (events.alert.high) would let a request
+		// steer it to publish where nobody may.
+		return fmt.Errorf("the reply topic %q is not an inbox (%s...)", reply, wire.InboxPrefix)
 	}
 	if err := a.AllowSubscribe(identity, reply); err != nil {
 		return fmt.Errorf("the reply topic %q: %w", reply, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -497,7 +498,7 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 		c.srv.budgetSpent()
 		return errBudgetFull
 	}
-	if c.resp != nil && m.Reply != "" {
+	if c.resp != nil && m.Reply != "" && strings.HasPrefix(m.Reply, wire.InboxPrefix) {
 		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
 	}
 	wasEmpty := len(c.out) == 0
@@ -682,7 +683,7 @@ func (c *conn) enqueue(build func([]byte) []byte) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.out)+c.writing > c.srv.opts.MaxPending {
+	if len(c.out)+c.writing > c.srv.opts.MaxPending+controlHeadroom {
 		c.mu.Unlock()
 		c.closeSlow(errNotReading) // a slow consumer of its own frames
 		return
@@ -695,7 +696,14 @@ func (c *conn) enqueue(build func([]byte) []byte) {
 	c.signal()
 }
 
-var errNotReading = errors.New("the client does not read: its outbound buffer reached MaxPending")
+var errNotReading = errors.New("the client does not read: its outbound buffer reached MaxPending and the room kept for control frames")
+
+// controlHeadroom is what control frames (pongs, acks, errors) may add
+// beyond MaxPending, in bytes: deliveries fill the buffer up to MaxPending
+// under a drop policy, and a client that still pings or acks now and then
+// while it catches up is not a slow consumer. One that keeps pinging
+// without reading fills it and is.
+const controlHeadroom = 64 << 10
 
 func (c *conn) signal() {
 	select {
@@ -861,9 +869,13 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			c.writeArmed = now.Add(timeout)
 			c.nc.SetWriteDeadline(c.writeArmed)
 		}
-		if c.abort.Load() {
-			// closeNow may have pulled the deadline in just before we pushed
-			// it out again: pull it in once more.
+		c.mu.Lock()
+		slow := c.slow
+		c.mu.Unlock()
+		if c.abort.Load() || slow && timeout == c.srv.opts.WriteTimeout { // not the brief last flush
+			// closeNow, or Deliver finding a slow consumer, may have pulled
+			// the deadline in just before we pushed it out again: pull it
+			// in once more.
 			c.nc.SetWriteDeadline(time.Now())
 		}
 		n, err := c.writeChunks(batch)

@@ -108,6 +108,24 @@ func TestConfinedResponses(t *testing.T) {
 		t.Fatalf("the answer: %v, %v", r.m, r.err)
 	}
 	forged(req.Reply) // a second answer
+	// A request whose reply topic is not an inbox gives no permission:
+	// answering it would publish where the grant does not allow.
+	if err := agent.PublishMsg(&client.Msg{Topic: "control.collector.health.x", Reply: "events.alert.high", Payload: []byte("steer")}); err != nil {
+		t.Fatal(err)
+	}
+	var steer client.Msg
+	select {
+	case steer = <-reqs.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request within 10 s")
+	}
+	if err := col.Respond(&steer, []byte("forged alert")); err != nil {
+		t.Fatal(err)
+	}
+	col.Flush(t.Context())
+	if err := col.AsyncErr(); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("answering on %s: %v, want forbidden", steer.Reply, err)
+	}
 	// Its own inbox, bound to its identity, works.
 	if _, err := agent.SubscribeFunc(t.Context(), "control.agent.tasks", client.SubscribeOptions{}, func(m *client.Msg) {
 		agent.Respond(m, []byte("task"))
@@ -117,8 +135,8 @@ func TestConfinedResponses(t *testing.T) {
 	if m, err := col.Request(t.Context(), "control.agent.tasks", nil); err != nil || string(m.Payload) != "task" {
 		t.Errorf("a request on its own inbox: %v, %v", m, err)
 	}
-	if st := srv.Stats(); st.DeniedPublishes != 2 || st.DeniedSubscribes != 3 {
-		t.Errorf("denied %d publishes and %d subscribes, want 2 and 3", st.DeniedPublishes, st.DeniedSubscribes)
+	if st := srv.Stats(); st.DeniedPublishes != 3 || st.DeniedSubscribes != 3 {
+		t.Errorf("denied %d publishes and %d subscribes, want 3 and 3", st.DeniedPublishes, st.DeniedSubscribes)
 	}
 }
 

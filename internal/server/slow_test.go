@@ -416,3 +416,35 @@ func TestStuckClientsDoNotHoldTheBudget(t *testing.T) {
 	}
 	healthy.nc.Close()
 }
+
+// A drop-newest subscriber whose buffer deliveries have filled is not a
+// slow consumer for pinging while it catches up: control frames have room
+// beyond MaxPending (controlHeadroom).
+func TestControlFramesHaveHeadroom(t *testing.T) {
+	path, srv, b := start(t, Options{MaxPending: 64 << 10, WriteTimeout: time.Minute})
+	sub := dial(t, path)
+	sub.send(wire.AppendSubscribe(nil, &wire.Subscribe{SID: 1, Pattern: []byte("events.a"), Overflow: uint8(eventbus.OverflowDropNewest)}))
+	sub.sync()
+	watcher := dial(t, path)
+	watcher.send(subscribeFrame(2, "events.marker"))
+	watcher.sync()
+	payload := make([]byte, 20)
+	waitFor(t, "the subscriber's buffer full and a message dropped", func() bool {
+		for range 1000 {
+			b.Publish(context.Background(), eventbus.Message{Topic: "events.a", Payload: payload})
+		}
+		return srv.Stats().ConnDropped.Full > 0
+	})
+	for i := range 5 {
+		sub.send(wire.AppendU64(nil, wire.TypePing, uint64(i+1)))
+	}
+	// Handled after the pings, on the same reader: once the watcher has
+	// it, the pings have been answered (into the full buffer).
+	sub.send(wire.AppendPublish(nil, &wire.Publish{Topic: []byte("events.marker"), Payload: []byte("after the pings")}))
+	if d := watcher.deliver(); string(d.Payload) != "after the pings" {
+		t.Fatalf("watcher got %q", d.Payload)
+	}
+	if st := srv.Stats(); st.SlowConsumers != 0 || len(st.Connections) != 2 {
+		t.Errorf("a drop-newest subscriber that pinged 5 times was closed as a slow consumer: slow consumers %d, connections %d", st.SlowConsumers, len(st.Connections))
+	}
+}
