@@ -32,7 +32,7 @@ func TestPolicy(t *testing.T) {
 	specs := []CollectorSpec{{ID: "procmond", Kind: "procmond"}, {ID: "other", Kind: "procmond"}}
 	p, err := newPolicy(specs, ACLFile{
 		"uid:4242": {Publish: []string{"events.custom.#", "events.alert.#", "control.health.heartbeat.procmond", "control.collector.#"},
-			Request: []string{"control.collector.#"}},
+			Request: []string{"control.collector.#", "control.agent.#"}, Subscribe: []string{"control.inbox.abc.+"}},
 	}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +86,7 @@ func TestPolicy(t *testing.T) {
 		check{"uid:4242", "pub", "control.health.heartbeat.procmond", false},
 		check{"uid:4242", "pub", "control.collector.lifecycle.procmond", false},
 		check{"uid:4242", "req", "control.collector.health.procmond", false},
+		check{"uid:4242", "req", ForwardPrefix + "health.procmond", true},
 		check{"uid:4242", "sub", "events.#", false},
 	)
 	for _, c := range checks {
@@ -446,7 +447,6 @@ func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%v: exit %d\n%s", tc.args, code, out.String())
 		if code != tc.code || !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%v: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, out.String())
 		}
