@@ -433,7 +433,8 @@ func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 		{[]string{"call", "control.collector.capabilities.procmond"}, 0, `"status": "RPC_STATUS_SUCCESS"`},
 		{[]string{"collectors", "health", "procmond"}, 0, "procmond: healthy"},
 		{[]string{"collectors", "capabilities", "procmond"}, 0, "procmond"},
-		{[]string{"ps"}, 0, "PID"},
+		{[]string{"collectors", "config", "procmond"}, 0, "procmond: configuration version"},
+		{[]string{"ps"}, 0, "collector procmond --id procmond"},
 		{[]string{"call", "control.collector.health.nobody"}, 1, `the agent runs no collector "nobody"`},
 		{[]string{"collectors", "health", "nobody"}, 1, `the agent runs no collector "nobody"`},
 	} {
