@@ -143,9 +143,9 @@ func cliID(c *client.Conn) string {
 // collectorCaller sends the calls for a collector's control services
 // (control.collector.<op>.<id>) through the agent, which forwards them
 // (agent.ForwardPrefix + "<op>.<id>"): on the agent's socket only the
-// agent publishes on control.collector.*. Where nothing answers there (a
-// broker with no agent) it calls the collector directly, and does so for
-// the rest of the command. Other topics are called as given. It is safe
+// agent publishes on control.collector.*. Where nothing answers there, or
+// the server refuses it (a broker with no agent), it calls the collector
+// directly, and does so for the rest of the command. Other topics are called as given. It is safe
 // for concurrent use.
 type collectorCaller struct {
 	rc     *rpc.Client
@@ -179,7 +179,9 @@ func (c *collectorCaller) Call(ctx context.Context, topic string, req *eventbusv
 			return c.rc.Call(ctx, fwd, req) // the agent is there: retry through it
 		}
 		return nil, err
-	case errors.Is(err, rpc.ErrNoResponders):
+	case errors.Is(err, rpc.ErrNoResponders), errors.Is(err, client.ErrRefused):
+		// No agent here, or a broker whose ACL grants the collector's
+		// topic but not the agent's.
 		c.direct.Store(true)
 		return c.rc.Call(ctx, topic, req)
 	}
