@@ -15,11 +15,21 @@ import (
 // unless it only validates or names an expected_version. A Client is safe
 // for concurrent use.
 type Client struct {
-	rpc *rpc.Client
+	rpc Caller
+}
+
+// Caller sends one RPC to a topic, as rpc.Client.Call does; a caller may
+// route it (the CLI sends a collector's calls through the agent).
+type Caller interface {
+	Call(ctx context.Context, topic string, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error)
 }
 
 // NewClient returns a Client that calls through c.
 func NewClient(c *rpc.Client) *Client { return &Client{rpc: c} }
+
+// NewClientVia returns a Client that calls through c, which must be safe
+// for concurrent use if the Client is used concurrently.
+func NewClientVia(c Caller) *Client { return &Client{rpc: c} }
 
 // call sends a request with body to collector id and returns the response.
 func (c *Client) call(ctx context.Context, id string, idempotent bool, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {

@@ -203,6 +203,7 @@ type Agent struct {
 	alerts     *dispatcher
 	procs      []*proc
 	wg         sync.WaitGroup // collector Wait goroutines
+	fwd        forwarder      // collector calls forwarded for operators
 	// ownAlerts counts the alerts the agent raised itself (collector-failed).
 	ownAlerts atomic.Uint64
 }
@@ -215,7 +216,7 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	if err := opts.defaults(); err != nil {
 		return err
 	}
-	a := &Agent{opts: opts, log: opts.Logger, sock: opts.Socket}
+	a := &Agent{opts: opts, log: opts.Logger, sock: opts.Socket, fwd: forwarder{sem: make(chan struct{}, maxForwards)}}
 	for _, spec := range opts.Collectors {
 		p, err := newProc(spec)
 		if err != nil {
@@ -279,6 +280,10 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	if err := a.serveAdmin(runCtx); err != nil {
+		return err
+	}
+	defer func() { stopAll(); a.fwd.close() }() // the forwards in flight end with runCtx
+	if err := a.serveForward(runCtx); err != nil {
 		return err
 	}
 	events, err := a.conn.SubscribeWith(runCtx, "events.process.#", client.SubscribeOptions{Buffer: 1 << 16})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,20 +15,24 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testproc"
+	"github.com/daemoneye/daemoneye/rpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // The agent's default policy: operators watch everything and call
-// services, but publish no events, alerts, heartbeats or bare collector
-// commands; a collector publishes its own events and heartbeats, receives
+// services (the collectors' through the agent), but publish no events,
+// alerts or heartbeats, and send nothing on control.collector.*; a collector publishes its own events and heartbeats, receives
 // only its own topics and inbox; an ACL entry adds grants but cannot lift
 // the agent's reserved topics.
 func TestPolicy(t *testing.T) {
 	specs := []CollectorSpec{{ID: "procmond", Kind: "procmond"}, {ID: "other", Kind: "procmond"}}
 	p, err := newPolicy(specs, ACLFile{
-		"uid:4242": {Publish: []string{"events.custom.#", "events.alert.#", "control.health.heartbeat.procmond"}},
+		"uid:4242": {Publish: []string{"events.custom.#", "events.alert.#", "control.health.heartbeat.procmond", "control.collector.#"},
+			Request: []string{"control.collector.#", "control.agent.#"}, Subscribe: []string{"control.inbox.abc.+"}},
 	}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +51,8 @@ func TestPolicy(t *testing.T) {
 			check{op, "pub", "control.health.heartbeat.procmond", false},
 			check{op, "req", "control.health.heartbeat.procmond", false},
 			check{op, "pub", "control.collector.lifecycle.procmond", false},
-			check{op, "req", "control.collector.health.procmond", true},
+			check{op, "req", "control.collector.health.procmond", false},
+			check{op, "req", ForwardPrefix + "health.procmond", true},
 			check{op, "req", "control.agent.collectors", true},
 			check{op, "req", "control.broker.stats", true},
 			check{op, "req", "events.process.lifecycle", false},
@@ -78,6 +84,9 @@ func TestPolicy(t *testing.T) {
 		check{"uid:4242", "pub", "events.custom.thing", true},
 		check{"uid:4242", "pub", "events.alert.high", false},
 		check{"uid:4242", "pub", "control.health.heartbeat.procmond", false},
+		check{"uid:4242", "pub", "control.collector.lifecycle.procmond", false},
+		check{"uid:4242", "req", "control.collector.health.procmond", false},
+		check{"uid:4242", "req", ForwardPrefix + "health.procmond", true},
 		check{"uid:4242", "sub", "events.#", false},
 	)
 	for _, c := range checks {
@@ -138,7 +147,8 @@ func runRealAgent(t *testing.T, opts Options) *Agent {
 }
 
 // Over the socket, an operator cannot forge process events, alerts or a
-// collector's heartbeats; each refusal is counted.
+// collector's heartbeats, nor send a collector anything directly; each
+// refusal is counted. Calls to a collector go through the agent.
 func TestOperatorCannotForge(t *testing.T) {
 	a := runRealAgent(t, Options{})
 	c, err := client.Dial(t.Context(), a.Socket(), client.Options{NoReconnect: true})
@@ -161,7 +171,6 @@ func TestOperatorCannotForge(t *testing.T) {
 			t.Errorf("after %s: %d denied publishes, want %d", topic, n, i+1)
 		}
 	}
-	// Calls to the collector still work: the README's commands.
 	waitFor(t, "procmond answering", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
@@ -170,8 +179,80 @@ func TestOperatorCannotForge(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Request(ctx, "control.collector.health.procmond", nil); err != nil {
-		t.Errorf("an operator's request to procmond: %v", err)
+	// A request straight to procmond: forbidden, and counted.
+	_, err = c.Request(ctx, "control.collector.health.procmond", nil)
+	if !errors.Is(err, client.ErrRefused) || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), ForwardPrefix) {
+		t.Errorf("an operator's request straight to procmond: %v, want forbidden, naming the agent's forwarder", err)
+	}
+	if n := a.srv.Stats().DeniedPublishes; n != 5 {
+		t.Errorf("after the direct request: %d denied publishes, want 5", n)
+	}
+	// Through the agent: procmond's own answer, unchanged.
+	rc := rpc.NewClient(c, rpc.ClientOptions{ID: "test"})
+	resp, err := rc.Call(ctx, ForwardPrefix+"health.procmond", &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{HealthCheck: &eventbusv1.HealthCheckRequest{}}})
+	if err != nil || resp.GetHealthCheck() == nil {
+		t.Errorf("a health check through the agent: %v, %v", resp, err)
+	}
+}
+
+// The agent forwards only to its own collectors and their operations,
+// and answers every refusal or failure in the RPC error model, once.
+func TestForwardRefusals(t *testing.T) {
+	a := runRealAgent(t, Options{})
+	c, err := client.Dial(t.Context(), a.Socket(), client.Options{NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc := rpc.NewClient(c, rpc.ClientOptions{ID: "test", BreakerFailures: -1})
+	health := func() *eventbusv1.RpcRequest {
+		return &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{HealthCheck: &eventbusv1.HealthCheckRequest{}}}
+	}
+	for _, tc := range []struct {
+		topic  string
+		target error
+		want   string
+	}{
+		{ForwardPrefix + "health.nobody", rpc.ErrNotFound, `the agent runs no collector "nobody" (it runs procmond)`},
+		{ForwardPrefix + "bogus.procmond", rpc.ErrInvalidArgument, "names no collector operation"},
+		{ForwardPrefix + "health.procmond.extra", rpc.ErrInvalidArgument, "names no collector operation"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := rc.Call(ctx, tc.topic, health())
+		cancel()
+		if !errors.Is(err, tc.target) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %v saying %q", tc.topic, err, tc.target, tc.want)
+		}
+	}
+}
+
+// A forward to a collector that is not answering (stopped, restarting)
+// says so once, as a retryable UNAVAILABLE error.
+func TestForwardNoResponders(t *testing.T) {
+	a := runRealAgent(t, Options{})
+	in := &client.Msg{Topic: ForwardPrefix + "health.procmond", Reply: "control.inbox.test.1"}
+	replies, err := a.conn.Subscribe(t.Context(), "control.inbox.test.1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &eventbusv1.EventBusMessage{Payload: &eventbusv1.EventBusMessage_RpcRequest{RpcRequest: &eventbusv1.RpcRequestPayload{Request: &eventbusv1.RpcRequest{RequestId: "r1"}}}}
+	// A target with no subscriber at all, as when procmond is down.
+	a.forwardOne(t.Context(), in, req, "control.collector.health.absent", "absent")
+	select {
+	case m := <-replies.C():
+		env := new(eventbusv1.EventBusMessage)
+		if v, ok := envelope.FromValue(m.Value); ok {
+			env = v
+		} else if err := proto.Unmarshal(m.Payload, env); err != nil {
+			t.Fatal(err)
+		}
+		resp := env.GetRpcResponse().GetResponse()
+		e := &rpc.Error{Status: resp.GetStatus(), Detail: resp.GetError()}
+		if resp.GetRequestId() != "r1" || !errors.Is(e, rpc.ErrUnavailable) || strings.Count(e.Error(), "no responders") != 1 || !resp.GetError().GetRetryable() {
+			t.Errorf("answer %v (%v), want request r1, UNAVAILABLE, retryable, saying no responders once", resp, e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer within 10 s")
 	}
 }
 
@@ -202,10 +283,10 @@ func TestCollectorConnectionIsConfined(t *testing.T) {
 	waitFor(t, "procmond answering", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err := op.Request(ctx, "control.collector.health.procmond", nil)
+		_, err := op.Request(ctx, ForwardPrefix+"health.procmond", nil)
 		return err == nil
 	})
-	m := <-reqs.C() // the operator's request, seen by the impostor too
+	m := <-reqs.C() // the agent's forward of the operator's request, seen by the impostor too
 	inbox := m.Reply[:strings.LastIndexByte(m.Reply, '.')]
 	for _, p := range []string{inbox + ".+", "control.inbox.#"} {
 		if _, err := col.Subscribe(t.Context(), p, 1); err == nil || !strings.Contains(err.Error(), "forbidden") {
@@ -311,4 +392,51 @@ func procCreds(t *testing.T, pid int) (*syscall.Credential, []uintptr) {
 		}
 	}
 	return cred, caps
+}
+
+// The README's commands that call procmond work against the agent, through
+// its forwarder: nothing is sent on control.collector.* from the socket.
+func TestCLICallsCollectorsThroughAgent(t *testing.T) {
+	agentBin, cli, _ := binaries(t)
+	a := runAgent(t, Options{Exe: agentBin})
+	waitFor(t, "procmond answering", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		_, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
+		return err == nil
+	})
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"call", "control.collector.health.procmond"}, 0, `"status": "RPC_STATUS_SUCCESS"`},
+		{[]string{"call", "control.collector.capabilities.procmond"}, 0, `"status": "RPC_STATUS_SUCCESS"`},
+		{[]string{"collectors", "health", "procmond"}, 0, "procmond: healthy"},
+		{[]string{"collectors", "capabilities", "procmond"}, 0, "procmond"},
+		{[]string{"collectors", "config", "procmond"}, 0, "procmond: configuration version"},
+		{[]string{"ps"}, 0, "collector procmond --id procmond"},
+		{[]string{"call", "control.collector.health.nobody"}, 1, `the agent runs no collector "nobody"`},
+		{[]string{"collectors", "health", "nobody"}, 1, `the agent runs no collector "nobody"`},
+	} {
+		cmd := exec.Command(cli, append([]string{"--socket", a.Socket()}, tc.args...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, out.String())
+		}
+		if strings.Count(out.String(), "no collector") > 2 { // the JSON detail and the error line
+			t.Errorf("%v: the error is said more than once:\n%s", tc.args, out.String())
+		}
+	}
+	if n := a.srv.Stats().DeniedPublishes; n != 0 {
+		t.Errorf("%d denied publishes: the CLI tried control.collector.* directly", n)
+	}
 }

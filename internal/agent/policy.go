@@ -27,13 +27,14 @@ func CollectorIdentity(id string) string { return "collector:" + id }
 
 // OperatorGrant is what an operator (root, the agent's own user, and the
 // users admitted with allow_uids or allow_gids) may do by default: watch
-// everything, and call the agent's, the broker's and the collectors'
-// services with requests; but not publish events, alerts, heartbeats or
-// bare collector commands.
+// everything, and call the agent's and the broker's services with
+// requests, the collectors' through the agent (ForwardPrefix); but not
+// publish events, alerts or heartbeats, nor anything on
+// control.collector.*.
 func OperatorGrant() server.Grant {
 	return server.Grant{
 		Subscribe: []string{"#"},
-		Request:   []string{"control.agent.#", collectorTopics, "control.broker.#"},
+		Request:   []string{"control.agent.#", "control.broker.#"},
 	}
 }
 
@@ -64,8 +65,9 @@ func kindDomain(kind string) string {
 // (server.ACL: identity -> publish, request and subscribe patterns), with
 // rules no grant can lift:
 //   - nobody on the socket publishes events.alert.* (the agent raises
-//     alerts) or plain messages on control.collector.* (the agent commands
-//     the collectors; operators may send requests there if granted);
+//     alerts) or anything, plain message or request, on
+//     control.collector.* (the agent commands the collectors; operators
+//     call them through the agent, on ForwardPrefix);
 //   - control.health.heartbeat.<id> and control.health.status.<id> come
 //     only from collector <id>'s own connection, so the agent can trust
 //     whose heartbeat it reads.
@@ -111,14 +113,13 @@ func newPolicy(specs []CollectorSpec, file ACLFile, ttl time.Duration) (*policy,
 
 var errAgentOnly = errors.New("only the agent publishes there")
 
-// fixed applies the rules no grant lifts to a publish (request: with a
-// reply topic).
-func fixed(identity, t string, request bool) error {
+// fixed applies the rules no grant lifts to a publish or a request.
+func fixed(identity, t string) error {
 	switch {
 	case topic.Match(alertTopics, t):
 		return fmt.Errorf("%w: alerts are raised by the agent's detection rules", errAgentOnly)
-	case !request && topic.Match(collectorTopics, t):
-		return fmt.Errorf("%w: control.collector.* carries the agent's commands; call a collector's services with a request", errAgentOnly)
+	case topic.Match(collectorTopics, t):
+		return fmt.Errorf("%w: control.collector.* carries the agent's commands; call a collector through the agent on %s<op>.<id> (daemoneye-cli call, collectors and ps do)", errAgentOnly, ForwardPrefix)
 	}
 	for _, prefix := range []string{envelope.TopicHealthHeartbeat + ".", envelope.TopicHealthStatus + "."} {
 		if id, ok := strings.CutPrefix(t, prefix); ok && identity != CollectorIdentity(id) {
@@ -129,14 +130,14 @@ func fixed(identity, t string, request bool) error {
 }
 
 func (p *policy) AllowPublish(identity, t string) error {
-	if err := fixed(identity, t, false); err != nil {
+	if err := fixed(identity, t); err != nil {
 		return err
 	}
 	return p.acl.AllowPublish(identity, t)
 }
 
 func (p *policy) AllowRequest(identity, t, reply string) error {
-	if err := fixed(identity, t, true); err != nil {
+	if err := fixed(identity, t); err != nil {
 		return err
 	}
 	return p.acl.AllowRequest(identity, t, reply)

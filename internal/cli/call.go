@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/agent"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -67,7 +69,7 @@ prints the error's fields and exits with status 1.`)
 	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	resp, err := rpc.NewClient(c, rpc.ClientOptions{ID: cliID(c)}).Call(cctx, subject, req)
+	resp, err := newCollectorCaller(c).Call(cctx, subject, req)
 	if err != nil {
 		return callError(stdout, err)
 	}
@@ -136,4 +138,52 @@ func cliID(c *client.Conn) string {
 		return "daemoneye-cli/" + id
 	}
 	return "daemoneye-cli"
+}
+
+// collectorCaller sends the calls for a collector's control services
+// (control.collector.<op>.<id>) through the agent, which forwards them
+// (agent.ForwardPrefix + "<op>.<id>"): on the agent's socket only the
+// agent publishes on control.collector.*. Where nothing answers there, or
+// the server refuses it (a broker with no agent), it calls the collector
+// directly, and does so for the rest of the command. Other topics are called as given. It is safe
+// for concurrent use.
+type collectorCaller struct {
+	rc     *rpc.Client
+	direct atomic.Bool
+}
+
+func newCollectorCaller(c *client.Conn) *collectorCaller {
+	return &collectorCaller{rc: rpc.NewClient(c, rpc.ClientOptions{ID: cliID(c)})}
+}
+
+// Call is rpc.Client.Call, routed as above.
+func (c *collectorCaller) Call(ctx context.Context, topic string, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
+	rest, ok := strings.CutPrefix(topic, "control.collector.")
+	if !ok || c.direct.Load() {
+		return c.rc.Call(ctx, topic, req)
+	}
+	fwd := agent.ForwardPrefix + rest
+	if req.GetRequestId() == "" {
+		req.RequestId = envelope.NewID() // the same id for the attempts below
+	}
+	// The first try is not retried: "no responders" here means no agent.
+	probe := proto.Clone(req).(*eventbusv1.RpcRequest)
+	probe.Idempotent = false
+	resp, err := c.rc.Call(ctx, fwd, probe)
+	var e *rpc.Error
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.As(err, &e):
+		if req.GetIdempotent() && (errors.Is(e, rpc.ErrUnavailable) || errors.Is(e, rpc.ErrResourceExhausted)) {
+			return c.rc.Call(ctx, fwd, req) // the agent is there: retry through it
+		}
+		return nil, err
+	case errors.Is(err, rpc.ErrNoResponders), errors.Is(err, client.ErrRefused):
+		// No agent here, or a broker whose ACL grants the collector's
+		// topic but not the agent's.
+		c.direct.Store(true)
+		return c.rc.Call(ctx, topic, req)
+	}
+	return nil, err
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/daemoneye/daemoneye/collector"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -87,7 +86,7 @@ func runCollectors(ctx context.Context, g *global, args []string, stdout, stderr
 	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cc := collector.NewClient(rpc.NewClient(c, rpc.ClientOptions{ID: cliID(c)}))
+	cc := collector.NewClientVia(newCollectorCaller(c))
 	switch sub {
 	case "health":
 		r, err := cc.Health(cctx, id, &eventbusv1.HealthCheckRequest{IncludeMetrics: true})

@@ -13,7 +13,6 @@ import (
 	"github.com/daemoneye/daemoneye/detect"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/agent"
-	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -114,7 +113,7 @@ func runPs(ctx context.Context, g *global, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer c.Close()
-	cc := collector.NewClient(rpc.NewClient(c, rpc.ClientOptions{ID: cliID(c)}))
+	cc := collector.NewClientVia(newCollectorCaller(c))
 	var all []*eventbusv1.ProcessRecord
 	var first *eventbusv1.ProcessSnapshot
 	token := ""

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -311,6 +312,39 @@ func TestCallCommands(t *testing.T) {
 		code, out, errOut := run(t, append([]string{"--socket", path}, tc.args...)...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("%v: exit %d, output %q %q; want exit %d with %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// On a broker whose ACL grants requests to control.collector.* but not to
+// the agent's forwarder, call and collectors still reach the collector
+// directly.
+func TestCallCollectorUnderBrokerACL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cli := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	cfg := filepath.Join(dir, "broker.yaml")
+	me := "uid:" + strconv.Itoa(os.Getuid())
+	yaml := "acl:\n  \"" + me + "\":\n    publish: [\"events.#\", \"control.health.#\"]\n    request: [\"control.collector.#\"]\n    subscribe: [\"#\"]\n    respond: true\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testproc.StartBroker(t, broker, sock, "--config", cfg)
+	startDemo(t, sock, "a")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"call", "control.collector.health.demo"}, `"status": "RPC_STATUS_SUCCESS"`},
+		{[]string{"collectors", "health", "demo"}, "demo: healthy"},
+	} {
+		code, out, errOut := runBin(t, cli, append([]string{"--socket", sock}, tc.args...)...)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want 0 with %q\n%s%s", tc.args, code, tc.want, out, errOut)
 		}
 	}
 }
