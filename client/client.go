@@ -796,7 +796,9 @@ func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
 func (c *Conn) refused(e *wire.ErrorBody) {
 	err := fmt.Errorf("%w: %s", ErrRefused, e.Text)
 	if e.Code == wire.CodeNoResponders {
-		err = fmt.Errorf("%w: %s", ErrNoResponders, e.Text)
+		// The server's text is its own ErrNoResponders, wrapped: say it once.
+		text := strings.TrimPrefix(string(e.Text), ErrNoResponders.Error()+": ")
+		err = fmt.Errorf("%w: %s", ErrNoResponders, text)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -186,6 +186,11 @@ func TestCallAcrossProcesses(t *testing.T) {
 		{[]string{"collectors", "config", "--rollback", "demo"}, 0, []string{"applied version 3", `"interval_ms": 2000`}},
 		{[]string{"collectors", "health", "Bad.Id"}, 2, []string{"invalid id"}},
 	}
+	// An error is said once: "no responders" is not repeated by each layer
+	// it crosses.
+	if _, out, errOut := runBin(t, cli, "--socket", sock, "call", "control.collector.health.nobody"); strings.Count(out+errOut, "no responders") != 1 {
+		t.Errorf("call to nobody says \"no responders\" %d times:\n%s%s", strings.Count(out+errOut, "no responders"), out, errOut)
+	}
 	for _, tc := range cases {
 		code, out, errOut := runBin(t, cli, append([]string{"--socket", sock}, tc.args...)...)
 		if code != tc.code {
