@@ -17,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if target := os.Getenv(seccompChildEnv); target != "" {
+		os.Exit(seccompChild(target))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // binaries builds the agent and the CLI once per test.
 func binaries(t testing.TB) (agentBin, cli, dir string) {
