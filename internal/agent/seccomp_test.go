@@ -39,10 +39,8 @@ func seccompChild(target string) int {
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 			<-start
-			err := unix.PtraceAttach(pid)
-			if err == nil {
-				unix.PtraceDetach(pid)
-			}
+			b := make([]byte, 1)
+			_, err := unix.ProcessVMReadv(pid, []unix.Iovec{{Base: &b[0], Len: 1}}, []unix.RemoteIovec{{Base: 0x1000, Len: 1}}, 0)
 			done <- err
 		}()
 	}
@@ -52,7 +50,7 @@ func seccompChild(target string) int {
 	}
 	close(start)
 	for i := range threads {
-		report(fmt.Sprintf("ptrace-thread-%d", i), <-done)
+		report(fmt.Sprintf("process_vm_readv-thread-%d", i), <-done)
 	}
 	report("ptrace", unix.PtraceAttach(pid))
 	mem := fmt.Sprintf("/proc/%d/mem", pid)
@@ -164,7 +162,7 @@ func TestCollectorSeccomp(t *testing.T) {
 		"readlink-exe": "ok", "read-exe": "ok", "read-status": "ok",
 	}
 	for i := range 4 {
-		want[fmt.Sprintf("ptrace-thread-%d", i)] = "EPERM"
+		want[fmt.Sprintf("process_vm_readv-thread-%d", i)] = "EPERM"
 	}
 	for k, v := range want {
 		if got[k] != v {
