@@ -14,8 +14,8 @@ import (
 //
 // procmond keeps CAP_SYS_PTRACE because the kernel guards /proc/<pid>/exe,
 // cwd and the like of other users' processes by ptrace access mode; the
-// same capability would let it attach to the root agent, read or write its
-// memory (process_vm_*, /proc/<pid>/mem) or take its descriptors
+// same capability would let it attach to the root agent, write its memory
+// (ptrace, process_vm_writev, /proc/<pid>/mem) or take its descriptors
 // (pidfd_getfd). Collector mode therefore installs, after no_new_privs and
 // before the collector runs, a seccomp filter on every thread of the
 // process (SECCOMP_FILTER_FLAG_TSYNC; threads created later inherit it,
@@ -33,6 +33,10 @@ import (
 //     userfaultfd, the keyring calls, module and kexec loading, namespaces
 //     (setns, unshare, clone with a CLONE_NEW* flag; clone3, whose flags
 //     are in a struct, gets ENOSYS), and mounting, chroot, swap and reboot.
+//
+// Reading stays possible: /proc/<pid>/mem opened read-only is an open
+// the filter cannot tell from reading /proc/<pid>/status, since it sees
+// flags but not paths; process_vm_readv is refused anyway.
 //
 // Everything else is allowed: it is a deny list, so a call it does not
 // name is decided by the kernel's ordinary checks, which the collector's
