@@ -17,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if target := os.Getenv(seccompChildEnv); target != "" {
+		os.Exit(seccompChild(target))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // binaries builds the agent and the CLI once per test.
 func binaries(t testing.TB) (agentBin, cli, dir string) {
@@ -115,6 +120,35 @@ func TestAgentEndToEnd(t *testing.T) {
 	ps, err := exec.Command(cli, "--socket", sock, "ps").Output()
 	if err != nil || !strings.Contains(string(ps), bin+" 30") {
 		t.Errorf("ps: %v\n%s", err, ps)
+	}
+	// Under a root agent the sleeper is another user's process: its exe
+	// link and executable are read through procmond's capabilities, which
+	// its seccomp filter leaves for reading.
+	psJSON, err := exec.Command(cli, "--socket", sock, "ps", "--json").Output()
+	if err != nil {
+		t.Fatalf("ps --json: %v", err)
+	}
+	var snap struct {
+		Processes []struct {
+			PID            int    `json:"pid"`
+			ExecutablePath string `json:"executablePath"`
+			ExecutableHash string `json:"executableHash"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal(psJSON, &snap); err != nil {
+		t.Fatalf("ps --json: %v\n%s", err, psJSON)
+	}
+	found := false
+	for _, p := range snap.Processes {
+		if p.PID == sleeper.Process.Pid {
+			found = true
+			if p.ExecutablePath != bin || p.ExecutableHash == "" {
+				t.Errorf("the sleeper in ps --json: exe %q, hash %q; want %s and its hash", p.ExecutablePath, p.ExecutableHash, bin)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the sleeper (pid %d) is not in ps --json", sleeper.Process.Pid)
 	}
 
 	// procmond killed: restarted, and events resume.

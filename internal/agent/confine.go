@@ -23,15 +23,29 @@ import (
 // with only the capabilities its kind needs as ambient capabilities, and
 // with no_new_privs set (it sets it first thing in collector mode). So it
 // cannot reach the socket (its directory is 0700 root), is not admitted
-// by peer credentials if it connects anyway, cannot ptrace or signal the
-// agent, and has no way back to root. A compromised collector keeps its
-// own identity on its own connection, which the ACL confines, and the
-// read access to /proc its capabilities give.
+// by peer credentials if it connects anyway, cannot signal the agent, and
+// cannot gain privileges by executing anything.
+//
+// Its capabilities are strong for reading: CAP_DAC_READ_SEARCH reads any
+// file (/etc/shadow, the agent's keys) and CAP_SYS_PTRACE passes the
+// ptrace access checks of /proc/<pid>/ of every process, the agent's
+// included. What they would also allow, attaching to the agent, writing
+// its memory and taking its descriptors, is refused by the
+// seccomp filter collector mode installs on every thread before the
+// collector runs (confineSyscalls: ptrace, process_vm_readv/writev,
+// pidfd_getfd, opening any file for writing, /proc/<pid>/mem included, and
+// the kernel interfaces that lead further, EPERM). A compromised
+// collector keeps its own identity on its own connection, which the ACL
+// confines, and read access to any file and to every process's /proc
+// entries, the agent's memory included: /proc/<pid>/mem opened for
+// reading is a read-only open the filter cannot tell from any other.
 //
 // When the agent is not root, it cannot change the collector's user: the
 // collector runs as the agent's user, its connection is still the
 // socketpair and confined by the ACL, but the process itself can connect
-// to the socket as that user (an operator) and can ptrace the agent.
+// to the socket as that user (an operator), signal the agent and read its
+// memory through /proc; the seccomp filter still refuses ptrace and
+// opening files for writing.
 
 // DefaultCollectorUID and DefaultCollectorGID are the user and group a
 // root agent runs its collectors as: nobody and nogroup.
@@ -129,6 +143,16 @@ func (h *handover) close() {
 	for _, f := range h.files {
 		f.Close()
 	}
+}
+
+// confineCollector is what collector mode does first: no_new_privs on
+// every thread, then the seccomp filter (confineSyscalls). The collector
+// does not run if either fails.
+func confineCollector() error {
+	if err := noNewPrivs(); err != nil {
+		return err
+	}
+	return confineSyscalls()
 }
 
 // noNewPrivs sets no_new_privs on every thread of this process: nothing
