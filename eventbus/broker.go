@@ -428,6 +428,11 @@ func (b *Broker) lostToClose(ts *topicState, s *Subscription, m *Message) error 
 	case s.q.disconnected():
 		why = DropDisconnect
 	case !b.closing.Load():
+		// The subscription closed while the route still listed it: the
+		// subscriber went away, which is not the publisher's error, but
+		// the copy it was offered is lost and counts as such.
+		s.drops[DropClosed].Add(1)
+		ts.dropped[DropClosed].Add(1)
 		return nil
 	}
 	s.drops[why].Add(1)

@@ -146,10 +146,14 @@ func (b *Broker) sinkRefused(ts *topicState, s *Subscription, m *Message, err er
 	case errors.Is(err, ErrSlowConsumer):
 		why = DropDisconnect
 	case errors.Is(err, ErrClosed):
-		if !b.closing.Load() {
-			return nil // the subscriber went away: no longer interested
-		}
 		why = DropClosed
+		if !b.closing.Load() {
+			// The subscriber went away as the message reached it: not the
+			// publisher's error, but a copy lost, and counted.
+			s.drops[why].Add(1)
+			ts.dropped[why].Add(1)
+			return nil
+		}
 	}
 	s.drops[why].Add(1)
 	ts.dropped[why].Add(1)

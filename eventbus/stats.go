@@ -24,7 +24,8 @@ const (
 	// here (disconnect).
 	DropDisconnect
 	// DropClosed: the subscription or broker closed with the message still
-	// queued.
+	// queued, or as the message was offered to it (a connection that
+	// closed while it was being delivered to).
 	DropClosed
 
 	numDropReasons
