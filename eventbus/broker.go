@@ -592,18 +592,33 @@ func (b *Broker) drained() bool {
 }
 
 func (b *Broker) subscriptions() []*Subscription {
-	subs, _ := b.snapshot()
-	return subs
-}
-
-// snapshot returns the live subscriptions and, from the same instant, the
-// Delivered count of the removed ones.
-func (b *Broker) snapshot() ([]*Subscription, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]*Subscription, 0, len(b.subs))
 	for s := range b.subs {
 		out = append(out, s)
+	}
+	return out
+}
+
+// liveSub is a live subscription and what its Sink took, read in
+// snapshot.
+type liveSub struct {
+	s    *Subscription
+	sunk uint64
+}
+
+// snapshot returns the live subscriptions with their sink counts and,
+// from the same instant, the Delivered count of the removed ones: retire
+// moves a sink count into the removed ones' under b.mu, so reading both
+// under it counts each delivery once (read later, a count retire moved
+// meanwhile would be in neither).
+func (b *Broker) snapshot() ([]liveSub, uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]liveSub, 0, len(b.subs))
+	for s := range b.subs {
+		out = append(out, liveSub{s, s.sunk.Load()})
 	}
 	return out, b.retiredDelivered
 }

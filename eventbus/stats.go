@@ -149,9 +149,10 @@ func (b *Broker) Stats() Stats {
 		st.Topics = append(st.Topics, t)
 	}
 	subs, retired := b.snapshot()
-	for _, s := range subs {
+	for _, ls := range subs {
+		s := ls.s
 		depth, bytes, hwm, delivered := s.q.depth()
-		delivered += s.sunk.Load()
+		delivered += ls.sunk
 		ss := SubscriptionStats{
 			ID: s.id, Name: s.Name(), Subscriber: s.owner.Name(), Pattern: s.pattern, QueueGroup: s.group,
 			Overflow: s.q.overflow.String(), Delivered: delivered, Dropped: loadDrops(&s.drops),

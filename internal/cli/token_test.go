@@ -58,7 +58,7 @@ func TestTokenOnCommandLineRefused(t *testing.T) {
 // --token-file and $DAEMONEYE_TOKEN authenticate; a token file others can
 // read is refused.
 func TestTokenFileAndEnvironment(t *testing.T) {
-	_, addr, _ := startBroker(t, server.Options{Auth: server.Auth{Tokens: []server.Token{{Name: "ops", Secret: testSecret}}}})
+	_, addr, srv := startBroker(t, server.Options{Auth: server.Auth{Tokens: []server.Token{{Name: "ops", Secret: testSecret}}}})
 	url := "tcp://" + addr
 	dir := t.TempDir()
 	file := filepath.Join(dir, "token")
@@ -67,6 +67,15 @@ func TestTokenFileAndEnvironment(t *testing.T) {
 	}
 	identity := func(args ...string) string {
 		t.Helper()
+		// The previous command's connection may still be closing: wait
+		// until it has gone, so that stats lists only this one.
+		deadline := time.Now().Add(10 * time.Second)
+		for len(srv.Stats().Connections) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the previous command's connection did not go within 10 s")
+			}
+			time.Sleep(5 * time.Millisecond) // polling, with the deadline above
+		}
 		code, out, errOut := run(t, append(append([]string{"--url", url}, args...), "stats", "--json")...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut)
