@@ -18,6 +18,7 @@ import (
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testproc"
+	"github.com/daemoneye/daemoneye/internal/wire"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -56,9 +57,18 @@ func TestPolicy(t *testing.T) {
 			check{op, "req", "control.agent.collectors", true},
 			check{op, "req", "control.broker.stats", true},
 			check{op, "req", "events.process.lifecycle", false},
-			check{op, "sub", "#", true},
+			check{op, "sub", "#", op != "uid:1000"},
 		)
 	}
+	// Users other than root and the agent's watch events and health, and
+	// their own inbox, not other identities' replies.
+	checks = append(checks,
+		check{"uid:1000", "sub", "events.#", true},
+		check{"uid:1000", "sub", "control.health.#", true},
+		check{"uid:1000", "sub", "control.inbox.#", false},
+		check{"uid:1000", "sub", "control.inbox.uid-0-0123456789abcdef.+", false},
+		check{"uid:1000", "sub", "control.inbox.uid-1000-0123456789abcdef.+", true},
+	)
 	checks = append(checks,
 		check{"collector:procmond", "pub", "events.process.lifecycle", true},
 		check{"collector:procmond", "pub", "events.process.anything.deep", true},
@@ -95,10 +105,7 @@ func TestPolicy(t *testing.T) {
 		case "pub":
 			err = p.AllowPublish(c.identity, c.topic)
 		case "req":
-			reply := "control.inbox.abc.1"
-			if c.identity == "collector:procmond" {
-				reply = ownInbox + ".1"
-			}
+			reply := wire.InboxPrefix + wire.InboxName(c.identity, "0123456789abcdef") + ".1" // its own inbox
 			err = p.AllowRequest(c.identity, c.topic, reply)
 		case "sub":
 			err = p.AllowSubscribe(c.identity, c.topic)

@@ -25,8 +25,8 @@ const (
 // authenticated as it.
 func CollectorIdentity(id string) string { return "collector:" + id }
 
-// OperatorGrant is what an operator (root, the agent's own user, and the
-// users admitted with allow_uids or allow_gids) may do by default: watch
+// OperatorGrant is what an operator (root and the agent's own user, who
+// can read the agent's memory anyway) may do by default: watch
 // everything, and call the agent's and the broker's services with
 // requests, the collectors' through the agent (ForwardPrefix); but not
 // publish events, alerts or heartbeats, nor anything on
@@ -34,6 +34,18 @@ func CollectorIdentity(id string) string { return "collector:" + id }
 func OperatorGrant() server.Grant {
 	return server.Grant{
 		Subscribe: []string{"#"},
+		Request:   []string{"control.agent.#", "control.broker.#"},
+	}
+}
+
+// UserGrant is what every other admitted identity (the users of
+// allow_uids and allow_gids, certificates, tokens) may do by default: what
+// an operator may, except that it watches events and health only, not
+// the control traffic: the replies in other identities' inboxes are
+// theirs. Its own inbox it may always receive on.
+func UserGrant() server.Grant {
+	return server.Grant{
+		Subscribe: []string{"events.#", "control.health.#"},
 		Request:   []string{"control.agent.#", "control.broker.#"},
 	}
 }
@@ -85,11 +97,11 @@ type policy struct {
 type ACLFile map[string]server.Grant
 
 // newPolicy returns the policy for the collectors specs, with the
-// operators' default grant for root, this user and every other admitted
-// identity, overridden by file.
+// operators' grant for root and this user, UserGrant for every other
+// admitted identity, overridden by file.
 func newPolicy(specs []CollectorSpec, file ACLFile, ttl time.Duration) (*policy, error) {
-	op := OperatorGrant()
-	p := &policy{acl: server.ACL{Grants: map[string]server.Grant{}, Default: &op, ResponseTTL: ttl}}
+	op, user := OperatorGrant(), UserGrant()
+	p := &policy{acl: server.ACL{Grants: map[string]server.Grant{}, Default: &user, ResponseTTL: ttl}}
 	p.acl.Grants["uid:0"] = op
 	p.acl.Grants["uid:"+strconv.Itoa(os.Getuid())] = op
 	for _, s := range specs {
