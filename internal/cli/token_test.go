@@ -12,6 +12,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/server"
+	"github.com/daemoneye/daemoneye/internal/testbroker"
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
@@ -181,18 +182,7 @@ func TestStatsTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), transport.SocketName)
-	l, err := transport.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-served; b.Close() })
+	path, _, _ := testbroker.Start(t, server.Options{Broker: b})
 	code, _, errOut := run(t, "--socket", path, "stats")
 	if code != 1 || !strings.Contains(errOut, "could not send its stats") || !strings.Contains(errOut, "raise the broker's max payload") {
 		t.Errorf("exit %d, %q", code, errOut)

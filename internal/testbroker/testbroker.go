@@ -13,7 +13,7 @@ import (
 	"github.com/daemoneye/daemoneye/internal/transport"
 )
 
-// Start starts a broker and a server with opts (whose Broker it sets) on a
+// Start starts a server with opts on a broker (opts.Broker, or a new one) on a
 // fresh socket, and returns the socket's path. The test's cleanup closes
 // the server, waits for it, and closes the broker.
 func Start(t testing.TB, opts server.Options) (path string, srv *server.Server, b *eventbus.Broker) {
@@ -30,11 +30,15 @@ func Start(t testing.TB, opts server.Options) (path string, srv *server.Server, 
 // it is safe to call more than once, and the test's cleanup calls it.
 func StartAt(t testing.TB, path string, opts server.Options, before func(*eventbus.Broker)) (srv *server.Server, b *eventbus.Broker, stop func()) {
 	t.Helper()
-	b, err := eventbus.New(eventbus.Options{})
-	if err != nil {
-		t.Fatal(err)
+	b = opts.Broker
+	if b == nil {
+		var err error
+		if b, err = eventbus.New(eventbus.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		opts.Broker = b
 	}
-	opts.Broker = b
+	var err error
 	if srv, err = server.New(opts); err != nil {
 		t.Fatal(err)
 	}
