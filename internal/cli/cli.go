@@ -31,8 +31,9 @@ The broker is --socket, --url (unix:///path, tls://host:port with the
 --tls-* files, or tcp://127.0.0.1:port with a token), $DAEMONEYE_SOCKET, or
 the default socket path. A token is read from --token-file (a file of
 mode 0600 holding the secret) or $DAEMONEYE_TOKEN, never from the command
-line, where every user could read it. Run 'daemoneye-cli COMMAND -h' for a
-command's flags.
+line, where every user could read it. Over a UNIX socket the broker must
+run as root or as you, or as the uid in $DAEMONEYE_BROKER_UID; nothing is
+sent to anyone else. Run 'daemoneye-cli COMMAND -h' for a command's flags.
 `
 
 // Main runs the command line args (without the program name) and returns

@@ -21,7 +21,7 @@ import (
 type global struct {
 	socket                 string
 	url                    string
-	token                  string // --token or $DAEMONEYE_TOKEN
+	token                  string // from --token-file or $DAEMONEYE_TOKEN
 	tlsCA, tlsCert, tlsKey string
 	stdin                  io.Reader
 	stderr                 io.Writer // for notices from the connection's goroutine; safe for concurrent use
