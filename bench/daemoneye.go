@@ -14,8 +14,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // subBuffer is the channel capacity of every DaemonEye subscription: a
@@ -57,13 +56,13 @@ func startDaemonEye(ctx context.Context, tr Transport, p *pki) (_ env, err error
 		if e.dir, err = os.MkdirTemp("", "daemoneye-compare-"); err != nil {
 			return nil, fmt.Errorf("DaemonEye: socket directory: %w", err)
 		}
-		path := filepath.Join(e.dir, transport.SocketName)
-		if l, err = transport.ListenUnix(path); err != nil {
+		path := filepath.Join(e.dir, server.SocketName)
+		if l, err = server.ListenUnix(path); err != nil {
 			return nil, fmt.Errorf("DaemonEye: %w", err)
 		}
 		e.addr = "unix://" + path
 	case MTLS:
-		if l, err = transport.ListenTCP("127.0.0.1:0", transport.TCPConfig{TLS: p.server}); err != nil {
+		if l, err = server.ListenTLS("127.0.0.1:0", p.server); err != nil {
 			return nil, fmt.Errorf("DaemonEye: %w", err)
 		}
 		e.addr, e.tls = "tls://"+l.Addr().String(), p.client

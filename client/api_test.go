@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 )
 
 // eachTransport runs fn against a broker reached over a UNIX socket and in

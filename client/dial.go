@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/transport"
-	"github.com/daemoneye/daemoneye/internal/wire"
+	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 )
 
 // ErrAddress is wrapped by Dial's errors about the address itself: an

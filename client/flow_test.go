@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 )
 
 // A subscription whose consumer falls behind loses nothing by default:

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/wire"
+	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 )
 
 // reply is what a request waits for.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/protofill"
+	"github.com/daemoneye/daemoneye/internal/testutil/protofill"
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"

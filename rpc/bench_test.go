@@ -8,9 +8,9 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/bench"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
+	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 )
 
 // BenchmarkCall measures health-check calls through a Client and a Server
@@ -66,8 +66,8 @@ func BenchmarkCall(b *testing.B) {
 					b.Fatal(err)
 				}
 				var mu sync.Mutex
-				var all bench.Histogram
-				call := func(h *bench.Histogram) {
+				var all loadgen.Histogram
+				call := func(h *loadgen.Histogram) {
 					t0 := time.Now()
 					if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil {
 						b.Error(err)
@@ -83,7 +83,7 @@ func BenchmarkCall(b *testing.B) {
 				} else {
 					b.SetParallelism(callers / max(1, runtime.GOMAXPROCS(0)))
 					b.RunParallel(func(pb *testing.PB) {
-						var h bench.Histogram
+						var h loadgen.Histogram
 						for pb.Next() {
 							call(&h)
 						}

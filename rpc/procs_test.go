@@ -15,10 +15,10 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/bench"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 )
 
 // The cross-process benchmarks re-run this test binary in a role: a
@@ -171,7 +171,7 @@ func BenchmarkCallProcs(b *testing.B) {
 			if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil {
 				b.Fatal(err)
 			}
-			var h bench.Histogram
+			var h loadgen.Histogram
 			start := time.Now()
 			for b.Loop() {
 				t0 := time.Now()
@@ -236,7 +236,7 @@ func BenchmarkSocketFloor(b *testing.B) {
 				defer func() { nc.Close(); <-done }()
 				receive = func() error { return <-got }
 			}
-			var h bench.Histogram
+			var h loadgen.Histogram
 			start := time.Now()
 			for b.Loop() {
 				t0 := time.Now()
@@ -254,7 +254,7 @@ func BenchmarkSocketFloor(b *testing.B) {
 	}
 }
 
-func reportLatency(b *testing.B, h *bench.Histogram, start time.Time) {
+func reportLatency(b *testing.B, h *loadgen.Histogram, start time.Time) {
 	b.ReportMetric(float64(h.Count())/time.Since(start).Seconds(), "calls/s")
 	b.ReportMetric(float64(h.Quantile(0.5).Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(h.Quantile(0.99).Nanoseconds())/1e3, "p99-µs")

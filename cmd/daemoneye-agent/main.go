@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/daemoneye/daemoneye/internal/agent"
+	"github.com/daemoneye/daemoneye/internal/programs/agent"
 )
 
 func main() {

@@ -24,10 +24,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/command"
-	"github.com/daemoneye/daemoneye/internal/config"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/transport"
+	"github.com/daemoneye/daemoneye/internal/programs/command"
+	"github.com/daemoneye/daemoneye/internal/programs/config"
+	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 func main() {
@@ -48,7 +48,7 @@ func (l *listOf) Set(v string) error { *l = append(*l, v); return nil }
 func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 	fs := flag.NewFlagSet("daemoneye-broker", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
-	fs.String("socket", "", "UNIX socket to listen on (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	fs.String("socket", "", "UNIX socket to listen on (env DAEMONEYE_SOCKET; default "+server.DefaultSocketPath()+")")
 	fs.Int("max-conns", 1024, "most concurrent authenticated client connections")
 	fs.Int("max-preauth", server.DefaultMaxPreAuth, "most connections that have not authenticated yet (root and the broker's user are not counted)")
 	fs.Duration("drain-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for clients to leave")
@@ -138,7 +138,7 @@ func settings(args []string) (cfg config.Broker, verbose bool, err error) {
 		}
 	})
 	if cfg.Socket == "" {
-		cfg.Socket = transport.DefaultSocketPath()
+		cfg.Socket = server.DefaultSocketPath()
 	}
 	return cfg, verbose, ferr
 }
@@ -240,7 +240,7 @@ func run(args []string) error {
 
 // listen opens the UNIX socket and, if configured, the TCP listener.
 func listen(cfg *config.Broker) ([]net.Listener, error) {
-	ul, err := transport.ListenUnix(cfg.Socket)
+	ul, err := server.ListenUnix(cfg.Socket)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func listen(cfg *config.Broker) ([]net.Listener, error) {
 	}
 	tcfg := transport.TCPConfig{AllowPlaintext: cfg.TCPPlaintext, HandshakeTimeout: server.DefaultHandshakeTimeout}
 	if cfg.TLSCA != "" || cfg.TLSCert != "" || cfg.TLSKey != "" || !cfg.TCPPlaintext {
-		if tcfg.TLS, err = transport.ServerTLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+		if tcfg.TLS, err = server.TLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
 			ul.Close()
 			return nil, fmt.Errorf("--tcp %s: %w (give --tls-ca, --tls-cert and --tls-key, or --tcp-plaintext on a loopback address)", cfg.TCP, err)
 		}

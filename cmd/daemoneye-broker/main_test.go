@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"go.uber.org/goleak"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 )
 
 // The broker is killed and started again: the clients, separate processes,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/internal/config"
+	"github.com/daemoneye/daemoneye/internal/programs/config"
 )
 
 func TestSettingsPrecedence(t *testing.T) {

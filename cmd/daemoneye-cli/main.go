@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/daemoneye/daemoneye/internal/cli"
+	"github.com/daemoneye/daemoneye/internal/programs/cli"
 )
 
 func main() { os.Exit(cli.Run()) }

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/daemoneye/daemoneye/internal/procmond"
+	"github.com/daemoneye/daemoneye/internal/programs/procmond"
 )
 
 func main() {

@@ -11,8 +11,8 @@ import (
 	"github.com/daemoneye/daemoneye/collector"
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/server"
-	"github.com/daemoneye/daemoneye/internal/testbroker"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
 )

@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if target := os.Getenv(seccompChildEnv); target != "" {
+		os.Exit(seccompChild(target))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// binaries builds the agent and the CLI once per test.
+func binaries(t testing.TB) (agentBin, cli, dir string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir = t.TempDir()
+	return testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-agent"),
+		testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli"), dir
+}
+
+// copyExe copies a system binary into dir (a world-writable-like place
+// under /tmp for the tests).
+func copyExe(t *testing.T, dir, name string) string {
+	t.Helper()
+	src, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("no %s binary", name)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "copied-"+name)
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func status(t testing.TB, cli, sock string) AdminReply {
+	t.Helper()
+	out, err := exec.Command(cli, "--socket", sock, "collectors", "list", "--json").Output()
+	if err != nil {
+		t.Fatalf("collectors list: %v", err)
+	}
+	var r AdminReply
+	if err := json.Unmarshal(out, &r); err != nil || len(r.Collectors) != 1 {
+		t.Fatalf("collectors list: %s (%v)", out, err)
+	}
+	return r
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 15 s", what)
+		}
+	}
+}
+
+func gone(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	if errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	// A zombie still answers kill 0: look at its state.
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	return strings.Contains(string(b), ") Z ")
+}
+
+// The product end to end: the agent spawns procmond; a binary started
+// from a temporary directory raises an alert within seconds; procmond
+// killed with SIGKILL is restarted and events resume; the CLI sees it all;
+// the agent stops and leaves no child behind.
+func TestAgentEndToEnd(t *testing.T) {
+	agentBin, cli, dir := binaries(t)
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	ag := exec.Command(agentBin, "--socket", sock, "--interval", "200ms")
+	stdout, _ := ag.StdoutPipe()
+	stderr, _ := ag.StderrPipe()
+	if err := ag.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	alerts, logs := testproc.Lines(stdout), testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
+	waitFor(t, "procmond running and healthy", func() bool {
+		c := status(t, cli, sock).Collectors[0]
+		return c.State == StateRunning && c.Health == HealthHealthy
+	})
+
+	bin := copyExe(t, t.TempDir(), "sleep")
+	sleeper := exec.Command(bin, "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	line := testproc.ExpectLine(t, alerts, "the agent's alerts", "pid="+strconv.Itoa(sleeper.Process.Pid))
+	if !strings.Contains(line, "exec-from-world-writable-dir") || !strings.Contains(line, bin) || !strings.Contains(line, "HIGH") {
+		t.Errorf("alert line %q", line)
+	}
+	ps, err := exec.Command(cli, "--socket", sock, "ps").Output()
+	if err != nil || !strings.Contains(string(ps), bin+" 30") {
+		t.Errorf("ps: %v\n%s", err, ps)
+	}
+	// Under a root agent the sleeper is another user's process: its exe
+	// link and executable are read through procmond's capabilities, which
+	// its seccomp filter leaves for reading.
+	psJSON, err := exec.Command(cli, "--socket", sock, "ps", "--json").Output()
+	if err != nil {
+		t.Fatalf("ps --json: %v", err)
+	}
+	var snap struct {
+		Processes []struct {
+			PID            int    `json:"pid"`
+			ExecutablePath string `json:"executablePath"`
+			ExecutableHash string `json:"executableHash"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal(psJSON, &snap); err != nil {
+		t.Fatalf("ps --json: %v\n%s", err, psJSON)
+	}
+	found := false
+	for _, p := range snap.Processes {
+		if p.PID == sleeper.Process.Pid {
+			found = true
+			if p.ExecutablePath != bin || p.ExecutableHash == "" {
+				t.Errorf("the sleeper in ps --json: exe %q, hash %q; want %s and its hash", p.ExecutablePath, p.ExecutableHash, bin)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the sleeper (pid %d) is not in ps --json", sleeper.Process.Pid)
+	}
+
+	// procmond killed: restarted, and events resume.
+	before := status(t, cli, sock).Collectors[0]
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testproc.ExpectLine(t, logs, "the agent", "collector exited; restarting")
+	waitFor(t, "procmond restarted", func() bool {
+		c := status(t, cli, sock).Collectors[0]
+		return c.State == StateRunning && c.PID != before.PID && c.Restarts == before.Restarts+1 && c.LastHeartbeat.After(time.Now().Add(-2*time.Second))
+	})
+	if c := status(t, cli, sock).Collectors[0]; !strings.Contains(c.LastExit, "killed") {
+		t.Errorf("last exit %q, want the SIGKILL", c.LastExit)
+	}
+	follow := exec.Command(cli, "--socket", sock, "alerts", "--count", "1")
+	followOut, _ := follow.StdoutPipe()
+	followErr, _ := follow.StderrPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	testproc.ExpectLine(t, testproc.Lines(followErr), "alerts", "waiting for alerts")
+	second := exec.Command(bin, "30")
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { second.Process.Kill(); second.Wait() }()
+	testproc.ExpectLine(t, alerts, "the agent's alerts after the restart", "pid="+strconv.Itoa(second.Process.Pid))
+	testproc.ExpectLine(t, testproc.Lines(followOut), "daemoneye-cli alerts", "exec-from-world-writable-dir")
+
+	// The agent stops: procmond goes with it.
+	child := status(t, cli, sock).Collectors[0].PID
+	ag.Process.Signal(syscall.SIGTERM)
+	testproc.ExpectLine(t, logs, "the agent", "collector stopped")
+	go io.Copy(io.Discard, stdout)
+	if err := ag.Wait(); err != nil {
+		t.Errorf("the agent exited with %v after SIGTERM", err)
+	}
+	waitFor(t, "procmond gone after the agent", func() bool { return gone(child) })
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the socket is still there: %v", err)
+	}
+}
+
+// An agent killed with SIGKILL takes its collectors with it (parent death
+// signal): no orphan keeps running.
+func TestAgentKilledLeavesNoOrphan(t *testing.T) {
+	agentBin, cli, dir := binaries(t)
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	ag := exec.Command(agentBin, "--socket", sock, "--alerts", "off")
+	stderr, _ := ag.StderrPipe()
+	if err := ag.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	testproc.ExpectLine(t, testproc.Lines(stderr), "the agent", "collector started")
+	var child int
+	waitFor(t, "procmond running", func() bool {
+		c := status(t, cli, sock).Collectors[0]
+		child = c.PID
+		return c.State == StateRunning && c.PID != 0
+	})
+	ag.Process.Kill()
+	ag.Wait()
+	waitFor(t, "procmond gone after the agent was killed", func() bool { return gone(child) })
+}

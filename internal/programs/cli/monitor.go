@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/daemoneye/daemoneye/collector"
+	"github.com/daemoneye/daemoneye/detect"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/programs/agent"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// runAgentAdmin sends one request to the agent's collector service and
+// prints the answer: collectors list, status ID, restart ID.
+func runAgentAdmin(ctx context.Context, g *global, op string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("collectors "+op, stderr, "collectors list | status ID | restart ID: ask the agent about its collectors")
+	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req := agent.AdminRequest{Op: op}
+	switch {
+	case op == "list" && fs.NArg() == 0:
+	case op != "list" && fs.NArg() == 1:
+		req.ID = fs.Arg(0)
+	default:
+		return fmt.Errorf("%w: collectors list takes no argument; status and restart take a collector id", errUsage)
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	body, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := c.Request(rctx, agent.AdminTopic, body)
+	if err != nil {
+		return fmt.Errorf("ask the agent (is daemoneye-agent running on this socket?): %w", err)
+	}
+	var reply agent.AdminReply
+	if err := json.Unmarshal(m.Payload, &reply); err != nil {
+		return fmt.Errorf("the agent's answer is not valid: %w", err)
+	}
+	if reply.Error != "" {
+		return fmt.Errorf("the agent: %s", reply.Error)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(stdout, "%s\n", m.Payload)
+		return err
+	}
+	if op == "restart" {
+		fmt.Fprintf(stdout, "restarting %s\n", req.ID)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "COLLECTOR\tKIND\tSTATE\tHEALTH\tPID\tRESTARTS\tUP\tLAST HEARTBEAT\tEVENTS\tDROPPED\tLAST EXIT\n")
+	now := time.Now()
+	for _, s := range reply.Collectors {
+		up, beat := "-", "-"
+		if !s.Since.IsZero() && s.State == agent.StateRunning {
+			up = now.Sub(s.Since).Round(time.Second).String()
+		}
+		if !s.LastHeartbeat.IsZero() {
+			beat = now.Sub(s.LastHeartbeat).Round(100*time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.Kind, s.State, s.Health, s.PID, s.Restarts, up, beat,
+			s.Published, s.Dropped, orDash(s.LastExit))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range reply.Collectors {
+		if s.Reason != "" {
+			fmt.Fprintf(stdout, "\n%s is %s: %s\n", s.ID, s.State, s.Reason)
+		}
+	}
+	if a := reply.Alerts; a != nil {
+		fmt.Fprintf(stdout, "\n%d rules; %d alerts raised, %d repeats held back\n", a.Rules, a.Fired, a.Silenced)
+		for _, s := range a.Sinks {
+			fmt.Fprintf(stdout, "  %s: %d sent, %d failed, %d dropped\n", s.Sink, s.Sent, s.Failed, s.Dropped)
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// runPs prints procmond's current snapshot.
+func runPs(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ps", stderr, "ps [--json] [--collector ID]: the processes procmond sees now")
+	asJSON := fs.Bool("json", false, "print the snapshot as protobuf JSON")
+	id := fs.String("collector", "procmond", "the process collector to ask")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: ps takes no arguments", errUsage)
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cc := collector.NewClientVia(newCollectorCaller(c))
+	var all []*eventbusv1.ProcessRecord
+	var first *eventbusv1.ProcessSnapshot
+	token := ""
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		snap, err := cc.Snapshot(rctx, *id, &eventbusv1.SnapshotRequest{PageToken: token})
+		cancel()
+		if err != nil {
+			return callError(stdout, err)
+		}
+		if first == nil {
+			first = snap
+		}
+		all = append(all, snap.GetProcesses()...)
+		if token = snap.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if *asJSON {
+		out := proto.Clone(first).(*eventbusv1.ProcessSnapshot)
+		out.Processes, out.NextPageToken = all, ""
+		return printProto(stdout, out)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "PID\tPPID\tUSER\tCPU%%\tRSS\tSTARTED\tCOMMAND\n")
+	for _, p := range all {
+		cpu, rss := "-", "-"
+		if p.CpuPercent != nil {
+			cpu = fmt.Sprintf("%.1f", p.GetCpuPercent())
+		}
+		if p.MemoryRssBytes != nil {
+			rss = fmt.Sprintf("%dM", p.GetMemoryRssBytes()>>20)
+		}
+		cmd := strings.Join(p.GetCommandLine(), " ")
+		if cmd == "" {
+			cmd = "[" + p.GetName() + "]"
+		}
+		if p.GetExecutableDeleted() {
+			cmd += "  (executable deleted)"
+		}
+		user := p.GetUserName()
+		if user == "" && p.Uid != nil {
+			user = fmt.Sprint(p.GetUid())
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.GetPid(), p.GetPpid(), orDash(user), cpu, rss,
+			p.GetStartTime().AsTime().Local().Format(time.TimeOnly), strings.ToValidUTF8(truncate(cmd, 120), "?"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%d processes (%d not fully readable), collected %s in %v\n", first.GetTotalCount(), first.GetInaccessibleCount(),
+		first.GetCollectedAt().AsTime().Local().Format(time.TimeOnly), first.GetCollectionDuration().AsDuration().Round(time.Millisecond))
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// runAlerts prints alerts as the agent raises them.
+func runAlerts(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("alerts", stderr, "alerts --follow [--json] [--count N]: print alerts as the agent raises them")
+	follow := fs.Bool("follow", false, "keep printing alerts as they come (until Ctrl-C)")
+	asJSON := fs.Bool("json", false, "one JSON object per alert")
+	count := fs.Int("count", 0, "exit after N alerts")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !*follow && *count <= 0 {
+		return fmt.Errorf("%w: alerts are a stream: use --follow, or --count N", errUsage)
+	}
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, "events.alert.#", 4096)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "daemoneye-cli: waiting for alerts (Ctrl-C to stop)")
+	for n := 0; *count <= 0 || n < *count; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-sub.C():
+			if !ok {
+				return sub.Err()
+			}
+			e := new(eventbusv1.EventBusMessage)
+			if err := proto.Unmarshal(m.Payload, e); err != nil || e.GetAlert() == nil {
+				fmt.Fprintf(stderr, "daemoneye-cli: skipped a message on %s that is not an alert\n", m.Topic)
+				continue
+			}
+			if *asJSON {
+				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e.GetAlert())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s\n", b)
+			} else {
+				fmt.Fprintln(stdout, detect.FormatAlert(e.GetAlert()))
+			}
+			n++
+		}
+	}
+	return nil
+}
