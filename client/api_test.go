@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // eachTransport runs fn against a broker reached over a UNIX socket and in
@@ -174,7 +175,7 @@ func TestServerAnswersStatsRequests(t *testing.T) {
 	path, _ := startBroker(t)
 	c := dialT(t, path)
 	c.Publish("events.counted", nil)
-	r, err := c.Request(t.Context(), server.StatsTopic, nil)
+	r, err := c.Request(t.Context(), topics.BrokerStats, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/topic"
 )
 

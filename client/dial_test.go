@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
-	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 const (

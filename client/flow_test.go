@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // A subscription whose consumer falls behind loses nothing by default:

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // broker is a broker and server on a socket path that a test can stop and

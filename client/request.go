@@ -10,6 +10,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // reply is what a request waits for.
@@ -17,11 +18,6 @@ type reply struct {
 	msg *Msg
 	err error
 }
-
-// InboxPrefix starts the topics replies to a Conn's requests arrive on:
-// each Conn subscribes to InboxPrefix + "<name>.+", where the name is
-// bound to the Conn's identity (wire.InboxName): "token-procmond-<random>".
-const InboxPrefix = wire.InboxPrefix
 
 // Request publishes payload to topic as a request and waits for the first
 // reply, until ctx ends. It fails at once with an error wrapping
@@ -94,7 +90,7 @@ func (c *Conn) ensureInbox(ctx context.Context) error {
 	rand.Read(b[:])
 	// Named after the identity the broker gave us, so that a broker
 	// that confines identities can bind the inbox to it.
-	name := InboxPrefix + wire.InboxName(c.Identity(), hex.EncodeToString(b[:])) + "."
+	name := topics.InboxPrefix + wire.InboxName(c.Identity(), hex.EncodeToString(b[:])) + "."
 	c.mu.Lock()
 	c.inboxName = name // before subscribing: the reader routes on it
 	c.mu.Unlock()

@@ -3,15 +3,15 @@ package collector
 import (
 	"context"
 
-	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // ServeRegistry answers REGISTER and DEREGISTER on
 // control.agent.coordination with r. The agent runs it.
 func ServeRegistry(ctx context.Context, srv *rpc.Server, r Registry) error {
-	return srv.Handle(ctx, envelope.TopicAgentCoordination, rpc.HandlerFunc(func(ctx context.Context, req *rpc.Request) (*eventbusv1.RpcResponse, error) {
+	return srv.Handle(ctx, topics.AgentCoordination, rpc.HandlerFunc(func(ctx context.Context, req *rpc.Request) (*eventbusv1.RpcResponse, error) {
 		switch b := req.Call.GetBody().(type) {
 		case *eventbusv1.RpcRequest_Register:
 			if err := ValidateID(b.Register.GetCollectorId()); err != nil {

@@ -10,6 +10,7 @@ import (
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // Collector is what every collector implements: a health report and a
@@ -73,17 +74,17 @@ type Registry interface {
 // capabilities under control.collector.<stem>.<id>; snapshots under
 // control.agent.tasks.<id>; registration on control.agent.coordination.
 var stems = map[eventbusv1.RpcOperation]string{
-	eventbusv1.RpcOperation_RPC_OPERATION_START:             envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_STOP:              envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_RESTART:           envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_PAUSE:             envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_RESUME:            envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_GRACEFUL_SHUTDOWN: envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_FORCE_SHUTDOWN:    envelope.TopicCollectorLifecycle,
-	eventbusv1.RpcOperation_RPC_OPERATION_UPDATE_CONFIG:     envelope.TopicCollectorConfig,
-	eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK:      envelope.TopicCollectorHealth,
-	eventbusv1.RpcOperation_RPC_OPERATION_GET_CAPABILITIES:  envelope.TopicCollectorCapabilities,
-	eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT:      envelope.TopicAgentTasks,
+	eventbusv1.RpcOperation_RPC_OPERATION_START:             topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_STOP:              topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_RESTART:           topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_PAUSE:             topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_RESUME:            topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_GRACEFUL_SHUTDOWN: topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_FORCE_SHUTDOWN:    topics.CollectorLifecycle,
+	eventbusv1.RpcOperation_RPC_OPERATION_UPDATE_CONFIG:     topics.CollectorConfig,
+	eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK:      topics.CollectorHealth,
+	eventbusv1.RpcOperation_RPC_OPERATION_GET_CAPABILITIES:  topics.CollectorCapabilities,
+	eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT:      topics.AgentTasks,
 }
 
 // Topic returns the topic on which collector id serves op, such as
@@ -93,7 +94,7 @@ var stems = map[eventbusv1.RpcOperation]string{
 func Topic(op eventbusv1.RpcOperation, id string) string {
 	switch op {
 	case eventbusv1.RpcOperation_RPC_OPERATION_REGISTER, eventbusv1.RpcOperation_RPC_OPERATION_DEREGISTER:
-		return envelope.TopicAgentCoordination
+		return topics.AgentCoordination
 	}
 	if stem, ok := stems[op]; ok {
 		return stem + "." + id
@@ -107,7 +108,7 @@ func ValidateID(id string) error {
 	if id == "" || strings.ContainsAny(id, ".+#") {
 		return fmt.Errorf("collector: id %q: %w", id, ErrInvalidID)
 	}
-	if err := topic.Validate(envelope.TopicCollectorHealth + "." + id); err != nil {
+	if err := topic.Validate(topics.CollectorHealth + "." + id); err != nil {
 		return fmt.Errorf("collector: id %q: %w: %w", id, ErrInvalidID, err)
 	}
 	return nil
@@ -142,10 +143,10 @@ func Serve(ctx context.Context, srv *rpc.Server, id string, c Collector) error {
 		return err
 	}
 	h := Handler(id, c)
-	if err := srv.Handle(ctx, "control.collector.+."+id, h); err != nil {
+	if err := srv.Handle(ctx, topics.CollectorServices(id), h); err != nil {
 		return err
 	}
-	return srv.Handle(ctx, envelope.TopicAgentTasks+"."+id, h)
+	return srv.Handle(ctx, topics.AgentTasks+"."+id, h)
 }
 
 // Handler returns the rpc.Handler that dispatches collector id's requests

@@ -12,6 +12,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -52,7 +53,7 @@ func (e event) envelope() *eventbusv1.EventBusMessage {
 	if e.changed != nil {
 		d.ChangedFields = &fieldmaskpb.FieldMask{Paths: e.changed}
 	}
-	m := envelope.New(envelope.TopicProcessLifecycle, time.Now(), &eventbusv1.CollectionEvent{Event: &eventbusv1.CollectionEvent_Process{Process: d}})
+	m := envelope.New(topics.ProcessLifecycle, time.Now(), &eventbusv1.CollectionEvent{Event: &eventbusv1.CollectionEvent_Process{Process: d}})
 	m.Correlation = envelope.NewRoot()
 	return m
 }

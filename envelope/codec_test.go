@@ -8,6 +8,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -19,7 +20,7 @@ func processEvent() *eventbusv1.EventBusMessage {
 	at := time.Date(2026, 11, 23, 12, 0, 0, 123_456_789, time.UTC)
 	cpu, rss, vms, uid, gid := 0.5, uint64(12<<20), uint64(220<<20), uint32(1000), uint32(1000)
 	hash := bytes.Repeat([]byte{0xab}, 32)
-	m := envelope.New(envelope.TopicProcessLifecycle, at, &eventbusv1.CollectionEvent{
+	m := envelope.New(topics.ProcessLifecycle, at, &eventbusv1.CollectionEvent{
 		Event: &eventbusv1.CollectionEvent_Process{Process: &eventbusv1.ProcessEventData{
 			Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED,
 			Process: &eventbusv1.ProcessRecord{
@@ -180,7 +181,7 @@ func BenchmarkNew(b *testing.B) {
 	ev := processEvent().GetCollectionEvent()
 	b.ReportAllocs()
 	for b.Loop() {
-		m := envelope.New(envelope.TopicProcessLifecycle, at, ev)
+		m := envelope.New(topics.ProcessLifecycle, at, ev)
 		m.Correlation = envelope.NewRoot()
 	}
 }
@@ -209,7 +210,7 @@ func TestHostileStrings(t *testing.T) {
 	p.SecurityContext = &eventbusv1.SecurityContext{UserName: bad, EffectiveUserName: bad, Capabilities: []string{bad}}
 	roundTrip(t, m)
 
-	fs := envelope.New(envelope.TopicFilesystemOperations, time.Unix(1, 0), &eventbusv1.CollectionEvent{
+	fs := envelope.New(topics.FilesystemOperations, time.Unix(1, 0), &eventbusv1.CollectionEvent{
 		Event: &eventbusv1.CollectionEvent_Filesystem{Filesystem: &eventbusv1.FilesystemEventData{
 			Subtype:    eventbusv1.FilesystemEventSubtype_FILESYSTEM_EVENT_SUBTYPE_RENAMED,
 			Filesystem: &eventbusv1.FilesystemRecord{Path: "/tmp/" + bad, OldPath: bad, ProcessName: bad},

@@ -6,13 +6,14 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // A collector wraps an event, encodes it for the bus, and a subscriber
 // decodes and checks it.
 func Example() {
 	at := time.Now() // one clock read for the whole enumeration
-	m := envelope.New(envelope.TopicProcessLifecycle, at, &eventbusv1.CollectionEvent{
+	m := envelope.New(topics.ProcessLifecycle, at, &eventbusv1.CollectionEvent{
 		Event: &eventbusv1.CollectionEvent_Process{Process: &eventbusv1.ProcessEventData{
 			Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED,
 			Process: &eventbusv1.ProcessRecord{Pid: 4242, Name: "sshd"},

@@ -10,6 +10,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -225,14 +226,14 @@ func TestPriorityMatchesBroker(t *testing.T) {
 
 func TestTopics(t *testing.T) {
 	for _, name := range []string{
-		envelope.TopicProcessEnumeration, envelope.TopicProcessLifecycle, envelope.TopicProcessMetadata,
-		envelope.TopicProcessHash, envelope.TopicProcessAnomaly,
-		envelope.TopicNetworkConnections, envelope.TopicNetworkTraffic, envelope.TopicNetworkDNS, envelope.TopicNetworkAnomaly,
-		envelope.TopicFilesystemOperations, envelope.TopicFilesystemAccess, envelope.TopicFilesystemMetadata, envelope.TopicFilesystemAnomaly,
-		envelope.TopicPerformanceMetrics, envelope.TopicPerformanceResources, envelope.TopicPerformanceThresholds, envelope.TopicPerformanceAnomaly,
-		envelope.TopicCollectorLifecycle, envelope.TopicCollectorConfig, envelope.TopicCollectorHealth, envelope.TopicCollectorCapabilities,
-		envelope.TopicAgentTasks, envelope.TopicAgentCoordination, envelope.TopicAgentStatus, envelope.TopicAgentShutdown,
-		envelope.TopicHealthHeartbeat, envelope.TopicHealthStatus,
+		topics.ProcessEnumeration, topics.ProcessLifecycle, topics.ProcessMetadata,
+		topics.ProcessHash, topics.ProcessAnomaly,
+		topics.NetworkConnections, topics.NetworkTraffic, topics.NetworkDNS, topics.NetworkAnomaly,
+		topics.FilesystemOperations, topics.FilesystemAccess, topics.FilesystemMetadata, topics.FilesystemAnomaly,
+		topics.PerformanceMetrics, topics.PerformanceResources, topics.PerformanceThresholds, topics.PerformanceAnomaly,
+		topics.CollectorLifecycle, topics.CollectorConfig, topics.CollectorHealth, topics.CollectorCapabilities,
+		topics.AgentTasks, topics.AgentCoordination, topics.AgentStatus, topics.AgentShutdown,
+		topics.HealthHeartbeat, topics.HealthStatus,
 	} {
 		if err := topic.Validate(name); err != nil {
 			t.Error(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // Defaults for [Options] and [SubscribeOptions].
@@ -20,7 +21,7 @@ const (
 	DefaultMaxSubscriptions = 65536
 	// DefaultEphemeralPrefix starts the topics replies travel on (see
 	// Options.EphemeralPrefix).
-	DefaultEphemeralPrefix = "control.inbox."
+	DefaultEphemeralPrefix = topics.InboxPrefix
 )
 
 // Options configures a [Broker]. The zero value is a broker with the

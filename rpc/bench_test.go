@@ -9,8 +9,8 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // BenchmarkCall measures health-check calls through a Client and a Server

@@ -16,9 +16,9 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
-	"github.com/daemoneye/daemoneye/server"
-	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // The cross-process benchmarks re-run this test binary in a role: a

@@ -15,8 +15,9 @@ import (
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/clienttest"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/topics"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -588,7 +589,7 @@ var _ = timestamppb.Now
 func TestRequestAfterCloseIsRefusedRetryably(t *testing.T) {
 	clienttest.EachTransport(t, func(t *testing.T, dial func(string) *client.Conn) {
 		svc, caller := dial("svc"), dial("caller")
-		inbox, err := caller.Subscribe(t.Context(), client.InboxPrefix+"test.+", 1)
+		inbox, err := caller.Subscribe(t.Context(), topics.InboxPrefix+"test.+", 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -600,7 +601,7 @@ func TestRequestAfterCloseIsRefusedRetryably(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv.receive(&client.Msg{Topic: healthTopic, Reply: client.InboxPrefix + "test.1", Payload: payload}, HandlerFunc(healthy))
+		srv.receive(&client.Msg{Topic: healthTopic, Reply: topics.InboxPrefix + "test.1", Payload: payload}, HandlerFunc(healthy))
 		var reply client.Msg
 		select {
 		case reply = <-inbox.C():

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
 )
 
 // Secrets of the tokens in testTokens.

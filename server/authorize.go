@@ -11,6 +11,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // ErrForbidden: the connection's identity may not publish to that topic or
@@ -40,7 +41,7 @@ func (c *conn) allowPublish(topic, reply string) error {
 	if a == nil {
 		return nil
 	}
-	if c.resp != nil && reply == "" && strings.HasPrefix(topic, wire.InboxPrefix) && c.resp.take(topic) {
+	if c.resp != nil && reply == "" && strings.HasPrefix(topic, topics.InboxPrefix) && c.resp.take(topic) {
 		return nil // the answer to a request delivered to this connection
 	}
 	if err, ok := c.authCache[topic]; ok {
@@ -289,11 +290,11 @@ func (a *ACL) AllowRequest(identity, t, reply string) error {
 	if !matchAny(g.Publish, t) && !matchAny(g.Request, t) {
 		return fmt.Errorf("%s may send requests only to %s", identity, list(append(slices.Clip(g.Publish), g.Request...)))
 	}
-	if !strings.HasPrefix(reply, wire.InboxPrefix) {
+	if !strings.HasPrefix(reply, topics.InboxPrefix) {
 		// The responder may answer there once whatever its grant says:
 		// a reply topic elsewhere (events.alert.high) would let a request
 		// steer it to publish where nobody may.
-		return fmt.Errorf("the reply topic %q is not an inbox (%s...)", reply, wire.InboxPrefix)
+		return fmt.Errorf("the reply topic %q is not an inbox (%s...)", reply, topics.InboxPrefix)
 	}
 	if err := a.AllowSubscribe(identity, reply); err != nil {
 		return fmt.Errorf("the reply topic %q: %w", reply, err)
@@ -316,7 +317,7 @@ func (a *ACL) AllowSubscribe(identity, pattern string) error {
 		}
 	}
 	if owner := wire.InboxOwner(identity); owner != "" {
-		return fmt.Errorf("%s may subscribe only within %s and its own inbox (%s%s-<random>.+)", identity, list(g.Subscribe), wire.InboxPrefix, owner)
+		return fmt.Errorf("%s may subscribe only within %s and its own inbox (%s%s-<random>.+)", identity, list(g.Subscribe), topics.InboxPrefix, owner)
 	}
 	return fmt.Errorf("%s may subscribe only within %s", identity, list(g.Subscribe))
 }

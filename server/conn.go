@@ -19,6 +19,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // conn is one client connection. The reader goroutine owns the read side,
@@ -498,7 +499,7 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 		c.srv.budgetSpent()
 		return errBudgetFull
 	}
-	if c.resp != nil && m.Reply != "" && strings.HasPrefix(m.Reply, wire.InboxPrefix) {
+	if c.resp != nil && m.Reply != "" && strings.HasPrefix(m.Reply, topics.InboxPrefix) {
 		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
 	}
 	wasEmpty := len(c.out) == 0

@@ -19,6 +19,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // raiseNoFile lifts the soft RLIMIT_NOFILE to at least n (within the hard
@@ -85,7 +86,7 @@ func requestStats(t *testing.T, path string) (Stats, int) {
 	defer c.nc.Close()
 	c.send(subscribeFrame(1, "control.inbox.stats.+"))
 	c.sync()
-	c.send(wire.AppendPublish(nil, &wire.Publish{Topic: []byte(StatsTopic), Reply: []byte("control.inbox.stats.1")}))
+	c.send(wire.AppendPublish(nil, &wire.Publish{Topic: []byte(topics.BrokerStats), Reply: []byte("control.inbox.stats.1")}))
 	d := c.deliver()
 	var st Stats
 	if err := json.Unmarshal(d.Payload, &st); err != nil {

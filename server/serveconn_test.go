@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // serveConfined hands srv one end of a socketpair as identity and returns

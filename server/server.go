@@ -17,6 +17,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // Defaults for Options.
@@ -107,7 +108,7 @@ type Options struct {
 	// 4096); more are refused with CodeLimit.
 	MaxSubscriptions int
 	// NoStatsService stops the server from answering stats requests on
-	// StatsTopic (as daemoneye-cli stats sends them).
+	// topics.BrokerStats (as daemoneye-cli stats sends them).
 	NoStatsService bool
 	// Auth says who may connect and how they prove it; the zero value
 	// admits root and the server's own user over a UNIX socket.
@@ -137,7 +138,7 @@ type Server struct {
 	refusedPreAuth, refusedConns atomic.Uint64 // connections refused at the MaxPreAuth and MaxConns limits
 
 	wg    sync.WaitGroup         // every connection goroutine
-	stats *eventbus.Subscription // answers StatsTopic; nil if disabled
+	stats *eventbus.Subscription // answers topics.BrokerStats; nil if disabled
 
 	deniedPublishes, deniedSubscribes atomic.Uint64
 	slowConsumers                     atomic.Uint64 // connections closed as slow consumers
@@ -183,7 +184,7 @@ func New(opts Options) (*Server, error) {
 	if !opts.NoStatsService {
 		var err error
 		if s.stats, err = s.serveStats(); err != nil {
-			return nil, fmt.Errorf("server: answer stats requests on %s: %w", StatsTopic, err)
+			return nil, fmt.Errorf("server: answer stats requests on %s: %w", topics.BrokerStats, err)
 		}
 	}
 	return s, nil

@@ -12,11 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/topics"
 )
-
-// StatsTopic is where the server answers requests for its stats: a request
-// (any payload) gets a JSON Stats as its reply.
-const StatsTopic = "control.broker.stats"
 
 // Stats is a snapshot of the server and its broker.
 type Stats struct {
@@ -126,10 +123,10 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// serveStats answers requests on StatsTopic until the subscription ends.
+// serveStats answers requests on topics.BrokerStats until the subscription ends.
 func (s *Server) serveStats() (*eventbus.Subscription, error) {
 	b := s.opts.Broker
-	return b.SubscribeFunc(StatsTopic, eventbus.SubscribeOptions{Name: "server-stats", Overflow: eventbus.OverflowDropNewest, MaxMessages: 64},
+	return b.SubscribeFunc(topics.BrokerStats, eventbus.SubscribeOptions{Name: "server-stats", Overflow: eventbus.OverflowDropNewest, MaxMessages: 64},
 		func(d eventbus.Delivery) {
 			if d.Reply == "" {
 				return

@@ -19,6 +19,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -323,7 +324,7 @@ func (c *Collector) heartbeat() {
 			RpcRequestsHandled: c.handled.Load(), QueueDepth: uint64(c.conn.Stats().Buffered),
 		},
 	}
-	topic := envelope.TopicHealthHeartbeat + "." + c.opts.ID
+	topic := topics.HealthHeartbeat + "." + c.opts.ID
 	msg := envelope.New(topic, time.Now(), hb)
 	msg.Metadata.SourceId = c.opts.ID
 	msg.Correlation = envelope.NewRoot()
@@ -395,9 +396,9 @@ func (c *Collector) Capabilities(context.Context, *eventbusv1.GetCapabilitiesReq
 	}
 	c.mu.Unlock()
 	return &eventbusv1.Capabilities{
-		PublishedTopics: []string{envelope.TopicProcessEnumeration + ".+", envelope.TopicProcessLifecycle + ".+", envelope.TopicProcessMetadata + ".+",
-			envelope.TopicHealthHeartbeat + "." + c.opts.ID},
-		SubscribedPatterns: []string{"control.collector.+." + c.opts.ID, envelope.TopicAgentTasks + "." + c.opts.ID},
+		PublishedTopics: []string{topics.ProcessEnumeration + ".+", topics.ProcessLifecycle + ".+", topics.ProcessMetadata + ".+",
+			topics.HealthHeartbeat + "." + c.opts.ID},
+		SubscribedPatterns: []string{topics.CollectorServices(c.opts.ID), topics.AgentTasksFor(c.opts.ID)},
 		Features:           features, SoftwareVersion: c.opts.SoftwareVersion,
 	}, nil
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/daemoneye/daemoneye/collector"
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/server"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -26,13 +26,10 @@ import (
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// AdminTopic answers requests about the collectors, in JSON:
-// {"op": "list"}, {"op": "status", "id": ID}, {"op": "restart", "id": ID}.
-const AdminTopic = "control.agent.collectors"
 
 // CollectorFailedRule is the rule id of the alert raised when the agent
 // gives up on a collector (it kept exiting or hanging, or cannot be
@@ -41,7 +38,7 @@ const CollectorFailedRule = "collector-failed"
 
 // AlertTopic returns the topic an alert of that severity is published on:
 // events.alert.<severity>.
-func AlertTopic(s eventbusv1.AlertSeverity) string { return "events.alert." + detect.SeverityName(s) }
+func AlertTopic(s eventbusv1.AlertSeverity) string { return topics.Alert(detect.SeverityName(s)) }
 
 // CollectorSpec is one collector to run.
 type CollectorSpec struct {
@@ -286,12 +283,12 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	if err := a.serveForward(runCtx); err != nil {
 		return err
 	}
-	events, err := a.conn.SubscribeWith(runCtx, "events.process.#", client.SubscribeOptions{Buffer: 1 << 16})
+	events, err := a.conn.SubscribeWith(runCtx, topics.AllProcess, client.SubscribeOptions{Buffer: 1 << 16})
 	if err != nil {
 		return err
 	}
 	bg.Go(func() { a.detect(events) })
-	beats, err := a.conn.SubscribeWith(runCtx, envelope.TopicHealthHeartbeat+".+", client.SubscribeOptions{Buffer: 1024})
+	beats, err := a.conn.SubscribeWith(runCtx, topics.HealthHeartbeat+".+", client.SubscribeOptions{Buffer: 1024})
 	if err != nil {
 		return err
 	}
@@ -458,7 +455,7 @@ func (a *Agent) Statuses() []CollectorStatus {
 // Socket returns the socket the broker listens on.
 func (a *Agent) Socket() string { return a.sock }
 
-// AdminRequest is a request on AdminTopic.
+// AdminRequest is a request on topics.AgentCollectors.
 type AdminRequest struct {
 	Op string `json:"op"` // list, status, restart
 	ID string `json:"id,omitempty"`
@@ -480,9 +477,9 @@ type AlertStats struct {
 	Sinks    []SinkStats `json:"sinks"`
 }
 
-// serveAdmin answers AdminTopic.
+// serveAdmin answers topics.AgentCollectors.
 func (a *Agent) serveAdmin(ctx context.Context) error {
-	_, err := a.conn.SubscribeFunc(ctx, AdminTopic, client.SubscribeOptions{}, func(m *client.Msg) {
+	_, err := a.conn.SubscribeFunc(ctx, topics.AgentCollectors, client.SubscribeOptions{}, func(m *client.Msg) {
 		if m.Reply == "" {
 			return
 		}

@@ -17,9 +17,10 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -53,7 +54,7 @@ func TestPolicy(t *testing.T) {
 			check{op, "req", "control.health.heartbeat.procmond", false},
 			check{op, "pub", "control.collector.lifecycle.procmond", false},
 			check{op, "req", "control.collector.health.procmond", false},
-			check{op, "req", ForwardPrefix + "health.procmond", true},
+			check{op, "req", topics.AgentForwardPrefix + "health.procmond", true},
 			check{op, "req", "control.agent.collectors", true},
 			check{op, "req", "control.broker.stats", true},
 			check{op, "req", "events.process.lifecycle", false},
@@ -96,7 +97,7 @@ func TestPolicy(t *testing.T) {
 		check{"uid:4242", "pub", "control.health.heartbeat.procmond", false},
 		check{"uid:4242", "pub", "control.collector.lifecycle.procmond", false},
 		check{"uid:4242", "req", "control.collector.health.procmond", false},
-		check{"uid:4242", "req", ForwardPrefix + "health.procmond", true},
+		check{"uid:4242", "req", topics.AgentForwardPrefix + "health.procmond", true},
 		check{"uid:4242", "sub", "events.#", false},
 	)
 	for _, c := range checks {
@@ -105,7 +106,7 @@ func TestPolicy(t *testing.T) {
 		case "pub":
 			err = p.AllowPublish(c.identity, c.topic)
 		case "req":
-			reply := wire.InboxPrefix + wire.InboxName(c.identity, "0123456789abcdef") + ".1" // its own inbox
+			reply := topics.InboxPrefix + wire.InboxName(c.identity, "0123456789abcdef") + ".1" // its own inbox
 			err = p.AllowRequest(c.identity, c.topic, reply)
 		case "sub":
 			err = p.AllowSubscribe(c.identity, c.topic)
@@ -188,7 +189,7 @@ func TestOperatorCannotForge(t *testing.T) {
 	defer cancel()
 	// A request straight to procmond: forbidden, and counted.
 	_, err = c.Request(ctx, "control.collector.health.procmond", nil)
-	if !errors.Is(err, client.ErrRefused) || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), ForwardPrefix) {
+	if !errors.Is(err, client.ErrRefused) || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), topics.AgentForwardPrefix) {
 		t.Errorf("an operator's request straight to procmond: %v, want forbidden, naming the agent's forwarder", err)
 	}
 	if n := a.srv.Stats().DeniedPublishes; n != 5 {
@@ -196,7 +197,7 @@ func TestOperatorCannotForge(t *testing.T) {
 	}
 	// Through the agent: procmond's own answer, unchanged.
 	rc := rpc.NewClient(c, rpc.ClientOptions{ID: "test"})
-	resp, err := rc.Call(ctx, ForwardPrefix+"health.procmond", &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{HealthCheck: &eventbusv1.HealthCheckRequest{}}})
+	resp, err := rc.Call(ctx, topics.AgentForwardPrefix+"health.procmond", &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{HealthCheck: &eventbusv1.HealthCheckRequest{}}})
 	if err != nil || resp.GetHealthCheck() == nil {
 		t.Errorf("a health check through the agent: %v, %v", resp, err)
 	}
@@ -220,9 +221,9 @@ func TestForwardRefusals(t *testing.T) {
 		target error
 		want   string
 	}{
-		{ForwardPrefix + "health.nobody", rpc.ErrNotFound, `the agent runs no collector "nobody" (it runs procmond)`},
-		{ForwardPrefix + "bogus.procmond", rpc.ErrInvalidArgument, "names no collector operation"},
-		{ForwardPrefix + "health.procmond.extra", rpc.ErrInvalidArgument, "names no collector operation"},
+		{topics.AgentForwardPrefix + "health.nobody", rpc.ErrNotFound, `the agent runs no collector "nobody" (it runs procmond)`},
+		{topics.AgentForwardPrefix + "bogus.procmond", rpc.ErrInvalidArgument, "names no collector operation"},
+		{topics.AgentForwardPrefix + "health.procmond.extra", rpc.ErrInvalidArgument, "names no collector operation"},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, err := rc.Call(ctx, tc.topic, health())
@@ -237,7 +238,7 @@ func TestForwardRefusals(t *testing.T) {
 // says so once, as a retryable UNAVAILABLE error.
 func TestForwardNoResponders(t *testing.T) {
 	a := runRealAgent(t, Options{})
-	in := &client.Msg{Topic: ForwardPrefix + "health.procmond", Reply: "control.inbox.test.1"}
+	in := &client.Msg{Topic: topics.AgentForwardPrefix + "health.procmond", Reply: "control.inbox.test.1"}
 	replies, err := a.conn.Subscribe(t.Context(), "control.inbox.test.1", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +291,7 @@ func TestCollectorConnectionIsConfined(t *testing.T) {
 	waitFor(t, "procmond answering", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err := op.Request(ctx, ForwardPrefix+"health.procmond", nil)
+		_, err := op.Request(ctx, topics.AgentForwardPrefix+"health.procmond", nil)
 		return err == nil
 	})
 	m := <-reqs.C() // the agent's forward of the operator's request, seen by the impostor too

@@ -12,18 +12,10 @@ import (
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// ForwardPrefix is where operators call a collector's control services
-// through the agent: a request on control.agent.collector.<op>.<id> is
-// forwarded unchanged to control.collector.<op>.<id>, and the collector's
-// reply comes back unchanged. op is lifecycle, config, health or
-// capabilities; id is one of the agent's collectors. Only the agent
-// publishes on control.collector.*, so the collectors obey the agent
-// alone; the operators reach them through it.
-const ForwardPrefix = "control.agent.collector."
 
 const (
 	// forwardTimeout bounds a forwarded call whose request carries no
@@ -37,9 +29,9 @@ const (
 // forwardOps are the collector operation stems a forward may name.
 var forwardOps = func() map[string]bool {
 	ops := map[string]bool{}
-	for _, stem := range []string{envelope.TopicCollectorLifecycle, envelope.TopicCollectorConfig,
-		envelope.TopicCollectorHealth, envelope.TopicCollectorCapabilities} {
-		ops[strings.TrimPrefix(stem, "control.collector.")] = true
+	for _, stem := range []string{topics.CollectorLifecycle, topics.CollectorConfig,
+		topics.CollectorHealth, topics.CollectorCapabilities} {
+		ops[strings.TrimPrefix(stem, topics.CollectorPrefix)] = true
 	}
 	return ops
 }()
@@ -83,23 +75,23 @@ func (f *forwarder) close() {
 	f.wg.Wait()
 }
 
-// serveForward subscribes to ForwardPrefix until ctx ends. Each request is
+// serveForward subscribes to topics.AgentForwardPrefix until ctx ends. Each request is
 // checked on the subscription's goroutine (quick: no I/O) and forwarded
 // on a goroutine of a.fwd, so a slow collector holds up nobody else.
 func (a *Agent) serveForward(ctx context.Context) error {
-	_, err := a.conn.SubscribeFunc(ctx, ForwardPrefix+"#", client.SubscribeOptions{}, func(m *client.Msg) {
+	_, err := a.conn.SubscribeFunc(ctx, topics.AgentForwardPrefix+"#", client.SubscribeOptions{}, func(m *client.Msg) {
 		if m.Reply == "" {
 			return // a plain message: nobody to answer (operators may only send requests here)
 		}
 		// The Payload slice is the message's own; the Msg is reused.
 		in := &client.Msg{Topic: m.Topic, Reply: m.Reply, Payload: m.Payload, Value: m.Value}
 		env := requestEnvelope(in)
-		rest := strings.TrimPrefix(in.Topic, ForwardPrefix)
+		rest := strings.TrimPrefix(in.Topic, topics.AgentForwardPrefix)
 		op, id, _ := strings.Cut(rest, ".")
 		switch {
 		case !forwardOps[op] || id == "" || strings.Contains(id, "."):
 			a.answerForward(in, env, rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, rpc.CodeInvalidRequest,
-				"%s names no collector operation: call %s<lifecycle|config|health|capabilities>.<collector id>", in.Topic, ForwardPrefix))
+				"%s names no collector operation: call %s<lifecycle|config|health|capabilities>.<collector id>", in.Topic, topics.AgentForwardPrefix))
 			return
 		case !a.runs(id):
 			e := rpc.NotFound("unknown_collector", "collector", id)
@@ -107,7 +99,7 @@ func (a *Agent) serveForward(ctx context.Context) error {
 			a.answerForward(in, env, e)
 			return
 		}
-		if e := a.fwd.start(func() { a.forwardOne(ctx, in, env, "control.collector."+rest, id) }); e != nil {
+		if e := a.fwd.start(func() { a.forwardOne(ctx, in, env, topics.CollectorPrefix+rest, id) }); e != nil {
 			a.answerForward(in, env, e)
 		}
 	})

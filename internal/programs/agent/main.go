@@ -13,8 +13,8 @@ import (
 	"github.com/daemoneye/daemoneye/internal/programs/command"
 	"github.com/daemoneye/daemoneye/internal/programs/config"
 	"github.com/daemoneye/daemoneye/internal/programs/procmond"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 const usage = `daemoneye-agent watches the processes of this host and raises alerts.

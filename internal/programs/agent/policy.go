@@ -8,16 +8,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/daemoneye/daemoneye/envelope"
 	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/topic"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // The topics only the agent publishes, in process: no identity on the
 // socket may, whatever the ACL grants.
 const (
-	alertTopics     = "events.alert.#"
-	collectorTopics = "control.collector.#"
+	alertTopics     = topics.AllAlerts
+	collectorTopics = topics.AllCollector
 )
 
 // CollectorIdentity is the identity of the connection the agent hands to
@@ -28,13 +28,13 @@ func CollectorIdentity(id string) string { return "collector:" + id }
 // OperatorGrant is what an operator (root and the agent's own user, who
 // can read the agent's memory anyway) may do by default: watch
 // everything, and call the agent's and the broker's services with
-// requests, the collectors' through the agent (ForwardPrefix); but not
+// requests, the collectors' through the agent (topics.AgentForwardPrefix); but not
 // publish events, alerts or heartbeats, nor anything on
 // control.collector.*.
 func OperatorGrant() server.Grant {
 	return server.Grant{
 		Subscribe: []string{"#"},
-		Request:   []string{"control.agent.#", "control.broker.#"},
+		Request:   []string{topics.AllAgent, topics.AllBroker},
 	}
 }
 
@@ -45,8 +45,8 @@ func OperatorGrant() server.Grant {
 // theirs. Its own inbox it may always receive on.
 func UserGrant() server.Grant {
 	return server.Grant{
-		Subscribe: []string{"events.#", "control.health.#"},
-		Request:   []string{"control.agent.#", "control.broker.#"},
+		Subscribe: []string{topics.AllEvents, topics.AllHealth},
+		Request:   []string{topics.AllAgent, topics.AllBroker},
 	}
 }
 
@@ -57,9 +57,9 @@ func UserGrant() server.Grant {
 func collectorGrant(id, kind string) server.Grant {
 	return server.Grant{
 		Publish: []string{"events." + kindDomain(kind) + ".#",
-			envelope.TopicHealthHeartbeat + "." + id, envelope.TopicHealthStatus + "." + id},
-		Request:   []string{envelope.TopicAgentCoordination},
-		Subscribe: []string{"control.collector.+." + id, envelope.TopicAgentTasks + "." + id, envelope.TopicAgentShutdown},
+			topics.HealthHeartbeat + "." + id, topics.HealthStatus + "." + id},
+		Request:   []string{topics.AgentCoordination},
+		Subscribe: []string{topics.CollectorServices(id), topics.AgentTasksFor(id), topics.AgentShutdown},
 		Respond:   true,
 	}
 }
@@ -79,7 +79,7 @@ func kindDomain(kind string) string {
 //   - nobody on the socket publishes events.alert.* (the agent raises
 //     alerts) or anything, plain message or request, on
 //     control.collector.* (the agent commands the collectors; operators
-//     call them through the agent, on ForwardPrefix);
+//     call them through the agent, on topics.AgentForwardPrefix);
 //   - control.health.heartbeat.<id> and control.health.status.<id> come
 //     only from collector <id>'s own connection, so the agent can trust
 //     whose heartbeat it reads.
@@ -131,9 +131,9 @@ func fixed(identity, t string) error {
 	case topic.Match(alertTopics, t):
 		return fmt.Errorf("%w: alerts are raised by the agent's detection rules", errAgentOnly)
 	case topic.Match(collectorTopics, t):
-		return fmt.Errorf("%w: control.collector.* carries the agent's commands; call a collector through the agent on %s<op>.<id> (daemoneye-cli call, collectors and ps do)", errAgentOnly, ForwardPrefix)
+		return fmt.Errorf("%w: control.collector.* carries the agent's commands; call a collector through the agent on %s<op>.<id> (daemoneye-cli call, collectors and ps do)", errAgentOnly, topics.AgentForwardPrefix)
 	}
-	for _, prefix := range []string{envelope.TopicHealthHeartbeat + ".", envelope.TopicHealthStatus + "."} {
+	for _, prefix := range []string{topics.HealthHeartbeat + ".", topics.HealthStatus + "."} {
 		if id, ok := strings.CutPrefix(t, prefix); ok && identity != CollectorIdentity(id) {
 			return fmt.Errorf("%w: %s%s is collector %s's own, sent on the connection the agent gave it", errAgentOnly, prefix, id, id)
 		}

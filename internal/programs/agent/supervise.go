@@ -12,6 +12,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -468,5 +469,5 @@ func (a *Agent) watchHealth(ctx context.Context) {
 
 // topicID returns the collector id at the end of a heartbeat topic.
 func topicID(t string) string {
-	return strings.TrimPrefix(t, envelope.TopicHealthHeartbeat+".")
+	return strings.TrimPrefix(t, topics.HealthHeartbeat+".")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -153,7 +154,7 @@ func TestRestartLimit(t *testing.T) {
 	// The admin service (what collectors list asks) shows it failed, with why.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	m, err := watch.Request(ctx, AdminTopic, []byte(`{"op": "list"}`))
+	m, err := watch.Request(ctx, topics.AgentCollectors, []byte(`{"op": "list"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 func TestBenchFlags(t *testing.T) {

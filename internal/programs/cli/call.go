@@ -14,8 +14,8 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/programs/agent"
 	"github.com/daemoneye/daemoneye/rpc"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -23,16 +23,16 @@ import (
 // defaultRequests are the requests call sends when given no JSON, by the
 // stem of the subject: the operations that need no parameters.
 var defaultRequests = map[string]func() *eventbusv1.RpcRequest{
-	envelope.TopicCollectorHealth: func() *eventbusv1.RpcRequest {
+	topics.CollectorHealth: func() *eventbusv1.RpcRequest {
 		return &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_HealthCheck{HealthCheck: &eventbusv1.HealthCheckRequest{}}}
 	},
-	envelope.TopicCollectorCapabilities: func() *eventbusv1.RpcRequest {
+	topics.CollectorCapabilities: func() *eventbusv1.RpcRequest {
 		return &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetCapabilities{GetCapabilities: &eventbusv1.GetCapabilitiesRequest{IncludeVersions: true}}}
 	},
-	envelope.TopicCollectorConfig: func() *eventbusv1.RpcRequest {
+	topics.CollectorConfig: func() *eventbusv1.RpcRequest {
 		return &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_UpdateConfig{UpdateConfig: &eventbusv1.ConfigUpdateRequest{ValidateOnly: true}}}
 	},
-	envelope.TopicAgentTasks: func() *eventbusv1.RpcRequest {
+	topics.AgentTasks: func() *eventbusv1.RpcRequest {
 		return &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetSnapshot{GetSnapshot: &eventbusv1.SnapshotRequest{}}}
 	},
 }
@@ -142,7 +142,7 @@ func cliID(c *client.Conn) string {
 
 // collectorCaller sends the calls for a collector's control services
 // (control.collector.<op>.<id>) through the agent, which forwards them
-// (agent.ForwardPrefix + "<op>.<id>"): on the agent's socket only the
+// (topics.AgentForwardPrefix + "<op>.<id>"): on the agent's socket only the
 // agent publishes on control.collector.*. Where nothing answers there, or
 // the server refuses it (a broker with no agent), it calls the collector
 // directly, and does so for the rest of the command. Other topics are called as given. It is safe
@@ -158,11 +158,11 @@ func newCollectorCaller(c *client.Conn) *collectorCaller {
 
 // Call is rpc.Client.Call, routed as above.
 func (c *collectorCaller) Call(ctx context.Context, topic string, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
-	rest, ok := strings.CutPrefix(topic, "control.collector.")
+	rest, ok := strings.CutPrefix(topic, topics.CollectorPrefix)
 	if !ok || c.direct.Load() {
 		return c.rc.Call(ctx, topic, req)
 	}
-	fwd := agent.ForwardPrefix + rest
+	fwd := topics.AgentForwardPrefix + rest
 	if req.GetRequestId() == "" {
 		req.RequestId = envelope.NewID() // the same id for the attempts below
 	}

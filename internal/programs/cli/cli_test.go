@@ -49,7 +49,7 @@ func TestBinary(t *testing.T) {
 		t.Skip("builds a binary")
 	}
 	bin := filepath.Join(t.TempDir(), "daemoneye-cli")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/daemoneye-cli")
+	build := exec.Command("go", "build", "-o", bin, "../../../cmd/daemoneye-cli")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}

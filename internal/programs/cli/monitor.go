@@ -13,6 +13,7 @@ import (
 	"github.com/daemoneye/daemoneye/detect"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/programs/agent"
+	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -41,7 +42,7 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 	body, _ := json.Marshal(req)
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	m, err := c.Request(rctx, agent.AdminTopic, body)
+	m, err := c.Request(rctx, topics.AgentCollectors, body)
 	if err != nil {
 		return fmt.Errorf("ask the agent (is daemoneye-agent running on this socket?): %w", err)
 	}
@@ -193,7 +194,7 @@ func runAlerts(ctx context.Context, g *global, args []string, stdout, stderr io.
 		return err
 	}
 	defer c.Close()
-	sub, err := c.Subscribe(ctx, "events.alert.#", 4096)
+	sub, err := c.Subscribe(ctx, topics.AllAlerts, 4096)
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command and a test at once;

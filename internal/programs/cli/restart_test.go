@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/server"
-	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // Across a broker restart, every message a publisher published is

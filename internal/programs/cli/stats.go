@@ -11,6 +11,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/server"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // runStats asks the broker for its stats and prints them.
@@ -30,7 +31,7 @@ func runStats(ctx context.Context, g *global, args []string, stdout, stderr io.W
 	defer c.Close()
 	rctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	r, err := c.Request(rctx, server.StatsTopic, nil)
+	r, err := c.Request(rctx, topics.BrokerStats, nil)
 	switch {
 	case errors.Is(err, client.ErrNoResponders):
 		return errors.New("the broker does not answer stats requests: it runs with its stats service turned off")

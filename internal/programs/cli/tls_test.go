@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
-	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/testpki"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // The global --url tls:// and --tls-* flags reach a broker over mutual TLS,

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // Tuning of the socket clients.

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // records is a slog.Handler that sends each record's message and

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // lockedBuffer is a strings.Builder safe for the logger and the test.

@@ -1,10 +1,10 @@
 package wire
 
-import "strings"
+import (
+	"strings"
 
-// InboxPrefix starts the topics replies to requests travel on: each client
-// connection subscribes to InboxPrefix + "<name>.+".
-const InboxPrefix = "control.inbox."
+	"github.com/daemoneye/daemoneye/topics"
+)
 
 // inboxRandLen is the length of the random part of an inbox name: 8 bytes
 // in hex.
@@ -41,14 +41,14 @@ func InboxName(identity, rnd string) string {
 }
 
 // OwnsInbox reports whether topic or pattern lies in an inbox bound to
-// identity: InboxPrefix, the identity's inbox name, then exactly one more
+// identity: topics.InboxPrefix, the identity's inbox name, then exactly one more
 // segment ("+" or a literal). Wildcards over other inboxes never do.
 func OwnsInbox(identity, pattern string) bool {
 	owner := InboxOwner(identity)
 	if owner == "" {
 		return false
 	}
-	rest, ok := strings.CutPrefix(pattern, InboxPrefix)
+	rest, ok := strings.CutPrefix(pattern, topics.InboxPrefix)
 	if !ok {
 		return false
 	}

@@ -1,6 +1,10 @@
 package wire
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/daemoneye/daemoneye/topics"
+)
 
 func TestInboxOwnership(t *testing.T) {
 	const rnd = "0123456789abcdef"
@@ -20,18 +24,18 @@ func TestInboxOwnership(t *testing.T) {
 		identity, pattern string
 		owns              bool
 	}{
-		{"collector:a", InboxPrefix + "collector-a-" + rnd + ".+", true},
-		{"collector:a", InboxPrefix + "collector-a-" + rnd + ".17", true},
-		{"collector:a", InboxPrefix + "collector-a-" + rnd + ".#", false},
-		{"collector:a", InboxPrefix + "collector-a-" + rnd + ".1.2", false},
-		{"collector:a", InboxPrefix + "collector-a-" + rnd + "0.+", false},
-		{"collector:a", InboxPrefix + "collector-a-0123456789abcdeg.+", false},
-		{"collector:a", InboxPrefix + "collector-a-b-" + rnd + ".+", false}, // collector:a-b's
-		{"collector:a-b", InboxPrefix + "collector-a-b-" + rnd + ".+", true},
-		{"collector:a", InboxPrefix + rnd + ".+", false},
-		{"collector:a", InboxPrefix + "+.+", false},
+		{"collector:a", topics.InboxPrefix + "collector-a-" + rnd + ".+", true},
+		{"collector:a", topics.InboxPrefix + "collector-a-" + rnd + ".17", true},
+		{"collector:a", topics.InboxPrefix + "collector-a-" + rnd + ".#", false},
+		{"collector:a", topics.InboxPrefix + "collector-a-" + rnd + ".1.2", false},
+		{"collector:a", topics.InboxPrefix + "collector-a-" + rnd + "0.+", false},
+		{"collector:a", topics.InboxPrefix + "collector-a-0123456789abcdeg.+", false},
+		{"collector:a", topics.InboxPrefix + "collector-a-b-" + rnd + ".+", false}, // collector:a-b's
+		{"collector:a-b", topics.InboxPrefix + "collector-a-b-" + rnd + ".+", true},
+		{"collector:a", topics.InboxPrefix + rnd + ".+", false},
+		{"collector:a", topics.InboxPrefix + "+.+", false},
 		{"collector:a", "control.inbox.#", false},
-		{"token:Ops.Team", InboxPrefix + rnd + ".+", false},
+		{"token:Ops.Team", topics.InboxPrefix + rnd + ".+", false},
 	} {
 		if got := OwnsInbox(tc.identity, tc.pattern); got != tc.owns {
 			t.Errorf("OwnsInbox(%q, %q) = %v", tc.identity, tc.pattern, got)

@@ -7,8 +7,8 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // EachTransport runs fn as a subtest against a broker reached over a UNIX

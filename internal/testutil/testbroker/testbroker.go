@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/server"
 )
 
 // Start starts a server with opts on a broker (opts.Broker, or a new one) on a
