@@ -68,17 +68,24 @@ func (t Token) String() string { return "token:" + t.Name }
 // GoString is String for %#v.
 func (t Token) GoString() string { return t.String() }
 
+// PeerPolicy says which local users may connect over a UNIX socket:
+// UIDs and GIDs are admitted in addition to root and the user the server
+// runs as (a peer is admitted if its uid or its primary gid is listed).
+// The zero value admits only root and the server's user.
+type PeerPolicy = transport.PeerPolicy
+
 // Auth configures how clients authenticate. Which credentials count
 // depends on the transport a client connected over:
 //
-//   - UNIX socket: peer credentials (auth method 0, wire.AuthPeer) checked
-//     against Peers, identity "uid:UID"; or a token (method 1), if Tokens
-//     are configured.
+//   - UNIX socket: peer credentials (auth method 0 of the wire protocol,
+//     docs/protocol.md) checked against Peers, identity "uid:UID"; or a
+//     token (method 1), if Tokens are configured.
 //   - TLS: the client certificate, verified by the TLS handshake against
-//     the listener's client CA (method 2, wire.AuthCertificate, which the
-//     Go client sends; method 0 is accepted as a synonym), identity
-//     "cert:NAME" with NAME from transport.CertName. A token is refused:
-//     the certificate is the credential.
+//     the listener's client CA (method 2, which the Go client sends;
+//     method 0 is accepted as a synonym), identity "cert:NAME", where NAME
+//     is the certificate's first URI SAN, else its first DNS SAN, else its
+//     common name (printable UTF-8, at most 255 bytes). A token is
+//     refused: the certificate is the credential.
 //   - Plaintext TCP (loopback only): a token and nothing else, since such
 //     a connection carries no peer identity.
 //
@@ -88,12 +95,12 @@ func (t Token) GoString() string { return t.String() }
 // be changed while a server uses it.
 type Auth struct {
 	// Peers says which local users may connect over a UNIX socket.
-	Peers transport.PeerPolicy
+	Peers PeerPolicy
 	// Tokens are the shared secrets clients may authenticate with over
 	// the UNIX socket or plaintext TCP. Empty: token auth is off.
 	Tokens []Token
 	// CertNames, if not empty, admits only TLS clients whose certificate
-	// name (see transport.CertName, without the "cert:" prefix) is
+	// name (see Auth, without the "cert:" prefix) is
 	// listed; otherwise every certificate the client CA signed is
 	// admitted.
 	CertNames []string

@@ -209,7 +209,8 @@ type Grant struct {
 	// Subscribe: patterns the identity may subscribe to. A subscription is
 	// allowed when every topic it matches is matched by one of these
 	// (events.process.+ is within events.#). Every identity may also
-	// receive on its own inbox (wire.InboxOwner).
+	// receive on its own inbox (control.inbox.<kind>-<name>-<random>,
+	// docs/security.md).
 	Subscribe []string `yaml:"subscribe"`
 	// Respond: the identity answers requests delivered to it. Its
 	// connections may publish to a reply topic only after a request
@@ -312,7 +313,7 @@ func (a *ACL) AllowSubscribe(identity, pattern string) error {
 		return fmt.Errorf("%s has no grant in the ACL", identity)
 	}
 	for _, p := range g.Subscribe {
-		if Covers(p, pattern) {
+		if topic.Covers(p, pattern) {
 			return nil
 		}
 	}
@@ -347,27 +348,4 @@ func list(patterns []string) string {
 		return "nothing"
 	}
 	return strings.Join(patterns, ", ")
-}
-
-// Covers reports whether every topic pattern p matches is also matched by
-// grant: "#" covers everything, "events.#" covers "events.process.+",
-// "events.+" does not cover "events.#".
-func Covers(grant, p string) bool {
-	gs, ps := strings.Split(grant, "."), strings.Split(p, ".")
-	for i, g := range gs {
-		if g == "#" {
-			return true
-		}
-		if i >= len(ps) {
-			return false
-		}
-		switch {
-		case ps[i] == "#":
-			return false
-		case g == "+", g == ps[i]:
-		default:
-			return false
-		}
-	}
-	return len(ps) == len(gs)
 }

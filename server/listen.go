@@ -54,7 +54,7 @@ func ListenUnix(path string) (net.Listener, error) {
 // refused with ErrTLSConfig. Clients are known by their certificate's name
 // (cert:NAME). ListenTLS keeps a clone of cfg, with MinVersion raised to
 // TLS 1.2 if unset. Each accepted connection's TLS handshake is bounded by
-// transport.DefaultHandshakeTimeout (5 s).
+// 5 s until Serve sets its own deadlines.
 func ListenTLS(addr string, cfg *tls.Config) (net.Listener, error) {
 	return transport.ListenTCP(addr, transport.TCPConfig{TLS: cfg})
 }

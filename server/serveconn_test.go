@@ -158,27 +158,6 @@ func TestDialConnEndsWhenTheConnectionBreaks(t *testing.T) {
 	}
 }
 
-func TestCovers(t *testing.T) {
-	for _, tc := range []struct {
-		grant, p string
-		want     bool
-	}{
-		{"#", "control.inbox.#", true},
-		{"events.#", "events.process.+", true},
-		{"events.#", "events", true},
-		{"events.+", "events.#", false},
-		{"events.+", "events.process", true},
-		{"events.+", "events.process.x", false},
-		{"control.collector.+.x", "control.collector.+.x", true},
-		{"control.collector.+.x", "control.collector.+.+", false},
-		{"control.collector.+.x", "control.#", false},
-	} {
-		if got := server.Covers(tc.grant, tc.p); got != tc.want {
-			t.Errorf("Covers(%q, %q) = %v", tc.grant, tc.p, got)
-		}
-	}
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)

@@ -176,7 +176,7 @@ func run(args []string) error {
 	}
 
 	auth := server.Auth{
-		Peers:     transport.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},
+		Peers:     server.PeerPolicy{UIDs: cfg.AllowUIDs, GIDs: cfg.AllowGIDs},
 		CertNames: cfg.AllowCerts,
 	}
 	if cfg.TokenFile != "" {

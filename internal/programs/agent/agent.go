@@ -97,7 +97,7 @@ type Options struct {
 	HandshakeTimeout, IdleTimeout          time.Duration
 	// Peers admits local users on the socket besides the agent's user and
 	// root.
-	Peers transport.PeerPolicy
+	Peers server.PeerPolicy
 	// ACL overrides the default grants by identity (see OperatorGrant;
 	// "*" is everyone not named). Collectors' grants are their own topics.
 	// Whatever it says, no identity on the socket publishes alerts or

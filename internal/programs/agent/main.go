@@ -184,7 +184,7 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 		Syslog:         flagValue("syslog").Get().(bool) || (!set["syslog"] && file.Alerts.Syslog),
 		WebhookRetries: file.Alerts.WebhookRetries,
 		RepeatWindow:   time.Duration(file.RepeatWindow),
-		Peers:          transport.PeerPolicy{UIDs: file.AllowUIDs, GIDs: file.AllowGIDs},
+		Peers:          server.PeerPolicy{UIDs: file.AllowUIDs, GIDs: file.AllowGIDs},
 		Stderr:         stderr,
 		Logger:         log,
 		RestartBackoff: time.Duration(file.Supervision.RestartBackoff), MaxRestartBackoff: time.Duration(file.Supervision.MaxRestartBackoff),
