@@ -257,8 +257,9 @@ func TestHandlerInline(t *testing.T) {
 		{"start", start, Topic(start, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
 		{"snapshot", eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, Topic(eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, "demo"),
 			&eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetSnapshot{}}, false},
-		// Claims to be a health check, carries a start: dispatch starts.
-		{"start posing as health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
+		// Claims to be a health check, carries a start: the body is what
+		// would run, so it is refused for its topic, at once.
+		{"start posing as health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, true},
 		// Refused for its topic at once.
 		{"start on the health topic", start, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, true},
 	} {
