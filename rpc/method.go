@@ -80,7 +80,7 @@ func Call[Req, Resp proto.Message](ctx context.Context, c Caller, topic string, 
 	}
 	if op, ok := operations[m.Name]; ok {
 		if req.ProtoReflect().Descriptor() != op.req.Message() {
-			return zero, fmt.Errorf("rpc: %s on %s: %w: it takes a %s, not a %s", m.Name, topic, ErrInvalidArgument,
+			return zero, fmt.Errorf("%s on %s: %w: it takes a %s, not a %s", m.Name, topic, ErrInvalidArgument,
 				op.req.Message().FullName(), req.ProtoReflect().Descriptor().FullName())
 		}
 		msg := req.ProtoReflect()
@@ -91,11 +91,11 @@ func Call[Req, Resp proto.Message](ctx context.Context, c Caller, topic string, 
 		r.Operation = op.op
 	} else {
 		if err := validMethod(m.Name); err != nil {
-			return zero, fmt.Errorf("rpc: call on %s: %w", topic, err)
+			return zero, fmt.Errorf("call on %s: %w", topic, err)
 		}
 		a, err := anypb.New(req)
 		if err != nil {
-			return zero, fmt.Errorf("rpc: %s on %s: %w: the request cannot be encoded: %v", m.Name, topic, ErrInvalidArgument, err)
+			return zero, fmt.Errorf("%s on %s: %w: the request cannot be encoded: %v", m.Name, topic, ErrInvalidArgument, err)
 		}
 		r.Method, r.Body = m.Name, &eventbusv1.RpcRequest_Message{Message: a}
 	}
@@ -118,7 +118,7 @@ func decodeResult[Resp proto.Message](name, topic string, resp *eventbusv1.RpcRe
 		}
 		out, ok := v.Interface().(Resp)
 		if !ok {
-			return zero, fmt.Errorf("rpc: %s on %s: %w: the method returns a %s, not a %T", name, topic, ErrBadResponse, v.Descriptor().FullName(), zero)
+			return zero, fmt.Errorf("%s on %s: %w: the method returns a %s, not a %T", name, topic, ErrBadResponse, v.Descriptor().FullName(), zero)
 		}
 		return out, nil
 	}
@@ -128,14 +128,14 @@ func decodeResult[Resp proto.Message](name, topic string, resp *eventbusv1.RpcRe
 		return out, nil // an empty result
 	case *eventbusv1.RpcResponse_Message:
 		if want := out.ProtoReflect().Descriptor().FullName(); b.Message.MessageName() != want {
-			return zero, fmt.Errorf("rpc: %s on %s: %w: the result is a %s, this client expects a %s", name, topic, ErrBadResponse, b.Message.MessageName(), want)
+			return zero, fmt.Errorf("%s on %s: %w: the result is a %s, this client expects a %s", name, topic, ErrBadResponse, b.Message.MessageName(), want)
 		}
 		if err := proto.Unmarshal(b.Message.GetValue(), out); err != nil {
-			return zero, fmt.Errorf("rpc: %s on %s: %w: the result does not decode: %v", name, topic, ErrBadResponse, err)
+			return zero, fmt.Errorf("%s on %s: %w: the result does not decode: %v", name, topic, ErrBadResponse, err)
 		}
 		return out, nil
 	}
-	return zero, fmt.Errorf("rpc: %s on %s: %w: the result is a %T body, this client expects a protobuf message", name, topic, ErrBadResponse, resp.GetBody())
+	return zero, fmt.Errorf("%s on %s: %w: the result is a %T body, this client expects a protobuf message", name, topic, ErrBadResponse, resp.GetBody())
 }
 
 // CallRaw calls method name of the service on topic with a request of
@@ -143,7 +143,7 @@ func decodeResult[Resp proto.Message](name, topic string, resp *eventbusv1.RpcRe
 // HandleRaw. Otherwise it is Call.
 func CallRaw(ctx context.Context, c Caller, topic, name string, req []byte, idempotent bool, opts ...CallOption) ([]byte, error) {
 	if err := validMethod(name); err != nil {
-		return nil, fmt.Errorf("rpc: call on %s: %w", topic, err)
+		return nil, fmt.Errorf("call on %s: %w", topic, err)
 	}
 	r := &eventbusv1.RpcRequest{Method: name, Idempotent: idempotent, Body: &eventbusv1.RpcRequest_Raw{Raw: req}}
 	for _, o := range opts {
@@ -159,7 +159,7 @@ func CallRaw(ctx context.Context, c Caller, topic, name string, req []byte, idem
 	case *eventbusv1.RpcResponse_Raw:
 		return b.Raw, nil
 	}
-	return nil, fmt.Errorf("rpc: %s on %s: %w: the result is a %T body, this client expects raw bytes", name, topic, ErrBadResponse, resp.GetBody())
+	return nil, fmt.Errorf("%s on %s: %w: the result is a %T body, this client expects raw bytes", name, topic, ErrBadResponse, resp.GetBody())
 }
 
 // validMethod checks a method name: lower_snake_case, 1 to 128 bytes.
@@ -340,13 +340,13 @@ func Handle[Req, Resp proto.Message](mx *Mux, m Method[Req, Resp], fn func(ctx c
 		case nil: // an empty request
 		case *eventbusv1.RpcRequest_Message:
 			if got := b.Message.MessageName(); got != want {
-				return nil, wrongType(m.Name, string(want), string(got))
+				return nil, wrongType(m.Name, "a "+string(want), "a "+string(got))
 			}
 			if err := proto.Unmarshal(b.Message.GetValue(), in); err != nil {
 				return nil, InvalidArgument(CodeInvalidRequest, fmt.Sprintf("the %s request does not decode as a %s: %v", m.Name, want, err))
 			}
 		default:
-			return nil, wrongType(m.Name, string(want), bodyName(r.Call))
+			return nil, wrongType(m.Name, "a "+string(want), bodyName(r.Call))
 		}
 		out, err := fn(ctx, in)
 		if err != nil {
@@ -391,7 +391,7 @@ func HandleRaw(mx *Mux, name string, fn func(ctx context.Context, req []byte) ([
 const CodeWrongType = "wrong_type"
 
 func wrongType(method, want, got string) *Error {
-	return InvalidArgument(CodeWrongType, fmt.Sprintf("method %s takes a %s, not a %s", method, want, got),
+	return InvalidArgument(CodeWrongType, fmt.Sprintf("method %s takes %s, not %s", method, want, got),
 		&eventbusv1.FieldViolation{Field: "body", Description: "want " + want})
 }
 
@@ -399,14 +399,14 @@ func wrongType(method, want, got string) *Error {
 func bodyName(r *eventbusv1.RpcRequest) string {
 	switch b := r.GetBody().(type) {
 	case *eventbusv1.RpcRequest_Message:
-		return string(b.Message.MessageName())
+		return "a " + string(b.Message.MessageName())
 	case *eventbusv1.RpcRequest_Raw:
 		return "raw bytes"
 	case nil:
 		return "request without a body"
 	}
 	if op := envelope.RequestOperation(r); opByEnum[op] != nil {
-		return string(opByEnum[op].reqMessage)
+		return "a " + string(opByEnum[op].reqMessage)
 	}
 	return fmt.Sprintf("%T", r.GetBody())
 }
