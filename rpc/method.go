@@ -283,6 +283,10 @@ func (mx *Mux) ServeRPC(ctx context.Context, r *Request) (*eventbusv1.RpcRespons
 			return nil, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, CodeInvalidRequest,
 				"the request names no method and carries no operation body")
 		}
+		if len(name) > 128 || validMethod(name) != nil { // not echoed: it may be long, or not text
+			return nil, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, CodeInvalidRequest,
+				"the method name is not lower_snake_case of 1 to 128 bytes")
+		}
 		return nil, Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNSUPPORTED, CodeUnsupported,
 			"%s does not support %s", mx.name, name)
 	}

@@ -159,6 +159,10 @@ func TestMethodErrors(t *testing.T) {
 				_, err := Call(ctx, c, "control.demo.nobody", upper, wrapperspb.String("x"))
 				return err
 			}, ErrNoResponders, "", "no responders"},
+			{"invalid method name on the wire", func(ctx context.Context) error {
+				_, err := c.Call(ctx, demoTopic, &eventbusv1.RpcRequest{Method: strings.Repeat("X", 300)})
+				return err
+			}, ErrInvalidArgument, CodeInvalidRequest, "the method name is not lower_snake_case"},
 			{"invalid method name", func(ctx context.Context) error {
 				_, err := Call(ctx, c, demoTopic, Method[*wrapperspb.StringValue, *wrapperspb.StringValue]{Name: "Upper Case"}, wrapperspb.String("x"))
 				return err
