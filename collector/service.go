@@ -149,161 +149,107 @@ func Serve(ctx context.Context, srv *rpc.Server, id string, c Collector) error {
 	return srv.Handle(ctx, topics.AgentTasks+"."+id, h)
 }
 
-// Handler returns the rpc.Handler that dispatches collector id's requests
-// to c by operation. A request on a topic that is not the operation's
-// (START on the health topic) is refused, so that authorization by topic
-// cannot be sidestepped; an operation c does not implement is answered
-// with category UNSUPPORTED.
+// The collector operations as rpc Methods: the seeds' RpcRequest and
+// RpcResponse body fields and RpcOperation values are their wire schema.
+// Client calls them, Handler serves them; a caller with an rpc.Client may
+// call them with rpc.Call as well, on Topic(op, id). Idempotent methods are
+// retried: all but RESTART (and UPDATE_CONFIG, which Client marks
+// idempotent when it only validates or names an expected_version).
+var (
+	HealthCheck      = rpc.Method[*eventbusv1.HealthCheckRequest, *eventbusv1.HealthCheckResponse]{Name: "health_check", Idempotent: true}
+	GetCapabilities  = rpc.Method[*eventbusv1.GetCapabilitiesRequest, *eventbusv1.Capabilities]{Name: "get_capabilities", Idempotent: true}
+	Start            = rpc.Method[*eventbusv1.LifecycleRequest, *eventbusv1.LifecycleResponse]{Name: "start", Idempotent: true}
+	Stop             = rpc.Method[*eventbusv1.LifecycleRequest, *eventbusv1.LifecycleResponse]{Name: "stop", Idempotent: true}
+	Restart          = rpc.Method[*eventbusv1.LifecycleRequest, *eventbusv1.LifecycleResponse]{Name: "restart"}
+	Pause            = rpc.Method[*eventbusv1.LifecycleRequest, *eventbusv1.LifecycleResponse]{Name: "pause", Idempotent: true}
+	Resume           = rpc.Method[*eventbusv1.LifecycleRequest, *eventbusv1.LifecycleResponse]{Name: "resume", Idempotent: true}
+	UpdateConfig     = rpc.Method[*eventbusv1.ConfigUpdateRequest, *eventbusv1.ConfigUpdateResult]{Name: "update_config"}
+	GracefulShutdown = rpc.Method[*eventbusv1.ShutdownRequest, *eventbusv1.ShutdownResponse]{Name: "graceful_shutdown", Idempotent: true}
+	ForceShutdown    = rpc.Method[*eventbusv1.ShutdownRequest, *eventbusv1.ShutdownResponse]{Name: "force_shutdown", Idempotent: true}
+	GetSnapshot      = rpc.Method[*eventbusv1.SnapshotRequest, *eventbusv1.ProcessSnapshot]{Name: "get_snapshot", Idempotent: true}
+	Register         = rpc.Method[*eventbusv1.RegisterRequest, *eventbusv1.RegisterResponse]{Name: "register", Idempotent: true}
+	Deregister       = rpc.Method[*eventbusv1.DeregisterRequest, *eventbusv1.DeregisterResponse]{Name: "deregister", Idempotent: true}
+)
+
+// Handler returns the rpc.Handler that serves collector id's operations
+// with c: an rpc.Mux with the methods c implements, behind a check that a
+// request came on its operation's topic. A request on a topic that is not
+// its operation's (START on the health topic) is refused, so that
+// authorization by topic cannot be sidestepped; an operation c does not
+// implement is answered with category UNSUPPORTED.
 //
 // The handler is an rpc.InlineHandler: health checks and capabilities
 // (and requests refused for their topic) are answered inline; the other
 // operations, which may take time, on the Server's workers.
 func Handler(id string, c Collector) rpc.Handler {
-	return handler{id: id, c: c}
+	mux := rpc.NewMux("collector " + id)
+	rpc.Handle(mux, HealthCheck, c.Health, rpc.Inline())
+	rpc.Handle(mux, GetCapabilities, func(ctx context.Context, req *eventbusv1.GetCapabilitiesRequest) (*eventbusv1.Capabilities, error) {
+		r, err := c.Capabilities(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			r = new(eventbusv1.Capabilities)
+		}
+		r.SupportedOperations = Operations(c)
+		r.Version = envelope.CurrentVersion()
+		if req.GetIncludeVersions() {
+			r.SupportedVersions = supportedVersions()
+		}
+		return r, nil
+	}, rpc.Inline())
+	if lc, ok := c.(Lifecycle); ok {
+		rpc.Handle(mux, Start, lc.Start)
+		rpc.Handle(mux, Stop, lc.Stop)
+		rpc.Handle(mux, Restart, lc.Restart)
+		rpc.Handle(mux, Pause, lc.Pause)
+		rpc.Handle(mux, Resume, lc.Resume)
+	}
+	if cf, ok := c.(Configurable); ok {
+		rpc.Handle(mux, UpdateConfig, cf.UpdateConfig)
+	}
+	if sd, ok := c.(Shutdowner); ok {
+		rpc.Handle(mux, GracefulShutdown, sd.GracefulShutdown)
+		rpc.Handle(mux, ForceShutdown, sd.ForceShutdown)
+	}
+	if sn, ok := c.(Snapshotter); ok {
+		rpc.Handle(mux, GetSnapshot, sn.Snapshot)
+	}
+	return handler{id: id, mux: mux}
 }
 
 type handler struct {
-	id string
-	c  Collector
+	id  string
+	mux *rpc.Mux
+}
+
+// onTopic checks that r came on the topic of the operation it carries
+// (its body, which is what the Mux runs).
+func (h handler) onTopic(r *rpc.Request) error {
+	op := envelope.RequestOperation(r.Call)
+	if want := Topic(op, h.id); r.Topic != want {
+		if op == eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED {
+			return rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNSUPPORTED, rpc.CodeUnsupported,
+				"collector %s serves the collector operations only, not method %q", h.id, r.Call.GetMethod())
+		}
+		return rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, "wrong_topic",
+			"%s is served on %s, not on %s", opName(op), want, r.Topic)
+	}
+	return nil
 }
 
 func (h handler) ServeRPC(ctx context.Context, r *rpc.Request) (*eventbusv1.RpcResponse, error) {
-	op := r.Call.GetOperation()
-	if want := Topic(op, h.id); r.Topic != want {
-		return nil, rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_VALIDATION, "wrong_topic",
-			"%s is served on %s, not on %s", opName(op), want, r.Topic)
+	if err := h.onTopic(r); err != nil {
+		return nil, err
 	}
-	return dispatch(ctx, h.id, h.c, r.Call)
+	return h.mux.ServeRPC(ctx, r)
 }
 
 // Inline reports whether r is answered inline: health checks and
-// capability queries (by the body, which is what dispatch goes by), and
-// anything refused for its topic.
+// capability queries, and anything refused for its topic.
 func (h handler) Inline(r *rpc.Request) bool {
-	if r.Topic != Topic(r.Call.GetOperation(), h.id) {
-		return true
-	}
-	switch r.Call.GetBody().(type) {
-	case *eventbusv1.RpcRequest_HealthCheck, *eventbusv1.RpcRequest_GetCapabilities:
-		return true
-	}
-	return false
-}
-
-func dispatch(ctx context.Context, id string, c Collector, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
-	lc, _ := c.(Lifecycle)
-	cf, _ := c.(Configurable)
-	sd, _ := c.(Shutdowner)
-	sn, _ := c.(Snapshotter)
-	unsupported := func() (*eventbusv1.RpcResponse, error) {
-		return nil, rpc.Errorf(eventbusv1.RpcErrorCategory_RPC_ERROR_CATEGORY_UNSUPPORTED, rpc.CodeUnsupported,
-			"collector %s does not support %s", id, opName(req.GetOperation()))
-	}
-	switch b := req.GetBody().(type) {
-	case *eventbusv1.RpcRequest_HealthCheck:
-		r, err := c.Health(ctx, b.HealthCheck)
-		return wrap(r, err, func(r *eventbusv1.HealthCheckResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_HealthCheck{HealthCheck: r}}
-		})
-	case *eventbusv1.RpcRequest_GetCapabilities:
-		r, err := c.Capabilities(ctx, b.GetCapabilities)
-		if r != nil {
-			r.SupportedOperations = Operations(c)
-			r.Version = envelope.CurrentVersion()
-			if b.GetCapabilities.GetIncludeVersions() {
-				r.SupportedVersions = supportedVersions()
-			}
-		}
-		return wrap(r, err, func(r *eventbusv1.Capabilities) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_GetCapabilities{GetCapabilities: r}}
-		})
-	case *eventbusv1.RpcRequest_Start, *eventbusv1.RpcRequest_Stop, *eventbusv1.RpcRequest_Restart, *eventbusv1.RpcRequest_Pause, *eventbusv1.RpcRequest_Resume:
-		if lc == nil {
-			return unsupported()
-		}
-		return lifecycle(ctx, lc, req)
-	case *eventbusv1.RpcRequest_UpdateConfig:
-		if cf == nil {
-			return unsupported()
-		}
-		r, err := cf.UpdateConfig(ctx, b.UpdateConfig)
-		return wrap(r, err, func(r *eventbusv1.ConfigUpdateResult) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_UpdateConfig{UpdateConfig: r}}
-		})
-	case *eventbusv1.RpcRequest_GracefulShutdown:
-		if sd == nil {
-			return unsupported()
-		}
-		r, err := sd.GracefulShutdown(ctx, b.GracefulShutdown)
-		return wrap(r, err, func(r *eventbusv1.ShutdownResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_GracefulShutdown{GracefulShutdown: r}}
-		})
-	case *eventbusv1.RpcRequest_ForceShutdown:
-		if sd == nil {
-			return unsupported()
-		}
-		r, err := sd.ForceShutdown(ctx, b.ForceShutdown)
-		return wrap(r, err, func(r *eventbusv1.ShutdownResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_ForceShutdown{ForceShutdown: r}}
-		})
-	case *eventbusv1.RpcRequest_GetSnapshot:
-		if sn == nil {
-			return unsupported()
-		}
-		r, err := sn.Snapshot(ctx, b.GetSnapshot)
-		return wrap(r, err, func(r *eventbusv1.ProcessSnapshot) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_GetSnapshot{GetSnapshot: r}}
-		})
-	}
-	return unsupported()
-}
-
-func lifecycle(ctx context.Context, lc Lifecycle, req *eventbusv1.RpcRequest) (*eventbusv1.RpcResponse, error) {
-	var r *eventbusv1.LifecycleResponse
-	var err error
-	var body func(*eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse
-	switch b := req.GetBody().(type) {
-	case *eventbusv1.RpcRequest_Start:
-		r, err = lc.Start(ctx, b.Start)
-		body = func(r *eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Start{Start: r}}
-		}
-	case *eventbusv1.RpcRequest_Stop:
-		r, err = lc.Stop(ctx, b.Stop)
-		body = func(r *eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Stop{Stop: r}}
-		}
-	case *eventbusv1.RpcRequest_Restart:
-		r, err = lc.Restart(ctx, b.Restart)
-		body = func(r *eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Restart{Restart: r}}
-		}
-	case *eventbusv1.RpcRequest_Pause:
-		r, err = lc.Pause(ctx, b.Pause)
-		body = func(r *eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Pause{Pause: r}}
-		}
-	default:
-		r, err = lc.Resume(ctx, req.GetResume())
-		body = func(r *eventbusv1.LifecycleResponse) *eventbusv1.RpcResponse {
-			return &eventbusv1.RpcResponse{Body: &eventbusv1.RpcResponse_Resume{Resume: r}}
-		}
-	}
-	return wrap(r, err, body)
-}
-
-// wrap puts a result into its response body; a nil result with no error
-// becomes an empty one.
-func wrap[T any, P interface {
-	*T
-}](r P, err error, body func(P) *eventbusv1.RpcResponse) (*eventbusv1.RpcResponse, error) {
-	if err != nil {
-		return nil, err
-	}
-	if r == nil {
-		r = new(T)
-	}
-	return body(r), nil
+	return r.Topic != Topic(envelope.RequestOperation(r.Call), h.id) || h.mux.Inline(r)
 }
 
 // supportedVersions lists the schema versions this build speaks: every

@@ -257,8 +257,9 @@ func TestHandlerInline(t *testing.T) {
 		{"start", start, Topic(start, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
 		{"snapshot", eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, Topic(eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT, "demo"),
 			&eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_GetSnapshot{}}, false},
-		// Claims to be a health check, carries a start: dispatch starts.
-		{"start posing as health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, false},
+		// Claims to be a health check, carries a start: the body is what
+		// would run, so it is refused for its topic, at once.
+		{"start posing as health", health, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, true},
 		// Refused for its topic at once.
 		{"start on the health topic", start, Topic(health, "demo"), &eventbusv1.RpcRequest{Body: &eventbusv1.RpcRequest_Start{}}, true},
 	} {
@@ -266,6 +267,36 @@ func TestHandlerInline(t *testing.T) {
 			tc.body.Operation = tc.op
 			if got := h.Inline(&rpc.Request{Topic: tc.topic, Call: tc.body}); got != tc.want {
 				t.Errorf("Inline = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The topic is checked against the operation a request's body carries
+// (what would run), not the operation it claims; a method of another
+// service is refused.
+func TestHandlerChecksTheBodysTopic(t *testing.T) {
+	f := &full{got: map[eventbusv1.RpcOperation]proto.Message{}, ret: map[eventbusv1.RpcOperation]proto.Message{}}
+	h := Handler("demo", f)
+	health := eventbusv1.RpcOperation_RPC_OPERATION_HEALTH_CHECK
+	for _, tc := range []struct {
+		name string
+		req  *eventbusv1.RpcRequest
+		want error
+		code string
+	}{
+		{"start posing as health", &eventbusv1.RpcRequest{Operation: health, Body: &eventbusv1.RpcRequest_Start{Start: &eventbusv1.LifecycleRequest{}}},
+			rpc.ErrInvalidArgument, "wrong_topic"},
+		{"a method of another service", &eventbusv1.RpcRequest{Method: "list_collectors"}, rpc.ErrUnsupported, rpc.CodeUnsupported},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.ServeRPC(t.Context(), &rpc.Request{Topic: Topic(health, "demo"), Call: tc.req})
+			var e *rpc.Error
+			if !errors.Is(err, tc.want) || !errors.As(err, &e) || e.Detail.GetCode() != tc.code {
+				t.Errorf("ServeRPC = %v, want %v (code %s)", err, tc.want, tc.code)
+			}
+			if len(f.got) != 0 {
+				t.Errorf("the collector was called: %v", f.got)
 			}
 		})
 	}

@@ -165,20 +165,3 @@ func describe(r *Rule, p *eventbusv1.ProcessRecord) string {
 func subtypeName(s eventbusv1.ProcessEventSubtype) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "PROCESS_EVENT_SUBTYPE_"))
 }
-
-// FormatAlert is the one-line, human-readable form of an alert: time,
-// severity, rule, pid, executable, title.
-func FormatAlert(a *eventbusv1.Alert) string {
-	p := a.GetProcess()
-	line := fmt.Sprintf("%s ALERT %-8s %s pid=%d exe=%q user=%s: %s",
-		a.GetTimestamp().AsTime().Local().Format(time.DateTime), strings.ToUpper(SeverityName(a.GetSeverity())),
-		a.GetRuleId(), p.GetPid(), p.GetExecutablePath(), orDash(p.GetUserName()), a.GetTitle())
-	return strings.ToValidUTF8(line, "\uFFFD")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

@@ -79,8 +79,14 @@ func validateRequest(r *eventbusv1.RpcRequest) error {
 		return invalid("RPC request payload without a request")
 	case r.GetRequestId() == "":
 		return invalid("RPC request without a request id")
+	case r.GetMethod() != "" && op != eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED:
+		return invalid("RPC request %s names both method %q and operation %v", r.GetRequestId(), r.GetMethod(), op)
+	case r.GetMethod() != "" && RequestOperation(r) != op:
+		return invalid("RPC request %s: method %q with the body of %v", r.GetRequestId(), r.GetMethod(), RequestOperation(r))
+	case r.GetMethod() != "":
+		return nil
 	case op == eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED:
-		return invalid("RPC request %s without an operation", r.GetRequestId())
+		return invalid("RPC request %s with neither an operation nor a method", r.GetRequestId())
 	case RequestOperation(r) != op:
 		return invalid("RPC request %s: operation %v with the body of %v", r.GetRequestId(), op, RequestOperation(r))
 	}
@@ -94,8 +100,8 @@ func validateResponse(r *eventbusv1.RpcResponse) error {
 		return invalid("RPC response payload without a response")
 	case r.GetRequestId() == "":
 		return invalid("RPC response without a request id")
-	case op == eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED:
-		return invalid("RPC response to %s without an operation", r.GetRequestId())
+	case op == eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED && r.GetMethod() == "":
+		return invalid("RPC response to %s with neither an operation nor a method", r.GetRequestId())
 	case status == eventbusv1.RpcStatus_RPC_STATUS_UNSPECIFIED:
 		return invalid("RPC response to %s without a status", r.GetRequestId())
 	case status == eventbusv1.RpcStatus_RPC_STATUS_SUCCESS && r.GetError() != nil:

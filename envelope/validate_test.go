@@ -93,7 +93,29 @@ func TestValidate(t *testing.T) {
 			m.GetRpcRequest().Request.RequestId = ""
 			return m
 		}, "without a request id"},
-		{"request without operation", func() *eventbusv1.EventBusMessage { return request(0) }, "without an operation"},
+		{"request without operation", func() *eventbusv1.EventBusMessage { return request(0) }, "neither an operation nor a method"},
+		{"method request", func() *eventbusv1.EventBusMessage {
+			m := request(0)
+			m.GetRpcRequest().Request.Method = "list_collectors"
+			m.GetRpcRequest().Request.Body = &eventbusv1.RpcRequest_Raw{Raw: []byte("x")}
+			return m
+		}, ""},
+		{"method request without body", func() *eventbusv1.EventBusMessage {
+			m := request(0)
+			m.GetRpcRequest().Request.Method = "list_collectors"
+			m.GetRpcRequest().Request.Body = nil
+			return m
+		}, ""},
+		{"method and operation", func() *eventbusv1.EventBusMessage {
+			m := request(start)
+			m.GetRpcRequest().Request.Method = "list_collectors"
+			return m
+		}, "names both method"},
+		{"method with an operation's body", func() *eventbusv1.EventBusMessage {
+			m := request(0)
+			m.GetRpcRequest().Request.Method = "list_collectors"
+			return m
+		}, `method "list_collectors" with the body of RPC_OPERATION_START`},
 		{"operation and body disagree", func() *eventbusv1.EventBusMessage {
 			return request(eventbusv1.RpcOperation_RPC_OPERATION_STOP)
 		}, "with the body of RPC_OPERATION_START"},
@@ -110,7 +132,14 @@ func TestValidate(t *testing.T) {
 			m := response(eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, false, true)
 			m.GetRpcResponse().Response.Operation = 0
 			return m
-		}, "without an operation"},
+		}, "neither an operation nor a method"},
+		{"method response", func() *eventbusv1.EventBusMessage {
+			m := response(eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, false, false)
+			m.GetRpcResponse().Response.Operation = 0
+			m.GetRpcResponse().Response.Method = "list_collectors"
+			m.GetRpcResponse().Response.Body = &eventbusv1.RpcResponse_Raw{Raw: []byte("x")}
+			return m
+		}, ""},
 		{"response without request id", func() *eventbusv1.EventBusMessage {
 			m := response(eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, false, true)
 			m.GetRpcResponse().Response.RequestId = ""

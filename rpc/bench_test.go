@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/server"
@@ -95,6 +97,76 @@ func BenchmarkCall(b *testing.B) {
 				b.ReportMetric(float64(all.Count())/time.Since(start).Seconds(), "calls/s")
 				b.ReportMetric(float64(all.Quantile(0.5).Nanoseconds())/1e3, "p50-µs")
 				b.ReportMetric(float64(all.Quantile(0.99).Nanoseconds())/1e3, "p99-µs")
+			})
+		}
+	}
+}
+
+// BenchmarkMethod is BenchmarkCall/*/seq through the general API: rpc.Call
+// and a Mux serving Handle's functions inline. "operation" is the health
+// check as a Method (its body field, shared in process), "message" a
+// method of the service's own with a protobuf message (an Any, encoded
+// even in process). The difference from BenchmarkCall is the general
+// layer's cost.
+func BenchmarkMethod(b *testing.B) {
+	health := Method[*eventbusv1.HealthCheckRequest, *eventbusv1.HealthCheckResponse]{Name: "health_check"}
+	custom := Method[*eventbusv1.HealthCheckRequest, *eventbusv1.HealthCheckResponse]{Name: "custom_health"}
+	for _, tr := range []string{"inproc", "unix"} {
+		for _, kind := range []string{"operation", "message"} {
+			b.Run(tr+"/"+kind, func(b *testing.B) {
+				var bk *eventbus.Broker
+				addr := "inproc://"
+				if tr == "unix" {
+					var path string
+					path, _, bk = testbroker.Start(b, server.Options{})
+					addr = "unix://" + path
+				} else {
+					var err error
+					if bk, err = eventbus.New(eventbus.Options{}); err != nil {
+						b.Fatal(err)
+					}
+					defer bk.Close()
+				}
+				dial := func(name string) *client.Conn {
+					c, err := client.Dial(b.Context(), addr, client.Options{Name: name, Broker: bk})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { c.Close() })
+					return c
+				}
+				m := health
+				if kind == "message" {
+					m = custom
+				}
+				mux := NewMux("bench")
+				Handle(mux, m, func(context.Context, *eventbusv1.HealthCheckRequest) (*eventbusv1.HealthCheckResponse, error) {
+					return &eventbusv1.HealthCheckResponse{Status: eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY}, nil
+				}, Inline())
+				srv := NewServer(dial("svc"), ServerOptions{})
+				defer srv.Close()
+				if err := srv.Handle(b.Context(), healthTopic, mux); err != nil {
+					b.Fatal(err)
+				}
+				c := NewClient(dial("caller"), ClientOptions{})
+				req := func() *eventbusv1.HealthCheckRequest {
+					return &eventbusv1.HealthCheckRequest{Components: []string{"scanner"}}
+				}
+				if _, err := Call(b.Context(), c, healthTopic, m, req()); err != nil {
+					b.Fatal(err)
+				}
+				var h loadgen.Histogram
+				b.ReportAllocs()
+				start := time.Now()
+				for b.Loop() {
+					t0 := time.Now()
+					if _, err := Call(b.Context(), c, healthTopic, m, req()); err != nil {
+						b.Fatal(err)
+					}
+					h.Record(time.Since(t0))
+				}
+				b.ReportMetric(float64(h.Count())/time.Since(start).Seconds(), "calls/s")
+				b.ReportMetric(float64(h.Quantile(0.5).Nanoseconds())/1e3, "p50-µs")
 			})
 		}
 	}

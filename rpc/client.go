@@ -168,7 +168,7 @@ func (c *Client) Call(ctx context.Context, topic string, req *eventbusv1.RpcRequ
 			break
 		}
 	}
-	return nil, fmt.Errorf("%s on %s: %w", opName(req.GetOperation()), topic, err)
+	return nil, fmt.Errorf("%s on %s: %w", callName(req), topic, err)
 }
 
 // attempt makes one try. after says whether the error may pass: -1 no,
@@ -261,7 +261,10 @@ func decodeResponse(reply *client.Msg, req *eventbusv1.RpcRequest) (*eventbusv1.
 	}
 	if resp.GetStatus() == eventbusv1.RpcStatus_RPC_STATUS_SUCCESS {
 		if op := envelope.ResponseOperation(resp); op != eventbusv1.RpcOperation_RPC_OPERATION_UNSPECIFIED && op != req.GetOperation() {
-			return nil, fmt.Errorf("%w: the result is for %s, the request was %s", ErrBadResponse, opName(op), opName(req.GetOperation()))
+			return nil, fmt.Errorf("%w: the result is for %s, the request was %s", ErrBadResponse, opName(op), callName(req))
+		}
+		if m := resp.GetMethod(); m != "" && m != req.GetMethod() {
+			return nil, fmt.Errorf("%w: the result is for method %s, the request was %s", ErrBadResponse, m, callName(req))
 		}
 	}
 	return resp, nil
@@ -276,6 +279,15 @@ func backoff(base, limit time.Duration, n int) time.Duration {
 	}
 	d = min(d, limit)
 	return d/2 + rand.N(d)
+}
+
+// callName is what req calls, for errors: its method, or its operation's
+// name.
+func callName(req *eventbusv1.RpcRequest) string {
+	if m := req.GetMethod(); m != "" {
+		return m
+	}
+	return opName(req.GetOperation())
 }
 
 // opName is an operation's name as in the body field: health_check.

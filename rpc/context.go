@@ -36,6 +36,7 @@ func CorrelationFrom(ctx context.Context) *eventbusv1.CorrelationMetadata {
 type handlerContext struct {
 	parent   context.Context
 	deadline time.Time // zero: none
+	req      *Request  // RequestFrom's answer
 
 	mu         sync.Mutex
 	done       chan struct{} // made by the first Done
@@ -44,8 +45,8 @@ type handlerContext struct {
 	stopParent func() bool
 }
 
-func newHandlerContext(parent context.Context, deadline time.Time) *handlerContext {
-	return &handlerContext{parent: parent, deadline: deadline}
+func newHandlerContext(parent context.Context, deadline time.Time, req *Request) *handlerContext {
+	return &handlerContext{parent: parent, deadline: deadline, req: req}
 }
 
 func (c *handlerContext) Deadline() (time.Time, bool) {
@@ -55,7 +56,13 @@ func (c *handlerContext) Deadline() (time.Time, bool) {
 	return c.deadline, !c.deadline.IsZero()
 }
 
-func (c *handlerContext) Value(key any) any { return c.parent.Value(key) }
+// Value answers RequestFrom without a context.WithValue per request.
+func (c *handlerContext) Value(key any) any {
+	if _, ok := key.(requestKey); ok && c.req != nil {
+		return c.req
+	}
+	return c.parent.Value(key)
+}
 
 func (c *handlerContext) Done() <-chan struct{} {
 	c.mu.Lock()

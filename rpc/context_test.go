@@ -13,7 +13,7 @@ func TestHandlerContext(t *testing.T) {
 		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
 	}
 	bubble("deadline with Done", func(t *testing.T) {
-		c := newHandlerContext(t.Context(), time.Now().Add(time.Second))
+		c := newHandlerContext(t.Context(), time.Now().Add(time.Second), nil)
 		defer c.release()
 		if d, ok := c.Deadline(); !ok || !d.Equal(time.Now().Add(time.Second)) {
 			t.Errorf("Deadline = %v, %v", d, ok)
@@ -41,7 +41,7 @@ func TestHandlerContext(t *testing.T) {
 		}
 	})
 	bubble("deadline without Done", func(t *testing.T) {
-		c := newHandlerContext(t.Context(), time.Now().Add(time.Second))
+		c := newHandlerContext(t.Context(), time.Now().Add(time.Second), nil)
 		defer c.release()
 		time.Sleep(time.Second)
 		if !errors.Is(c.Err(), context.DeadlineExceeded) {
@@ -55,7 +55,7 @@ func TestHandlerContext(t *testing.T) {
 	})
 	bubble("parent cancelled", func(t *testing.T) {
 		parent, cancel := context.WithCancel(t.Context())
-		c := newHandlerContext(parent, time.Time{})
+		c := newHandlerContext(parent, time.Time{}, nil)
 		defer c.release()
 		if _, ok := c.Deadline(); ok {
 			t.Error("a deadline without one")
@@ -75,7 +75,7 @@ func TestHandlerContext(t *testing.T) {
 	bubble("parent deadline earlier", func(t *testing.T) {
 		parent, cancel := context.WithTimeout(t.Context(), time.Millisecond)
 		defer cancel()
-		c := newHandlerContext(parent, time.Now().Add(time.Hour))
+		c := newHandlerContext(parent, time.Now().Add(time.Hour), nil)
 		defer c.release()
 		if d, _ := c.Deadline(); !d.Equal(time.Now().Add(time.Millisecond)) {
 			t.Errorf("Deadline = %v, want the parent's", d)
@@ -86,7 +86,7 @@ func TestHandlerContext(t *testing.T) {
 		}
 	})
 	bubble("release", func(t *testing.T) {
-		c := newHandlerContext(t.Context(), time.Now().Add(time.Hour))
+		c := newHandlerContext(t.Context(), time.Now().Add(time.Hour), nil)
 		child, cancel := context.WithCancel(c) // a handler's own child
 		defer cancel()
 		c.release()

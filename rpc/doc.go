@@ -1,6 +1,43 @@
 // Package rpc is request/reply over the DaemonEye event bus, with the
 // typed envelope: a Client calls, a Server answers.
 //
+// # Methods
+//
+// A service's methods are Method values, declared once where the service
+// and its callers both see them, each with a name and the protobuf types
+// of its request and response:
+//
+//	var Upper = rpc.Method[*textv1.UpperRequest, *textv1.UpperReply]{Name: "upper", Idempotent: true}
+//
+// The service registers a function per method on a Mux and serves the Mux
+// on a topic (Server.Handle); a caller uses Call:
+//
+//	mux := rpc.NewMux("the text service")
+//	rpc.Handle(mux, Upper, upper, rpc.Inline()) // func(ctx, *textv1.UpperRequest) (*textv1.UpperReply, error)
+//	srv.Handle(ctx, "control.text", mux)
+//
+//	reply, err := rpc.Call(ctx, client, "control.text", Upper, &textv1.UpperRequest{Text: "hi"})
+//
+// On the wire the request names its method (RpcRequest.method) and carries
+// its message in a google.protobuf.Any; the service checks the type and
+// answers another with category VALIDATION, code "wrong_type", saying
+// which type the method takes (errors.Is(err, ErrInvalidArgument)). A
+// response of another type than the caller expects is ErrBadResponse.
+// CallRaw and HandleRaw do the same with bytes of the service's own
+// format. A method the Mux does not have is answered UNSUPPORTED.
+//
+// The seeds' collector operations are methods too, named after their body
+// fields ("health_check", "start", ...; see package collector): those
+// travel in the operation's own body field, and in process the service
+// reads the caller's very request object, with nothing serialized. A
+// service's own methods are encoded even in process (one Marshal and one
+// Unmarshal each way).
+//
+// Everything below applies to both: the deadline, no-responders, retries
+// of idempotent methods (Method.Idempotent, or WithIdempotent per call),
+// the circuit breaker, the error model, MaxConcurrent, inline handlers
+// and Shutdown.
+//
 // # Calls
 //
 // Client.Call wraps an eventbusv1.RpcRequest in an EventBusMessage (with a
@@ -46,6 +83,11 @@
 // older and newer minor versions are served (unknown fields are skipped).
 // Shutdown stops taking requests and waits for the running handlers; Close
 // cancels them. The Server owns its handler goroutines and waits for them.
+//
+// Below Call and Mux are Client.Call, which sends an RpcRequest as given,
+// and the Handler interface, which receives the whole Request; both are
+// for callers and services that need the envelope itself (the agent's
+// forwarder passes requests through unchanged).
 //
 // Typed clients and servers for the collector control operations are in
 // package collector.

@@ -377,7 +377,7 @@ func (s *Server) worker(j job) {
 }
 
 func (s *Server) run(req *Request, reply string, received, deadline time.Time, h Handler) {
-	ctx := newHandlerContext(WithCorrelation(s.ctx, req.Envelope.GetCorrelation()), deadline)
+	ctx := newHandlerContext(WithCorrelation(s.ctx, req.Envelope.GetCorrelation()), deadline, req)
 	defer ctx.release()
 	start := time.Now()
 	resp, err := h.ServeRPC(ctx, req)
@@ -398,6 +398,7 @@ func (s *Server) answer(req *Request, reply string, received, started time.Time,
 	}
 	resp.RequestId = req.Call.GetRequestId()
 	resp.Operation = req.Call.GetOperation()
+	resp.Method = req.Call.GetMethod()
 	resp.CompletedAt = timestamppb.New(now)
 	if e != nil {
 		resp.Status, resp.Error, resp.Body = e.Status, e.Detail, nil

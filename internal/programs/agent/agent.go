@@ -6,12 +6,12 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +22,9 @@ import (
 	"github.com/daemoneye/daemoneye/detect"
 	"github.com/daemoneye/daemoneye/envelope"
 	"github.com/daemoneye/daemoneye/eventbus"
+	agentv1 "github.com/daemoneye/daemoneye/gen/daemoneye/agent/v1"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
@@ -201,6 +203,7 @@ type Agent struct {
 	procs      []*proc
 	wg         sync.WaitGroup // collector Wait goroutines
 	fwd        forwarder      // collector calls forwarded for operators
+	admin      *rpc.Server    // the admin service (agentapi)
 	// ownAlerts counts the alerts the agent raised itself (collector-failed).
 	ownAlerts atomic.Uint64
 }
@@ -276,6 +279,8 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 	defer bg.Wait()
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
+	a.admin = rpc.NewServer(a.conn, rpc.ServerOptions{ID: "agent"})
+	defer a.admin.Close()
 	if err := a.serveAdmin(runCtx); err != nil {
 		return err
 	}
@@ -455,79 +460,52 @@ func (a *Agent) Statuses() []CollectorStatus {
 // Socket returns the socket the broker listens on.
 func (a *Agent) Socket() string { return a.sock }
 
-// AdminRequest is a request on topics.AgentCollectors.
-type AdminRequest struct {
-	Op string `json:"op"` // list, status, restart
-	ID string `json:"id,omitempty"`
-}
-
-// AdminReply answers an AdminRequest.
-type AdminReply struct {
-	Collectors []CollectorStatus `json:"collectors,omitempty"`
-	Alerts     *AlertStats       `json:"alerts,omitempty"`
-	Error      string            `json:"error,omitempty"`
-}
-
-// AlertStats counts the detection engine's work and the sinks'. Fired
-// includes the agent's own alerts (collector-failed).
-type AlertStats struct {
-	Rules    int         `json:"rules"`
-	Fired    uint64      `json:"fired"`
-	Silenced uint64      `json:"silenced"`
-	Sinks    []SinkStats `json:"sinks"`
-}
-
-// serveAdmin answers topics.AgentCollectors.
+// serveAdmin serves the admin service (agentapi.ListCollectors and
+// agentapi.RestartCollector) on topics.AgentCollectors with a.admin. Both
+// methods are quick (they read the supervisors' state, or ask one for a
+// restart without waiting), so they run inline.
 func (a *Agent) serveAdmin(ctx context.Context) error {
-	_, err := a.conn.SubscribeFunc(ctx, topics.AgentCollectors, client.SubscribeOptions{}, func(m *client.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		reply := a.admin(m.Payload)
-		b, _ := json.Marshal(reply)
-		a.conn.Respond(m, b)
-	})
-	return err
-}
-
-func (a *Agent) admin(payload []byte) AdminReply {
-	var req AdminRequest
-	if err := json.Unmarshal(payload, &req); err != nil {
-		return AdminReply{Error: fmt.Sprintf("the request is not JSON of the form {\"op\": \"list\"}: %v", err)}
-	}
-	all := a.Statuses()
-	find := func() (*proc, []CollectorStatus, error) {
-		for i, p := range a.procs {
-			if p.spec.ID == req.ID {
-				return p, all[i : i+1], nil
+	mux := rpc.NewMux("the agent")
+	rpc.Handle(mux, agentapi.ListCollectors, func(_ context.Context, req *agentv1.ListCollectorsRequest) (*agentv1.ListCollectorsResponse, error) {
+		all := a.Statuses()
+		if req.GetId() != "" {
+			_, one, err := a.find(req.GetId(), all)
+			if err != nil {
+				return nil, err
 			}
+			return &agentv1.ListCollectorsResponse{Collectors: []*agentv1.CollectorStatus{one.ToProto()}}, nil
 		}
-		ids := make([]string, 0, len(a.procs))
-		for _, p := range a.procs {
-			ids = append(ids, p.spec.ID)
+		out := &agentv1.ListCollectorsResponse{Collectors: make([]*agentv1.CollectorStatus, 0, len(all))}
+		for _, st := range all {
+			out.Collectors = append(out.Collectors, st.ToProto())
 		}
-		return nil, nil, fmt.Errorf("no collector %q (the agent runs %v)", req.ID, ids)
-	}
-	switch req.Op {
-	case "list":
 		st := a.engine.Stats()
-		return AdminReply{Collectors: all, Alerts: &AlertStats{Rules: len(a.engine.Rules()), Fired: st.Fired + a.ownAlerts.Load(), Silenced: st.Silenced, Sinks: a.alerts.stats()}}
-	case "status":
-		_, one, err := find()
+		out.Alerts = (&agentapi.AlertStats{Rules: len(a.engine.Rules()), Fired: st.Fired + a.ownAlerts.Load(), Silenced: st.Silenced, Sinks: a.alerts.stats()}).ToProto()
+		return out, nil
+	}, rpc.Inline())
+	rpc.Handle(mux, agentapi.RestartCollector, func(_ context.Context, req *agentv1.RestartCollectorRequest) (*agentv1.RestartCollectorResponse, error) {
+		p, one, err := a.find(req.GetId(), a.Statuses())
 		if err != nil {
-			return AdminReply{Error: err.Error()}
-		}
-		return AdminReply{Collectors: one}
-	case "restart":
-		p, one, err := find()
-		if err != nil {
-			return AdminReply{Error: err.Error()}
+			return nil, err
 		}
 		select {
 		case p.restartReq <- struct{}{}:
 		default: // one is pending already
 		}
-		return AdminReply{Collectors: one}
+		return &agentv1.RestartCollectorResponse{Collector: one.ToProto()}, nil
+	}, rpc.Inline())
+	return a.admin.Handle(ctx, topics.AgentCollectors, mux)
+}
+
+// find returns collector id's supervisor and its status among all (the
+// Statuses, in the same order), or a NOT_FOUND error for the caller.
+func (a *Agent) find(id string, all []CollectorStatus) (*proc, CollectorStatus, error) {
+	for i, p := range a.procs {
+		if p.spec.ID == id {
+			return p, all[i], nil
+		}
 	}
-	return AdminReply{Error: fmt.Sprintf("unknown op %q: use list, status or restart", req.Op)}
+	e := rpc.NotFound(agentapi.CodeUnknownCollector, "collector", id)
+	e.Detail.Message = fmt.Sprintf("the agent runs no collector %q (it runs %s): see daemoneye-cli collectors list", id, strings.Join(a.collectorIDs(), ", "))
+	return nil, CollectorStatus{}, e
 }

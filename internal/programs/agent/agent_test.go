@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"go.uber.org/goleak"
 )
@@ -54,13 +55,13 @@ func copyExe(t *testing.T, dir, name string) string {
 	return dst
 }
 
-func status(t testing.TB, cli, sock string) AdminReply {
+func status(t testing.TB, cli, sock string) agentapi.Collectors {
 	t.Helper()
 	out, err := exec.Command(cli, "--socket", sock, "collectors", "list", "--json").Output()
 	if err != nil {
 		t.Fatalf("collectors list: %v", err)
 	}
-	var r AdminReply
+	var r agentapi.Collectors
 	if err := json.Unmarshal(out, &r); err != nil || len(r.Collectors) != 1 {
 		t.Fatalf("collectors list: %s (%v)", out, err)
 	}

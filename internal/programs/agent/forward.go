@@ -159,7 +159,7 @@ func (a *Agent) answerForward(in *client.Msg, env *eventbusv1.EventBusMessage, e
 	req := env.GetRpcRequest().GetRequest()
 	now := time.Now()
 	msg := envelope.New(in.Reply, now, &eventbusv1.RpcResponsePayload{Response: &eventbusv1.RpcResponse{
-		RequestId: req.GetRequestId(), Operation: req.GetOperation(), Status: e.Status, Error: e.Detail,
+		RequestId: req.GetRequestId(), Operation: req.GetOperation(), Method: req.GetMethod(), Status: e.Status, Error: e.Detail,
 		CompletedAt: timestamppb.New(now),
 	}})
 	msg.Metadata.SourceId = "agent"

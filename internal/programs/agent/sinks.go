@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/daemoneye/daemoneye/detect"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -51,7 +51,7 @@ func (s *writerSink) send(_ context.Context, a *eventbusv1.Alert) error {
 		}
 		line = append(b, '\n')
 	} else {
-		line = []byte(detect.FormatAlert(a) + "\n")
+		line = []byte(agentapi.FormatAlert(a) + "\n")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,7 +83,7 @@ func openSyslogSink() (*syslogSink, io.Closer, error) {
 func (s *syslogSink) name() string { return "syslog" }
 
 func (s *syslogSink) send(_ context.Context, a *eventbusv1.Alert) error {
-	msg := detect.FormatAlert(a)
+	msg := agentapi.FormatAlert(a)
 	switch a.GetSeverity() {
 	case eventbusv1.AlertSeverity_ALERT_SEVERITY_CRITICAL:
 		return s.w.Crit(msg)
@@ -205,13 +205,8 @@ func (d *dispatcher) close() {
 	d.wg.Wait()
 }
 
-// SinkStats counts one sink's alerts.
-type SinkStats struct {
-	Sink    string `json:"sink"`
-	Sent    uint64 `json:"sent"`
-	Failed  uint64 `json:"failed"`
-	Dropped uint64 `json:"dropped"`
-}
+// SinkStats counts one sink's alerts (agentapi's).
+type SinkStats = agentapi.SinkStats
 
 func (d *dispatcher) stats() []SinkStats {
 	out := make([]SinkStats, 0, len(d.queues))

@@ -12,29 +12,23 @@ import (
 
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Collector states, as `daemoneye-cli collectors list` shows them. A
-// collector is starting from its spawn to its first heartbeat (it is
-// connecting to the bus), then running; restarting between an exit and the
-// next start; failed once the agent gave up on it (CollectorStatus.Reason
-// says why; a collector-failed alert was raised); stopped with the agent.
+// Collector states and health values: see agentapi.
 const (
-	StateStarting   = "starting"
-	StateRunning    = "running"
-	StateRestarting = "restarting"
-	StateStopped    = "stopped"
-	StateFailed     = "failed"
-)
+	StateStarting   = agentapi.StateStarting
+	StateRunning    = agentapi.StateRunning
+	StateRestarting = agentapi.StateRestarting
+	StateStopped    = agentapi.StateStopped
+	StateFailed     = agentapi.StateFailed
 
-// Health values derived from heartbeats.
-const (
-	HealthUnknown   = "unknown"
-	HealthHealthy   = "healthy"
-	HealthDegraded  = "degraded"
-	HealthUnhealthy = "unhealthy"
+	HealthUnknown   = agentapi.HealthUnknown
+	HealthHealthy   = agentapi.HealthHealthy
+	HealthDegraded  = agentapi.HealthDegraded
+	HealthUnhealthy = agentapi.HealthUnhealthy
 )
 
 // proc is one supervised collector.
@@ -62,23 +56,8 @@ func newProc(spec CollectorSpec) (*proc, error) {
 		beat: make(chan struct{}, 1)}, nil
 }
 
-// CollectorStatus is one collector as the agent sees it.
-type CollectorStatus struct {
-	ID            string    `json:"id"`
-	Kind          string    `json:"kind"`
-	State         string    `json:"state"`
-	Health        string    `json:"health"`
-	PID           int       `json:"pid,omitempty"`
-	Restarts      int       `json:"restarts"`
-	Since         time.Time `json:"since,omitzero"`
-	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
-	LastExit      string    `json:"last_exit,omitempty"`
-	// Reason says why the collector is failed, and what to do.
-	Reason    string            `json:"reason,omitempty"`
-	Published uint64            `json:"events_published"`
-	Dropped   uint64            `json:"events_dropped"`
-	Detail    map[string]string `json:"detail,omitempty"`
-}
+// CollectorStatus is one collector as the agent sees it (agentapi's).
+type CollectorStatus = agentapi.CollectorStatus
 
 // unhealthyBeats is the unhealthy threshold: a collector that has missed
 // this many heartbeat intervals is unhealthy, and its supervisor kills it

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -15,8 +14,9 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
-	"github.com/daemoneye/daemoneye/topics"
+	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -154,13 +154,13 @@ func TestRestartLimit(t *testing.T) {
 	// The admin service (what collectors list asks) shows it failed, with why.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	m, err := watch.Request(ctx, topics.AgentCollectors, []byte(`{"op": "list"}`))
+	list, err := agentapi.List(ctx, rpc.NewClient(watch, rpc.ClientOptions{}), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reply AdminReply
-	if err := json.Unmarshal(m.Payload, &reply); err != nil || len(reply.Collectors) != 1 {
-		t.Fatalf("list: %s (%v)", m.Payload, err)
+	reply := agentapi.CollectorsFromProto(list)
+	if len(reply.Collectors) != 1 {
+		t.Fatalf("list: %v", list)
 	}
 	if c := reply.Collectors[0]; c.State != StateFailed || c.Reason != st.Reason {
 		t.Errorf("list: state %s, reason %q; want failed, %q", c.State, c.Reason, st.Reason)

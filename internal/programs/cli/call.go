@@ -41,13 +41,20 @@ var defaultRequests = map[string]func() *eventbusv1.RpcRequest{
 func runCall(ctx context.Context, g *global, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("call", stderr, `call [--timeout D] [--idempotent] SUBJECT [JSON]: send an RPC request and print the response
 
-JSON is an RpcRequest in protobuf JSON: the operation's body under its name,
-such as '{"healthCheck": {"components": ["scanner"]}}' or
-'{"updateConfig": {"validateOnly": true}}' ('-' reads it from standard
-input). Without JSON, subjects under control.collector.health,
-.capabilities, .config and control.agent.tasks get the request that needs
-no parameters. The response is printed as protobuf JSON; a failed call
-prints the error's fields and exits with status 1.`)
+JSON is an RpcRequest in protobuf JSON: a collector operation's body under
+its name, such as '{"healthCheck": {"components": ["scanner"]}}' or
+'{"updateConfig": {"validateOnly": true}}', or a service's own method with
+its request as a typed message or as base64 bytes, such as
+'{"method": "list_collectors", "message": {"@type":
+"type.googleapis.com/daemoneye.agent.v1.ListCollectorsRequest"}}' or
+'{"method": "echo", "raw": "aGk="}' ('-' reads it from standard input).
+Message types this program knows: daemoneye.eventbus.v1, daemoneye.agent.v1
+and the well-known types they use (google.protobuf.Struct, Timestamp, ...). Without JSON, subjects under
+control.collector.health, .capabilities, .config and control.agent.tasks
+get the request that needs no parameters. Calls to control.collector.*
+go through the agent (control.agent.collector.*). The response is printed
+as protobuf JSON; a failed call prints the error's fields and exits with
+status 1.`)
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the response")
 	idempotent := fs.Bool("idempotent", false, "mark the request idempotent: retried after failures that may pass")
 	if err := parseFlags(fs, args); err != nil {
@@ -97,8 +104,8 @@ func callRequest(subject, body string, given bool, stdin io.Reader) (*eventbusv1
 	if err := protojson.Unmarshal([]byte(body), req); err != nil {
 		return nil, fmt.Errorf("%w: the request is not an RpcRequest in protobuf JSON: %v (example: '{\"healthCheck\": {}}')", errUsage, err)
 	}
-	if req.GetBody() == nil {
-		return nil, fmt.Errorf("%w: the request has no operation body; name one, such as '{\"healthCheck\": {}}'", errUsage)
+	if req.GetBody() == nil && req.GetMethod() == "" {
+		return nil, fmt.Errorf("%w: the request has no operation body and no method; name one, such as '{\"healthCheck\": {}}' or '{\"method\": \"list_collectors\"}'", errUsage)
 	}
 	return req, nil
 }

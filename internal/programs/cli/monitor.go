@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,27 +11,27 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/collector"
-	"github.com/daemoneye/daemoneye/detect"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/programs/agent"
+	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
+	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// runAgentAdmin sends one request to the agent's collector service and
-// prints the answer: collectors list, status ID, restart ID.
+// runAgentAdmin asks the agent's admin service (agentapi) and prints the
+// answer: collectors list, status ID, restart ID.
 func runAgentAdmin(ctx context.Context, g *global, op string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("collectors "+op, stderr, "collectors list | status ID | restart ID: ask the agent about its collectors")
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	req := agent.AdminRequest{Op: op}
+	id := ""
 	switch {
 	case op == "list" && fs.NArg() == 0:
 	case op != "list" && fs.NArg() == 1:
-		req.ID = fs.Arg(0)
+		id = fs.Arg(0)
 	default:
 		return fmt.Errorf("%w: collectors list takes no argument; status and restart take a collector id", errUsage)
 	}
@@ -39,33 +40,40 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 		return err
 	}
 	defer c.Close()
-	body, _ := json.Marshal(req)
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	m, err := c.Request(rctx, topics.AgentCollectors, body)
-	if err != nil {
-		return fmt.Errorf("ask the agent (is daemoneye-agent running on this socket?): %w", err)
-	}
-	var reply agent.AdminReply
-	if err := json.Unmarshal(m.Payload, &reply); err != nil {
-		return fmt.Errorf("the agent's answer is not valid: %w", err)
-	}
-	if reply.Error != "" {
-		return fmt.Errorf("the agent: %s", reply.Error)
+	rc := rpc.NewClient(c, rpc.ClientOptions{ID: cliID(c), BreakerFailures: -1})
+	var reply agentapi.Collectors
+	if op == "restart" {
+		st, err := agentapi.Restart(rctx, rc, id)
+		if err != nil {
+			return agentError(err)
+		}
+		reply.Collectors = []agentapi.CollectorStatus{agentapi.StatusFromProto(st)}
+	} else {
+		list, err := agentapi.List(rctx, rc, id)
+		if err != nil {
+			return agentError(err)
+		}
+		reply = agentapi.CollectorsFromProto(list)
 	}
 	if *asJSON {
-		_, err := fmt.Fprintf(stdout, "%s\n", m.Payload)
+		b, err := json.Marshal(reply)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
 		return err
 	}
 	if op == "restart" {
-		fmt.Fprintf(stdout, "restarting %s\n", req.ID)
+		fmt.Fprintf(stdout, "restarting %s\n", id)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "COLLECTOR\tKIND\tSTATE\tHEALTH\tPID\tRESTARTS\tUP\tLAST HEARTBEAT\tEVENTS\tDROPPED\tLAST EXIT\n")
 	now := time.Now()
 	for _, s := range reply.Collectors {
 		up, beat := "-", "-"
-		if !s.Since.IsZero() && s.State == agent.StateRunning {
+		if !s.Since.IsZero() && s.State == agentapi.StateRunning {
 			up = now.Sub(s.Since).Round(time.Second).String()
 		}
 		if !s.LastHeartbeat.IsZero() {
@@ -89,6 +97,16 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 		}
 	}
 	return nil
+}
+
+// agentError says what went wrong asking the agent: its own answer (such
+// as an unknown collector) as it gave it, or that no agent answered.
+func agentError(err error) error {
+	var e *rpc.Error
+	if errors.As(err, &e) {
+		return fmt.Errorf("the agent: %w", err)
+	}
+	return fmt.Errorf("ask the agent (is daemoneye-agent running on this socket?): %w", err)
 }
 
 func orDash(s string) string {
@@ -219,7 +237,7 @@ func runAlerts(ctx context.Context, g *global, args []string, stdout, stderr io.
 				}
 				fmt.Fprintf(stdout, "%s\n", b)
 			} else {
-				fmt.Fprintln(stdout, detect.FormatAlert(e.GetAlert()))
+				fmt.Fprintln(stdout, agentapi.FormatAlert(e.GetAlert()))
 			}
 			n++
 		}

@@ -303,13 +303,16 @@ func (x *RpcResponsePayload) GetPerformanceMetrics() *RpcPerformanceMetrics {
 	return nil
 }
 
-// RpcRequest asks a service (normally a collector) to do one operation.
+// RpcRequest asks a service to do one thing: either one of the collector
+// operations (operation set, body the field named after it) or a method of
+// the service's own (method set, operation unspecified, body message or raw).
 type RpcRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique id; the response carries it back. Retries of the same call keep
 	// it, so a server can deduplicate.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// What to do; must agree with the body set.
+	// Which collector operation; must agree with the body set. Unspecified
+	// for a method call.
 	Operation RpcOperation `protobuf:"varint,2,opt,name=operation,proto3,enum=daemoneye.eventbus.v1.RpcOperation" json:"operation,omitempty"`
 	// Id of the service or collector that should act.
 	TargetId string `protobuf:"bytes,3,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
@@ -323,7 +326,12 @@ type RpcRequest struct {
 	Idempotent bool `protobuf:"varint,6,opt,name=idempotent,proto3" json:"idempotent,omitempty"`
 	// 1 for the first try, then one more for each retry.
 	Attempt uint32 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	// The operation's parameters: the field named after the operation.
+	// The service's own method, such as "list_collectors", for requests that
+	// are not collector operations (operation unspecified). Names are
+	// lower_snake_case, at most 128 bytes.
+	Method string `protobuf:"bytes,8,opt,name=method,proto3" json:"method,omitempty"`
+	// The operation's parameters: the field named after the operation; or a
+	// method's: message or raw.
 	//
 	// Types that are valid to be assigned to Body:
 	//
@@ -340,6 +348,8 @@ type RpcRequest struct {
 	//	*RpcRequest_GracefulShutdown
 	//	*RpcRequest_ForceShutdown
 	//	*RpcRequest_GetSnapshot
+	//	*RpcRequest_Message
+	//	*RpcRequest_Raw
 	Body          isRpcRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -422,6 +432,13 @@ func (x *RpcRequest) GetAttempt() uint32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *RpcRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
 }
 
 func (x *RpcRequest) GetBody() isRpcRequest_Body {
@@ -548,6 +565,24 @@ func (x *RpcRequest) GetGetSnapshot() *SnapshotRequest {
 	return nil
 }
 
+func (x *RpcRequest) GetMessage() *anypb.Any {
+	if x != nil {
+		if x, ok := x.Body.(*RpcRequest_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+func (x *RpcRequest) GetRaw() []byte {
+	if x != nil {
+		if x, ok := x.Body.(*RpcRequest_Raw); ok {
+			return x.Raw
+		}
+	}
+	return nil
+}
+
 type isRpcRequest_Body interface {
 	isRpcRequest_Body()
 }
@@ -617,6 +652,17 @@ type RpcRequest_GetSnapshot struct {
 	GetSnapshot *SnapshotRequest `protobuf:"bytes,22,opt,name=get_snapshot,json=getSnapshot,proto3,oneof"`
 }
 
+type RpcRequest_Message struct {
+	// A method's request as a protobuf message of the type the method
+	// takes; a service refuses another type (category VALIDATION).
+	Message *anypb.Any `protobuf:"bytes,30,opt,name=message,proto3,oneof"`
+}
+
+type RpcRequest_Raw struct {
+	// A method's request as bytes the method defines.
+	Raw []byte `protobuf:"bytes,31,opt,name=raw,proto3,oneof"`
+}
+
 func (*RpcRequest_Register) isRpcRequest_Body() {}
 
 func (*RpcRequest_Deregister) isRpcRequest_Body() {}
@@ -643,6 +689,10 @@ func (*RpcRequest_ForceShutdown) isRpcRequest_Body() {}
 
 func (*RpcRequest_GetSnapshot) isRpcRequest_Body() {}
 
+func (*RpcRequest_Message) isRpcRequest_Body() {}
+
+func (*RpcRequest_Raw) isRpcRequest_Body() {}
+
 // RpcResponse answers one RpcRequest.
 type RpcResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -656,8 +706,10 @@ type RpcResponse struct {
 	Error *RpcError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// When the service finished.
 	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// The request's method, echoed.
+	Method string `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
 	// The result, for RPC_STATUS_SUCCESS: the field named after the
-	// operation.
+	// operation, or a method's: message or raw.
 	//
 	// Types that are valid to be assigned to Body:
 	//
@@ -674,6 +726,8 @@ type RpcResponse struct {
 	//	*RpcResponse_GracefulShutdown
 	//	*RpcResponse_ForceShutdown
 	//	*RpcResponse_GetSnapshot
+	//	*RpcResponse_Message
+	//	*RpcResponse_Raw
 	Body          isRpcResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -742,6 +796,13 @@ func (x *RpcResponse) GetCompletedAt() *timestamppb.Timestamp {
 		return x.CompletedAt
 	}
 	return nil
+}
+
+func (x *RpcResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
 }
 
 func (x *RpcResponse) GetBody() isRpcResponse_Body {
@@ -868,6 +929,24 @@ func (x *RpcResponse) GetGetSnapshot() *ProcessSnapshot {
 	return nil
 }
 
+func (x *RpcResponse) GetMessage() *anypb.Any {
+	if x != nil {
+		if x, ok := x.Body.(*RpcResponse_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+func (x *RpcResponse) GetRaw() []byte {
+	if x != nil {
+		if x, ok := x.Body.(*RpcResponse_Raw); ok {
+			return x.Raw
+		}
+	}
+	return nil
+}
+
 type isRpcResponse_Body interface {
 	isRpcResponse_Body()
 }
@@ -937,6 +1016,17 @@ type RpcResponse_GetSnapshot struct {
 	GetSnapshot *ProcessSnapshot `protobuf:"bytes,22,opt,name=get_snapshot,json=getSnapshot,proto3,oneof"`
 }
 
+type RpcResponse_Message struct {
+	// A method's result as a protobuf message of the type the method
+	// returns.
+	Message *anypb.Any `protobuf:"bytes,30,opt,name=message,proto3,oneof"`
+}
+
+type RpcResponse_Raw struct {
+	// A method's result as bytes the method defines.
+	Raw []byte `protobuf:"bytes,31,opt,name=raw,proto3,oneof"`
+}
+
 func (*RpcResponse_Register) isRpcResponse_Body() {}
 
 func (*RpcResponse_Deregister) isRpcResponse_Body() {}
@@ -962,6 +1052,10 @@ func (*RpcResponse_GracefulShutdown) isRpcResponse_Body() {}
 func (*RpcResponse_ForceShutdown) isRpcResponse_Body() {}
 
 func (*RpcResponse_GetSnapshot) isRpcResponse_Body() {}
+
+func (*RpcResponse_Message) isRpcResponse_Body() {}
+
+func (*RpcResponse_Raw) isRpcResponse_Body() {}
 
 // RpcError explains a failed request.
 type RpcError struct {
@@ -1521,7 +1615,8 @@ const file_daemoneye_eventbus_v1_rpc_proto_rawDesc = "" +
 	"\x12RpcResponsePayload\x12>\n" +
 	"\bresponse\x18\x01 \x01(\v2\".daemoneye.eventbus.v1.RpcResponseR\bresponse\x12?\n" +
 	"\arouting\x18\x02 \x01(\v2%.daemoneye.eventbus.v1.RpcRoutingInfoR\arouting\x12]\n" +
-	"\x13performance_metrics\x18\x03 \x01(\v2,.daemoneye.eventbus.v1.RpcPerformanceMetricsR\x12performanceMetrics\"\xf1\t\n" +
+	"\x13performance_metrics\x18\x03 \x01(\v2,.daemoneye.eventbus.v1.RpcPerformanceMetricsR\x12performanceMetrics\"\xcf\n" +
+	"\n" +
 	"\n" +
 	"RpcRequest\x12\x1d\n" +
 	"\n" +
@@ -1533,7 +1628,8 @@ const file_daemoneye_eventbus_v1_rpc_proto_rawDesc = "" +
 	"\n" +
 	"idempotent\x18\x06 \x01(\bR\n" +
 	"idempotent\x12\x18\n" +
-	"\aattempt\x18\a \x01(\rR\aattempt\x12D\n" +
+	"\aattempt\x18\a \x01(\rR\aattempt\x12\x16\n" +
+	"\x06method\x18\b \x01(\tR\x06method\x12D\n" +
 	"\bregister\x18\n" +
 	" \x01(\v2&.daemoneye.eventbus.v1.RegisterRequestH\x00R\bregister\x12J\n" +
 	"\n" +
@@ -1549,15 +1645,19 @@ const file_daemoneye_eventbus_v1_rpc_proto_rawDesc = "" +
 	"\x10get_capabilities\x18\x13 \x01(\v2-.daemoneye.eventbus.v1.GetCapabilitiesRequestH\x00R\x0fgetCapabilities\x12U\n" +
 	"\x11graceful_shutdown\x18\x14 \x01(\v2&.daemoneye.eventbus.v1.ShutdownRequestH\x00R\x10gracefulShutdown\x12O\n" +
 	"\x0eforce_shutdown\x18\x15 \x01(\v2&.daemoneye.eventbus.v1.ShutdownRequestH\x00R\rforceShutdown\x12K\n" +
-	"\fget_snapshot\x18\x16 \x01(\v2&.daemoneye.eventbus.v1.SnapshotRequestH\x00R\vgetSnapshotB\x06\n" +
-	"\x04body\"\xf5\t\n" +
+	"\fget_snapshot\x18\x16 \x01(\v2&.daemoneye.eventbus.v1.SnapshotRequestH\x00R\vgetSnapshot\x120\n" +
+	"\amessage\x18\x1e \x01(\v2\x14.google.protobuf.AnyH\x00R\amessage\x12\x12\n" +
+	"\x03raw\x18\x1f \x01(\fH\x00R\x03rawB\x06\n" +
+	"\x04body\"\xd3\n" +
+	"\n" +
 	"\vRpcResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12A\n" +
 	"\toperation\x18\x02 \x01(\x0e2#.daemoneye.eventbus.v1.RpcOperationR\toperation\x128\n" +
 	"\x06status\x18\x03 \x01(\x0e2 .daemoneye.eventbus.v1.RpcStatusR\x06status\x125\n" +
 	"\x05error\x18\x04 \x01(\v2\x1f.daemoneye.eventbus.v1.RpcErrorR\x05error\x12=\n" +
-	"\fcompleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12E\n" +
+	"\fcompleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x16\n" +
+	"\x06method\x18\x06 \x01(\tR\x06method\x12E\n" +
 	"\bregister\x18\n" +
 	" \x01(\v2'.daemoneye.eventbus.v1.RegisterResponseH\x00R\bregister\x12K\n" +
 	"\n" +
@@ -1573,7 +1673,9 @@ const file_daemoneye_eventbus_v1_rpc_proto_rawDesc = "" +
 	"\x10get_capabilities\x18\x13 \x01(\v2#.daemoneye.eventbus.v1.CapabilitiesH\x00R\x0fgetCapabilities\x12V\n" +
 	"\x11graceful_shutdown\x18\x14 \x01(\v2'.daemoneye.eventbus.v1.ShutdownResponseH\x00R\x10gracefulShutdown\x12P\n" +
 	"\x0eforce_shutdown\x18\x15 \x01(\v2'.daemoneye.eventbus.v1.ShutdownResponseH\x00R\rforceShutdown\x12K\n" +
-	"\fget_snapshot\x18\x16 \x01(\v2&.daemoneye.eventbus.v1.ProcessSnapshotH\x00R\vgetSnapshotB\x06\n" +
+	"\fget_snapshot\x18\x16 \x01(\v2&.daemoneye.eventbus.v1.ProcessSnapshotH\x00R\vgetSnapshot\x120\n" +
+	"\amessage\x18\x1e \x01(\v2\x14.google.protobuf.AnyH\x00R\amessage\x12\x12\n" +
+	"\x03raw\x18\x1f \x01(\fH\x00R\x03rawB\x06\n" +
 	"\x04body\"\xaf\x04\n" +
 	"\bRpcError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12C\n" +
@@ -1683,16 +1785,16 @@ var file_daemoneye_eventbus_v1_rpc_proto_goTypes = []any{
 	(*GetCapabilitiesRequest)(nil), // 21: daemoneye.eventbus.v1.GetCapabilitiesRequest
 	(*ShutdownRequest)(nil),        // 22: daemoneye.eventbus.v1.ShutdownRequest
 	(*SnapshotRequest)(nil),        // 23: daemoneye.eventbus.v1.SnapshotRequest
-	(*RegisterResponse)(nil),       // 24: daemoneye.eventbus.v1.RegisterResponse
-	(*DeregisterResponse)(nil),     // 25: daemoneye.eventbus.v1.DeregisterResponse
-	(*LifecycleResponse)(nil),      // 26: daemoneye.eventbus.v1.LifecycleResponse
-	(*HealthCheckResponse)(nil),    // 27: daemoneye.eventbus.v1.HealthCheckResponse
-	(*ConfigUpdateResult)(nil),     // 28: daemoneye.eventbus.v1.ConfigUpdateResult
-	(*Capabilities)(nil),           // 29: daemoneye.eventbus.v1.Capabilities
-	(*ShutdownResponse)(nil),       // 30: daemoneye.eventbus.v1.ShutdownResponse
-	(*ProcessSnapshot)(nil),        // 31: daemoneye.eventbus.v1.ProcessSnapshot
-	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
-	(*anypb.Any)(nil),              // 33: google.protobuf.Any
+	(*anypb.Any)(nil),              // 24: google.protobuf.Any
+	(*RegisterResponse)(nil),       // 25: daemoneye.eventbus.v1.RegisterResponse
+	(*DeregisterResponse)(nil),     // 26: daemoneye.eventbus.v1.DeregisterResponse
+	(*LifecycleResponse)(nil),      // 27: daemoneye.eventbus.v1.LifecycleResponse
+	(*HealthCheckResponse)(nil),    // 28: daemoneye.eventbus.v1.HealthCheckResponse
+	(*ConfigUpdateResult)(nil),     // 29: daemoneye.eventbus.v1.ConfigUpdateResult
+	(*Capabilities)(nil),           // 30: daemoneye.eventbus.v1.Capabilities
+	(*ShutdownResponse)(nil),       // 31: daemoneye.eventbus.v1.ShutdownResponse
+	(*ProcessSnapshot)(nil),        // 32: daemoneye.eventbus.v1.ProcessSnapshot
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
 }
 var file_daemoneye_eventbus_v1_rpc_proto_depIdxs = []int32{
 	4,  // 0: daemoneye.eventbus.v1.RpcRequestPayload.request:type_name -> daemoneye.eventbus.v1.RpcRequest
@@ -1716,38 +1818,40 @@ var file_daemoneye_eventbus_v1_rpc_proto_depIdxs = []int32{
 	22, // 18: daemoneye.eventbus.v1.RpcRequest.graceful_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownRequest
 	22, // 19: daemoneye.eventbus.v1.RpcRequest.force_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownRequest
 	23, // 20: daemoneye.eventbus.v1.RpcRequest.get_snapshot:type_name -> daemoneye.eventbus.v1.SnapshotRequest
-	14, // 21: daemoneye.eventbus.v1.RpcResponse.operation:type_name -> daemoneye.eventbus.v1.RpcOperation
-	0,  // 22: daemoneye.eventbus.v1.RpcResponse.status:type_name -> daemoneye.eventbus.v1.RpcStatus
-	6,  // 23: daemoneye.eventbus.v1.RpcResponse.error:type_name -> daemoneye.eventbus.v1.RpcError
-	15, // 24: daemoneye.eventbus.v1.RpcResponse.completed_at:type_name -> google.protobuf.Timestamp
-	24, // 25: daemoneye.eventbus.v1.RpcResponse.register:type_name -> daemoneye.eventbus.v1.RegisterResponse
-	25, // 26: daemoneye.eventbus.v1.RpcResponse.deregister:type_name -> daemoneye.eventbus.v1.DeregisterResponse
-	26, // 27: daemoneye.eventbus.v1.RpcResponse.start:type_name -> daemoneye.eventbus.v1.LifecycleResponse
-	26, // 28: daemoneye.eventbus.v1.RpcResponse.stop:type_name -> daemoneye.eventbus.v1.LifecycleResponse
-	26, // 29: daemoneye.eventbus.v1.RpcResponse.restart:type_name -> daemoneye.eventbus.v1.LifecycleResponse
-	26, // 30: daemoneye.eventbus.v1.RpcResponse.pause:type_name -> daemoneye.eventbus.v1.LifecycleResponse
-	26, // 31: daemoneye.eventbus.v1.RpcResponse.resume:type_name -> daemoneye.eventbus.v1.LifecycleResponse
-	27, // 32: daemoneye.eventbus.v1.RpcResponse.health_check:type_name -> daemoneye.eventbus.v1.HealthCheckResponse
-	28, // 33: daemoneye.eventbus.v1.RpcResponse.update_config:type_name -> daemoneye.eventbus.v1.ConfigUpdateResult
-	29, // 34: daemoneye.eventbus.v1.RpcResponse.get_capabilities:type_name -> daemoneye.eventbus.v1.Capabilities
-	30, // 35: daemoneye.eventbus.v1.RpcResponse.graceful_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownResponse
-	30, // 36: daemoneye.eventbus.v1.RpcResponse.force_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownResponse
-	31, // 37: daemoneye.eventbus.v1.RpcResponse.get_snapshot:type_name -> daemoneye.eventbus.v1.ProcessSnapshot
-	1,  // 38: daemoneye.eventbus.v1.RpcError.category:type_name -> daemoneye.eventbus.v1.RpcErrorCategory
-	13, // 39: daemoneye.eventbus.v1.RpcError.metadata:type_name -> daemoneye.eventbus.v1.RpcError.MetadataEntry
-	32, // 40: daemoneye.eventbus.v1.RpcError.retry_after:type_name -> google.protobuf.Duration
-	8,  // 41: daemoneye.eventbus.v1.RpcError.field_violations:type_name -> daemoneye.eventbus.v1.FieldViolations
-	9,  // 42: daemoneye.eventbus.v1.RpcError.resource:type_name -> daemoneye.eventbus.v1.ResourceInfo
-	33, // 43: daemoneye.eventbus.v1.RpcError.other:type_name -> google.protobuf.Any
-	7,  // 44: daemoneye.eventbus.v1.FieldViolations.violations:type_name -> daemoneye.eventbus.v1.FieldViolation
-	32, // 45: daemoneye.eventbus.v1.RpcPerformanceMetrics.queue_time:type_name -> google.protobuf.Duration
-	32, // 46: daemoneye.eventbus.v1.RpcPerformanceMetrics.processing_time:type_name -> google.protobuf.Duration
-	15, // 47: daemoneye.eventbus.v1.RpcPerformanceMetrics.received_at:type_name -> google.protobuf.Timestamp
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	24, // 21: daemoneye.eventbus.v1.RpcRequest.message:type_name -> google.protobuf.Any
+	14, // 22: daemoneye.eventbus.v1.RpcResponse.operation:type_name -> daemoneye.eventbus.v1.RpcOperation
+	0,  // 23: daemoneye.eventbus.v1.RpcResponse.status:type_name -> daemoneye.eventbus.v1.RpcStatus
+	6,  // 24: daemoneye.eventbus.v1.RpcResponse.error:type_name -> daemoneye.eventbus.v1.RpcError
+	15, // 25: daemoneye.eventbus.v1.RpcResponse.completed_at:type_name -> google.protobuf.Timestamp
+	25, // 26: daemoneye.eventbus.v1.RpcResponse.register:type_name -> daemoneye.eventbus.v1.RegisterResponse
+	26, // 27: daemoneye.eventbus.v1.RpcResponse.deregister:type_name -> daemoneye.eventbus.v1.DeregisterResponse
+	27, // 28: daemoneye.eventbus.v1.RpcResponse.start:type_name -> daemoneye.eventbus.v1.LifecycleResponse
+	27, // 29: daemoneye.eventbus.v1.RpcResponse.stop:type_name -> daemoneye.eventbus.v1.LifecycleResponse
+	27, // 30: daemoneye.eventbus.v1.RpcResponse.restart:type_name -> daemoneye.eventbus.v1.LifecycleResponse
+	27, // 31: daemoneye.eventbus.v1.RpcResponse.pause:type_name -> daemoneye.eventbus.v1.LifecycleResponse
+	27, // 32: daemoneye.eventbus.v1.RpcResponse.resume:type_name -> daemoneye.eventbus.v1.LifecycleResponse
+	28, // 33: daemoneye.eventbus.v1.RpcResponse.health_check:type_name -> daemoneye.eventbus.v1.HealthCheckResponse
+	29, // 34: daemoneye.eventbus.v1.RpcResponse.update_config:type_name -> daemoneye.eventbus.v1.ConfigUpdateResult
+	30, // 35: daemoneye.eventbus.v1.RpcResponse.get_capabilities:type_name -> daemoneye.eventbus.v1.Capabilities
+	31, // 36: daemoneye.eventbus.v1.RpcResponse.graceful_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownResponse
+	31, // 37: daemoneye.eventbus.v1.RpcResponse.force_shutdown:type_name -> daemoneye.eventbus.v1.ShutdownResponse
+	32, // 38: daemoneye.eventbus.v1.RpcResponse.get_snapshot:type_name -> daemoneye.eventbus.v1.ProcessSnapshot
+	24, // 39: daemoneye.eventbus.v1.RpcResponse.message:type_name -> google.protobuf.Any
+	1,  // 40: daemoneye.eventbus.v1.RpcError.category:type_name -> daemoneye.eventbus.v1.RpcErrorCategory
+	13, // 41: daemoneye.eventbus.v1.RpcError.metadata:type_name -> daemoneye.eventbus.v1.RpcError.MetadataEntry
+	33, // 42: daemoneye.eventbus.v1.RpcError.retry_after:type_name -> google.protobuf.Duration
+	8,  // 43: daemoneye.eventbus.v1.RpcError.field_violations:type_name -> daemoneye.eventbus.v1.FieldViolations
+	9,  // 44: daemoneye.eventbus.v1.RpcError.resource:type_name -> daemoneye.eventbus.v1.ResourceInfo
+	24, // 45: daemoneye.eventbus.v1.RpcError.other:type_name -> google.protobuf.Any
+	7,  // 46: daemoneye.eventbus.v1.FieldViolations.violations:type_name -> daemoneye.eventbus.v1.FieldViolation
+	33, // 47: daemoneye.eventbus.v1.RpcPerformanceMetrics.queue_time:type_name -> google.protobuf.Duration
+	33, // 48: daemoneye.eventbus.v1.RpcPerformanceMetrics.processing_time:type_name -> google.protobuf.Duration
+	15, // 49: daemoneye.eventbus.v1.RpcPerformanceMetrics.received_at:type_name -> google.protobuf.Timestamp
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_rpc_proto_init() }
@@ -1771,6 +1875,8 @@ func file_daemoneye_eventbus_v1_rpc_proto_init() {
 		(*RpcRequest_GracefulShutdown)(nil),
 		(*RpcRequest_ForceShutdown)(nil),
 		(*RpcRequest_GetSnapshot)(nil),
+		(*RpcRequest_Message)(nil),
+		(*RpcRequest_Raw)(nil),
 	}
 	file_daemoneye_eventbus_v1_rpc_proto_msgTypes[3].OneofWrappers = []any{
 		(*RpcResponse_Register)(nil),
@@ -1786,6 +1892,8 @@ func file_daemoneye_eventbus_v1_rpc_proto_init() {
 		(*RpcResponse_GracefulShutdown)(nil),
 		(*RpcResponse_ForceShutdown)(nil),
 		(*RpcResponse_GetSnapshot)(nil),
+		(*RpcResponse_Message)(nil),
+		(*RpcResponse_Raw)(nil),
 	}
 	file_daemoneye_eventbus_v1_rpc_proto_msgTypes[4].OneofWrappers = []any{
 		(*RpcError_FieldViolations)(nil),
