@@ -97,8 +97,9 @@ func TestImportsPointOneWay(t *testing.T) {
 	}
 }
 
-// TestCLILinksNoRuleEngine: daemoneye-cli talks to the agent over the bus;
-// it must not link cel-go (the agent's rule engine) or the agent itself.
+// TestCLILinksNoRuleEngine: daemoneye-cli talks to the agent over the bus
+// (internal/programs/agentapi); it must not link the agent, its rule
+// engine (cel-go) or procmond's /proc reader.
 func TestCLILinksNoRuleEngine(t *testing.T) {
 	const cli = "./cmd/daemoneye-cli"
 	deps := imports(t, "../..", true, cli)[cli]
@@ -106,7 +107,8 @@ func TestCLILinksNoRuleEngine(t *testing.T) {
 		t.Fatalf("go list -deps %s found %d packages", cli, len(deps))
 	}
 	for _, d := range deps {
-		for _, bad := range []string{"cel.dev/", "github.com/antlr4-go/", module + "/internal/programs/agent", module + "/detect"} {
+		for _, bad := range []string{"cel.dev/", "github.com/antlr4-go/", "github.com/prometheus/procfs",
+			module + "/internal/programs/agent", module + "/internal/programs/procmond", module + "/detect", module + "/collector/process"} {
 			if hasPrefixPath(d, bad) {
 				t.Errorf("daemoneye-cli links %s", d)
 			}
