@@ -20,7 +20,10 @@ func Covers(grant, p string) bool {
 		}
 		switch {
 		case ps[i] == "#":
-			return false
+			// p matches every tail here, of one segment or more at the
+			// start of a topic (a topic is never empty): only "#", or
+			// "+.#" at the start, matches all of them.
+			return i == 0 && g == "+" && len(gs) == 2 && gs[1] == "#"
 		case g == "+", g == ps[i]:
 		default:
 			return false

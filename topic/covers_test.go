@@ -20,6 +20,10 @@ func TestCovers(t *testing.T) {
 		{"control.collector.+.x", "control.collector.+.x", true},
 		{"control.collector.+.x", "control.collector.+.+", false},
 		{"control.collector.+.x", "control.#", false},
+		{"+.#", "#", true}, // a topic has at least one segment
+		{"+", "#", false},
+		{"events.#", "#", false},
+		{"+.+.#", "#", false},
 	} {
 		if got := Covers(tc.grant, tc.p); got != tc.want {
 			t.Errorf("Covers(%q, %q) = %v, want %v", tc.grant, tc.p, got, tc.want)
@@ -27,11 +31,12 @@ func TestCovers(t *testing.T) {
 	}
 }
 
-// naiveCovers is the oracle: grant covers p when every topic p matches,
-// among all topics of up to len(p)+len(grant)+1 segments over the
-// segments both name plus one neither does, is matched by grant. A
-// counterexample, if any, is that short: a wildcard matches any segment
-// alike, and "#" any longer tail alike.
+// naiveCovers is the oracle: grant covers p when every topic p matches is
+// matched by grant, among all topics of up to max(len(p), len(grant))+1
+// segments that start with a domain and go on with the segments both
+// patterns name plus one neither does. A counterexample, if any, is that
+// short: a wildcard matches any segment alike, and "#" any longer tail
+// alike, so a longer counterexample cut to that length is still one.
 func naiveCovers(grant, p string) bool {
 	alphabet := map[string]bool{"zz": true}
 	for _, s := range strings.Split(grant+"."+p, ".") {
@@ -43,7 +48,7 @@ func naiveCovers(grant, p string) bool {
 	for s := range alphabet {
 		segs = append(segs, s)
 	}
-	maxLen := strings.Count(grant, ".") + strings.Count(p, ".") + 3
+	maxLen := max(strings.Count(grant, "."), strings.Count(p, ".")) + 2
 	var walk func(prefix []string) bool
 	walk = func(prefix []string) bool {
 		if len(prefix) > 0 {
@@ -55,7 +60,11 @@ func naiveCovers(grant, p string) bool {
 		if len(prefix) == maxLen {
 			return true
 		}
-		for _, s := range segs {
+		next := segs
+		if len(prefix) == 0 {
+			next = naiveDomains
+		}
+		for _, s := range next {
 			if !walk(append(prefix, s)) {
 				return false
 			}
