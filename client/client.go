@@ -305,6 +305,11 @@ func (c *Conn) Identity() string {
 	return string(c.welcome.Identity)
 }
 
+// Policy returns the topic policy the Conn checks topics and patterns with:
+// Options.Policy, or the broker's (Connect) or the default one (Dial) when
+// that is nil. It must not be modified.
+func (c *Conn) Policy() *topic.Policy { return c.opts.Policy }
+
 // MaxPayload returns the largest payload the broker accepts, in bytes.
 func (c *Conn) MaxPayload() int {
 	if c.ip != nil {
