@@ -261,11 +261,11 @@ type ACL struct {
 	ResponseTTL time.Duration
 	// Policy is the topic policy the grants' patterns are written in and
 	// topics are matched with: it should be the broker's. Nil means the
-	// default policy, except for an ACL that is itself Options.Authorizer:
-	// New then uses a copy of it with the broker's policy (eventbus.Broker.Policy)
-	// and refuses grants that policy does not accept. An ACL used inside
-	// another Authorizer is not seen by New: set its Policy to the broker's
-	// and call Validate yourself.
+	// default policy, except for an ACL that is itself
+	// Options.Authorizer: New then uses a copy of it with the broker's
+	// policy (eventbus.Broker.Policy) and refuses grants that policy does
+	// not accept. An ACL used inside another Authorizer is not seen by
+	// New: set its Policy to the broker's and call Validate yourself.
 	Policy *topic.Policy
 }
 
