@@ -50,8 +50,8 @@ const (
 	// Socket is DaemonEye over its UNIX socket against NATS over loopback
 	// TCP: what a user of each would pick for local processes.
 	Socket Transport = "socket"
-	// InProc is DaemonEye's inproc:// client against NATS's in-process
-	// connection (nats.InProcessServer, a net.Pipe).
+	// InProc is DaemonEye's in-process client (client.Connect) against
+	// NATS's in-process connection (nats.InProcessServer, a net.Pipe).
 	InProc Transport = "inproc"
 	// MTLS is both over loopback TCP with mutual TLS.
 	MTLS Transport = "mtls"

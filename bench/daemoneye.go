@@ -50,8 +50,7 @@ func startDaemonEye(ctx context.Context, tr Transport, p *pki) (_ env, err error
 	var l net.Listener
 	switch tr {
 	case InProc:
-		e.addr = "inproc://"
-		return e, nil
+		return e, nil // client.Connect: no address
 	case Socket:
 		if e.dir, err = os.MkdirTemp("", "daemoneye-compare-"); err != nil {
 			return nil, fmt.Errorf("DaemonEye: socket directory: %w", err)
@@ -103,11 +102,12 @@ func (e *deEnv) dial(ctx context.Context, name string) (conn, error) {
 	c := &deConn{}
 	opts := client.Options{Name: name, NoReconnect: true, TLSConfig: e.tls,
 		OnDisconnect: func(error) { c.disc.Add(1) }}
-	if e.tr == InProc {
-		opts.Broker = e.b
-	}
 	var err error
-	if c.c, err = client.Dial(ctx, e.addr, opts); err != nil {
+	if e.tr == InProc {
+		if c.c, err = client.Connect(e.b, opts); err != nil {
+			return nil, fmt.Errorf("DaemonEye: %s: connect in process: %w", name, err)
+		}
+	} else if c.c, err = client.Dial(ctx, e.addr, opts); err != nil {
 		return nil, fmt.Errorf("DaemonEye: %s: dial %s: %w", name, e.addr, err)
 	}
 	e.mu.Lock()

@@ -11,9 +11,9 @@
 //
 //   - pub/sub 1:1 and 1:10 (one publisher, N subscribers, each on its own
 //     connection) with 16 B, 128 B and 1 KiB payloads: DaemonEye over its
-//     UNIX socket against NATS over loopback TCP, and DaemonEye's inproc://
-//     client against NATS's in-process connection (nats.InProcessServer,
-//     a net.Pipe).
+//     UNIX socket against NATS over loopback TCP, and DaemonEye's
+//     in-process client (client.Connect) against NATS's in-process
+//     connection (nats.InProcessServer, a net.Pipe).
 //   - request/reply: one caller making sequential requests to one
 //     responder on another connection, over the same pairs of transports.
 //   - RPC: a health check in the DaemonEye envelope, sequential calls,

@@ -102,7 +102,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		tw.Flush()
 		b.WriteString("\n")
 	}
-	b.WriteString("Transports: UNIX = DaemonEye's UNIX socket; TCP = NATS on loopback TCP; inproc = DaemonEye's inproc:// client;\n" +
+	b.WriteString("Transports: UNIX = DaemonEye's UNIX socket; TCP = NATS on loopback TCP; inproc = DaemonEye's in-process client (client.Connect);\n" +
 		"in-process = nats.InProcessServer (net.Pipe); mTLS = TLS with verified client certificates on loopback TCP, both.\n" +
 		"msgs/s = messages / (first publish .. last subscriber done); deliv/s = msgs/s × subscribers; ratio = DaemonEye / NATS.\n")
 	var notes []string

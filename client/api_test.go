@@ -23,7 +23,7 @@ func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *C
 	for _, tr := range []string{"unix", "inproc"} {
 		t.Run(tr, func(t *testing.T) {
 			var b *eventbus.Broker
-			addr := "inproc://"
+			var addr string
 			if tr == "unix" {
 				var path string
 				path, _, b = testbroker.Start(t, server.Options{})
@@ -36,7 +36,13 @@ func eachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *C
 				t.Cleanup(func() { b.Close() })
 			}
 			fn(t, func(name string) *Conn {
-				c, err := Dial(t.Context(), addr, Options{Name: name, Broker: b})
+				var c *Conn
+				var err error
+				if addr == "" {
+					c, err = Connect(b, Options{Name: name})
+				} else {
+					c, err = Dial(t.Context(), addr, Options{Name: name})
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -165,9 +171,21 @@ func drain(s *Subscription) int {
 	}
 }
 
-func TestInprocNeedsBroker(t *testing.T) {
-	if _, err := Dial(t.Context(), "inproc://", Options{}); err == nil {
-		t.Error("inproc:// without Options.Broker succeeded")
+func TestConnectNeedsBroker(t *testing.T) {
+	c, err := Connect(nil, Options{})
+	if !errors.Is(err, ErrNoBroker) || c != nil {
+		t.Errorf("Connect(nil) = %v, %v; want ErrNoBroker", c, err)
+	}
+}
+
+// TestDialInprocRefused: the inproc:// scheme is gone; Dial says to use
+// Connect.
+func TestDialInprocRefused(t *testing.T) {
+	for _, addr := range []string{"inproc://", "inproc://agent"} {
+		c, err := Dial(t.Context(), addr, Options{})
+		if !errors.Is(err, ErrAddress) || !strings.Contains(err.Error(), "client.Connect") || c != nil {
+			t.Errorf("Dial(%q) = %v, %v; want ErrAddress saying to use client.Connect", addr, c, err)
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/daemoneye/daemoneye/eventbus"
 )
 
 // BenchmarkUnixPubSub measures publish -> receive through a broker over
@@ -81,6 +83,96 @@ func BenchmarkUnixRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := svc.SubscribeFunc(b.Context(), "control.svc.echo", SubscribeOptions{}, func(m *Msg) { svc.Respond(m, m.Payload) }); err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, 64)
+	if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil { // the inbox
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// connectB connects to b in process, for the Inproc benchmarks.
+func connectB(b *testing.B, bk *eventbus.Broker, name string) *Conn {
+	c, err := Connect(bk, Options{Name: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newBrokerB returns a broker closed when b ends.
+func newBrokerB(b *testing.B) *eventbus.Broker {
+	bk, err := eventbus.New(eventbus.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { bk.Close() })
+	return bk
+}
+
+// BenchmarkInprocPubSub measures publish -> receive through a broker in
+// this process, with Conns from Connect: one publishing, one subscribing
+// on a channel. The subscription blocks its publisher when full (flow
+// control), so nothing is dropped; dropped/op would show it.
+func BenchmarkInprocPubSub(b *testing.B) {
+	for _, size := range []int{16, 128, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			bk := newBrokerB(b)
+			sub, pub := connectB(b, bk, "sub"), connectB(b, bk, "pub")
+			s, err := sub.SubscribeWith(b.Context(), "events.bench.#", SubscribeOptions{Buffer: 1 << 16, Overflow: eventbus.OverflowBlock, BlockTimeout: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, size)
+			got := make(chan int)
+			stop := "events.bench.stop"
+			go func() {
+				n := 0
+				for m := range s.C() {
+					if m.Topic == stop {
+						break
+					}
+					n++
+				}
+				got <- n
+			}()
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			start := time.Now()
+			n := 0
+			for b.Loop() {
+				if err := pub.Publish("events.bench.p", payload); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if err := pub.Publish(stop, nil); err != nil {
+				b.Fatal(err)
+			}
+			received := <-got
+			elapsed := time.Since(start)
+			b.ReportMetric(float64(received)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(n-received)/float64(n), "dropped/op")
+		})
+	}
+}
+
+// BenchmarkInprocRequest measures sequential request/reply round trips in
+// process: a caller and a responder (SubscribeFunc + Respond), each on its
+// own Conn from Connect to one broker.
+func BenchmarkInprocRequest(b *testing.B) {
+	bk := newBrokerB(b)
+	svc, c := connectB(b, bk, "svc"), connectB(b, bk, "caller")
 	if _, err := svc.SubscribeFunc(b.Context(), "control.svc.echo", SubscribeOptions{}, func(m *Msg) { svc.Respond(m, m.Payload) }); err != nil {
 		b.Fatal(err)
 	}

@@ -41,6 +41,8 @@ var (
 	// the request's topic. It is eventbus.ErrNoResponders, so one test
 	// serves both in-process and socket connections.
 	ErrNoResponders = eventbus.ErrNoResponders
+	// ErrNoBroker is returned by Connect when it is given a nil broker.
+	ErrNoBroker = errors.New("client: no broker to connect to in this process")
 )
 
 // Defaults for Options.
@@ -53,8 +55,10 @@ const (
 	DefaultSubBuffer        = 1024 // messages
 )
 
-// Options configures Dial. The zero value is usable: it reconnects forever
-// with backoff and buffers up to 8 MiB while disconnected.
+// Options configures Dial and Connect. The zero value is usable: it
+// reconnects forever with backoff and buffers up to 8 MiB while
+// disconnected. Connect uses only Name and Policy; the rest concern a
+// connection over a socket.
 type Options struct {
 	// Name identifies the client in the server's logs and stats.
 	Name string
@@ -80,9 +84,14 @@ type Options struct {
 	// uid. Unused for other transports (TLS verifies the broker's
 	// certificate instead).
 	ServerUID uint32
-	// Broker is the broker an inproc:// address connects to, in this
-	// process. Required for inproc://, ignored otherwise.
-	Broker *eventbus.Broker
+	// Policy is the topic policy the Conn checks topics and patterns
+	// against before it sends a publish, request or subscription (the
+	// broker checks them again with its own). Nil means the default
+	// policy for Dial, and the broker's own policy for Connect. Set it
+	// when Dial reaches a broker with a policy of its own (other
+	// domains, limits), so that the Conn accepts the same topics as the
+	// broker. It must not be modified once the Conn uses it.
+	Policy *topic.Policy
 
 	// MaxBuffered bounds the bytes of frames waiting to be sent (default
 	// 8 MiB). While the connection is down, messages published meanwhile
@@ -113,7 +122,14 @@ func (o *Options) normalize() {
 	o.MaxBuffered = or(o.MaxBuffered, DefaultMaxBuffered)
 	o.ReconnectWait = or(o.ReconnectWait, DefaultReconnectWait)
 	o.MaxReconnectWait = or(o.MaxReconnectWait, DefaultMaxReconnectWait)
+	if o.Policy == nil {
+		o.Policy = &defaultPolicy
+	}
 }
+
+// defaultPolicy is the Policy of a Conn whose Options name none: the
+// zero topic.Policy, the default.
+var defaultPolicy topic.Policy
 
 func or[T int | time.Duration](v, def T) T {
 	if v <= 0 {
@@ -168,7 +184,7 @@ type Stats struct {
 type Conn struct {
 	addr string
 	opts Options
-	ip   *inproc // set for inproc://; then the fields below are unused
+	ip   *inproc // set by Connect; then the fields below are unused
 
 	mu        sync.Mutex
 	sess      *session // the live session; nil while disconnected
@@ -231,25 +247,37 @@ const goAwayGrace = 2 * time.Second
 const nonceBit = 1 << 63
 
 // Dial connects to the broker at addr: "unix:///path/to/socket" or a plain
-// socket path, "tls://host:port", "tcp://127.0.0.1:port" (loopback only,
-// token auth), or "inproc://" with Options.Broker. It fails if the first
-// connection fails; after that, the Conn reconnects by itself (see
-// Options).
+// socket path, "tls://host:port", or "tcp://127.0.0.1:port" (loopback
+// only, token auth). A broker in this process is reached with Connect
+// instead. Dial fails if the first connection fails; after that, the Conn
+// reconnects by itself (see Options).
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	c := newConn(addr, opts)
-	if strings.HasPrefix(addr, "inproc://") {
-		if opts.Broker == nil {
-			return nil, fmt.Errorf("client: %s needs Options.Broker, the broker in this process", addr)
-		}
-		c.ip = newInproc(opts.Broker, opts.Name)
-		return c, nil
-	}
 	sess, err := dial(ctx, addr, &c.opts)
 	if err != nil {
 		return nil, err
 	}
 	c.sess, c.welcome = sess, sess.welcome
 	c.wg.Go(func() { c.run(sess) })
+	return c, nil
+}
+
+// Connect returns a Conn to b, a broker in this process: the same API as
+// over a socket, with nothing serialized or copied on the way in but the
+// payload. Its calls go straight to the broker, so there is nothing to
+// reconnect and nothing buffered: of opts, only Name (the subscriber's
+// name in the broker's stats) and Policy (nil: b's own) apply. It fails
+// with ErrNoBroker if b is nil. The Conn is not subject to a server's
+// Authorizer. Close it when done; closing b ends its subscriptions.
+func Connect(b *eventbus.Broker, opts Options) (*Conn, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: pass the *eventbus.Broker from eventbus.New; for a broker in another process use Dial", ErrNoBroker)
+	}
+	if opts.Policy == nil {
+		opts.Policy = b.Policy()
+	}
+	c := newConn("", opts)
+	c.ip = newInproc(b, opts.Name)
 	return c, nil
 }
 
@@ -276,6 +304,11 @@ func (c *Conn) Identity() string {
 	defer c.mu.Unlock()
 	return string(c.welcome.Identity)
 }
+
+// Policy returns the topic policy the Conn checks topics and patterns with:
+// Options.Policy, or the broker's (Connect) or the default one (Dial) when
+// that is nil. It must not be modified.
+func (c *Conn) Policy() *topic.Policy { return c.opts.Policy }
 
 // MaxPayload returns the largest payload the broker accepts, in bytes.
 func (c *Conn) MaxPayload() int {
@@ -357,7 +390,7 @@ func (c *Conn) RespondMsg(m, reply *Msg) error {
 // latency matters more than batching).
 // value travels only in process (eventbus.Message.Value).
 func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eventbus.Priority, ack wire.AckMode, ackID uint64, inline bool) error {
-	if err := topic.Validate(name); err != nil {
+	if err := c.opts.Policy.Validate(name); err != nil {
 		return fmt.Errorf("client: publish: %w", err)
 	}
 	if prio > eventbus.PriorityCritical {

@@ -252,6 +252,8 @@ func parseAddr(addr string) (endpoint, error) {
 				ErrAddress, addr, u.Host)
 		}
 		return ep, nil
+	case "inproc":
+		return endpoint{}, fmt.Errorf("%w: %q: Dial reaches a broker in another process; for a broker in this process use client.Connect(broker, opts)", ErrAddress, addr)
 	}
 	return endpoint{}, fmt.Errorf("%w: %q: unknown scheme %q: use unix:///path, tls://host:port or tcp://127.0.0.1:port", ErrAddress, addr, u.Scheme)
 }

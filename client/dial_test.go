@@ -122,6 +122,8 @@ func TestParseAddr(t *testing.T) {
 		{"tcp://broker.example:7879", endpoint{}, "use tls://broker.example:7879"},
 		{"tcp://0.0.0.0:7879", endpoint{}, "loopback"},
 		{"http://127.0.0.1:80", endpoint{}, `unknown scheme "http"`},
+		{"inproc://", endpoint{}, "use client.Connect(broker, opts)"},
+		{"inproc://agent", endpoint{}, "use client.Connect(broker, opts)"},
 	}
 	for _, tt := range tests {
 		got, err := parseAddr(tt.addr)

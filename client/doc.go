@@ -1,8 +1,12 @@
 // Package client connects to a DaemonEye broker and publishes, subscribes
-// and makes requests through it: over its UNIX socket (unix:///path, the
-// default), over TCP with mutual TLS (tls://host:port), or in the same
-// process without serialization (inproc://, with Options.Broker). The API
-// is the same for all three.
+// and makes requests through it: with Dial over its UNIX socket
+// (unix:///path, the default) or over TCP with mutual TLS
+// (tls://host:port), or with Connect to an *eventbus.Broker in the same
+// process, without serialization. The Conn's API is the same for all three.
+//
+// A Conn checks topics and patterns before it sends them, with
+// Options.Policy: for Connect the broker's own policy, for Dial the
+// default one unless Options.Policy names the broker's.
 //
 // A Conn buffers what it sends and one goroutine flushes the buffer in
 // batches; Flush waits until the server has handled everything sent before

@@ -10,7 +10,6 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
-	"github.com/daemoneye/daemoneye/topic"
 )
 
 // SubscribeOptions configures a subscription. The zero value is a
@@ -166,7 +165,7 @@ func (c *Conn) SubscribeWith(ctx context.Context, pattern string, opts Subscribe
 // subscribe makes a subscription whose messages go to inline, if set, or
 // else to its channel.
 func (c *Conn) subscribe(ctx context.Context, pattern string, opts SubscribeOptions, inline func(*Msg)) (*Subscription, error) {
-	if err := topic.ValidatePattern(pattern); err != nil {
+	if err := c.opts.Policy.ValidatePattern(pattern); err != nil {
 		return nil, fmt.Errorf("client: subscribe: %w", err)
 	}
 	if opts.Buffer <= 0 {

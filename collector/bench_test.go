@@ -18,7 +18,7 @@ func BenchmarkHealth(b *testing.B) {
 	for _, tr := range []string{"inproc", "unix"} {
 		b.Run(tr, func(b *testing.B) {
 			var bk *eventbus.Broker
-			addr := "inproc://"
+			var addr string
 			if tr == "unix" {
 				var path string
 				path, _, bk = testbroker.Start(b, server.Options{})
@@ -31,7 +31,13 @@ func BenchmarkHealth(b *testing.B) {
 				defer bk.Close()
 			}
 			dial := func(name string) *client.Conn {
-				c, err := client.Dial(b.Context(), addr, client.Options{Name: name, Broker: bk})
+				var c *client.Conn
+				var err error
+				if addr == "" {
+					c, err = client.Connect(bk, client.Options{Name: name})
+				} else {
+					c, err = client.Dial(b.Context(), addr, client.Options{Name: name})
+				}
 				if err != nil {
 					b.Fatal(err)
 				}

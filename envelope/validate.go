@@ -11,9 +11,13 @@ import (
 // ErrInvalidMessage is wrapped by the errors of Validate.
 var ErrInvalidMessage = errors.New("envelope: invalid message")
 
+// defaultPolicy is the zero topic.Policy: the default.
+var defaultPolicy topic.Policy
+
 // Validate checks what receivers rely on in an envelope:
 //
-//   - metadata is set, with a message id, a valid topic (topic.Validate),
+//   - metadata is set, with a message id, a valid topic (topic.Validate:
+//     the default policy; ValidateWith takes the broker's),
 //     a priority from unspecified to critical, a message type that matches
 //     the payload, and, if a version is set, major version VersionMajor;
 //   - a payload is set;
@@ -26,7 +30,15 @@ var ErrInvalidMessage = errors.New("envelope: invalid message")
 //     status an error and no body.
 //
 // Errors wrap ErrInvalidMessage. Validate allocates only for an error.
-func Validate(m *eventbusv1.EventBusMessage) error {
+func Validate(m *eventbusv1.EventBusMessage) error { return ValidateWith(m, nil) }
+
+// ValidateWith is Validate with the metadata's topic checked under policy
+// p (nil: the default policy), for a broker with a topic policy of its own
+// (see client.Conn.Policy). It allocates only for an error.
+func ValidateWith(m *eventbusv1.EventBusMessage, p *topic.Policy) error {
+	if p == nil {
+		p = &defaultPolicy
+	}
 	if m == nil {
 		return invalid("nil message")
 	}
@@ -41,7 +53,7 @@ func Validate(m *eventbusv1.EventBusMessage) error {
 	case md.Version != nil && md.Version.GetMajor() != VersionMajor:
 		return invalid("major version %d: this package speaks %d", md.Version.GetMajor(), VersionMajor)
 	}
-	if err := topic.Validate(md.GetTopic()); err != nil {
+	if err := p.Validate(md.GetTopic()); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
 	want := MessageTypeOf(m)

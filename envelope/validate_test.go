@@ -180,6 +180,40 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateWith: the metadata's topic is checked under the policy
+// given, a broker's own, and Validate is ValidateWith the default policy.
+func TestValidateWith(t *testing.T) {
+	app := &topic.Policy{Domains: []string{"app", "control"}}
+	tests := []struct {
+		topic   string
+		policy  *topic.Policy
+		wantErr string // "" for valid
+	}{
+		{"app.svc.health", app, ""},
+		{"control.inbox.abc.1", app, ""},
+		{"events.process.lifecycle", nil, ""},
+		{"events.process.lifecycle", app, `first segment "events" is not a registered domain (app, control)`},
+		{"app.svc.health", nil, `first segment "app" is not a registered domain (events, control)`},
+	}
+	for _, tt := range tests {
+		m := processEvent()
+		m.Metadata.Topic = tt.topic
+		err := envelope.ValidateWith(m, tt.policy)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("ValidateWith(%s, %v): %v", tt.topic, tt.policy, err)
+			}
+			continue
+		}
+		if !errors.Is(err, envelope.ErrInvalidMessage) || !errors.Is(err, topic.ErrInvalidTopic) || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("ValidateWith(%s, %v) = %v; want ErrInvalidMessage and ErrInvalidTopic saying %q", tt.topic, tt.policy, err, tt.wantErr)
+		}
+		if tt.policy == nil && envelope.Validate(m) == nil {
+			t.Errorf("Validate(%s) passed what ValidateWith the default policy refused", tt.topic)
+		}
+	}
+}
+
 func TestValidateDoesNotAllocate(t *testing.T) {
 	for _, m := range []*eventbusv1.EventBusMessage{processEvent(), request(eventbusv1.RpcOperation_RPC_OPERATION_START),
 		response(eventbusv1.RpcStatus_RPC_STATUS_SUCCESS, false, true)} {

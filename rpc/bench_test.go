@@ -15,6 +15,24 @@ import (
 	"github.com/daemoneye/daemoneye/server"
 )
 
+// connect returns a client named name of the broker at addr, or of bk in
+// process (client.Connect) when addr is "inproc"; the cleanup of tb closes it.
+func connect(tb testing.TB, addr string, bk *eventbus.Broker, name string) *client.Conn {
+	tb.Helper()
+	var c *client.Conn
+	var err error
+	if addr == "inproc" {
+		c, err = client.Connect(bk, client.Options{Name: name})
+	} else {
+		c, err = client.Dial(tb.Context(), addr, client.Options{Name: name})
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
 // BenchmarkCall measures health-check calls through a Client and a Server
 // (envelope encoding and decoding included), by one caller (latency) and by
 // 8 concurrent callers (RunParallel, 4 per CPU on 2 CPUs; throughput):
@@ -31,13 +49,13 @@ func BenchmarkCall(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				var bk *eventbus.Broker
-				addr, callerAddr := "inproc://", "inproc://"
+				addr, callerAddr := "inproc", "inproc"
 				if tr != "inproc" {
 					var path string
 					path, _, bk = testbroker.Start(b, server.Options{})
 					addr, callerAddr = "unix://"+path, "unix://"+path
 					if tr == "agent" {
-						callerAddr = "inproc://"
+						callerAddr = "inproc"
 					}
 				} else {
 					var err error
@@ -51,12 +69,7 @@ func BenchmarkCall(b *testing.B) {
 					if name == "caller" {
 						a = callerAddr
 					}
-					c, err := client.Dial(b.Context(), a, client.Options{Name: name, Broker: bk})
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { c.Close() })
-					return c
+					return connect(b, a, bk, name)
 				}
 				srv := NewServer(dial("svc"), ServerOptions{})
 				defer srv.Close()
@@ -115,7 +128,7 @@ func BenchmarkMethod(b *testing.B) {
 		for _, kind := range []string{"operation", "message"} {
 			b.Run(tr+"/"+kind, func(b *testing.B) {
 				var bk *eventbus.Broker
-				addr := "inproc://"
+				addr := "inproc"
 				if tr == "unix" {
 					var path string
 					path, _, bk = testbroker.Start(b, server.Options{})
@@ -127,14 +140,7 @@ func BenchmarkMethod(b *testing.B) {
 					}
 					defer bk.Close()
 				}
-				dial := func(name string) *client.Conn {
-					c, err := client.Dial(b.Context(), addr, client.Options{Name: name, Broker: bk})
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { c.Close() })
-					return c
-				}
+				dial := func(name string) *client.Conn { return connect(b, addr, bk, name) }
 				m := health
 				if kind == "message" {
 					m = custom

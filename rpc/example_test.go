@@ -23,9 +23,9 @@ func Example() {
 	ctx := context.Background()
 	b, _ := eventbus.New(eventbus.Options{})
 	defer b.Close()
-	svcConn, _ := client.Dial(ctx, "inproc://", client.Options{Name: "svc", Broker: b})
+	svcConn, _ := client.Connect(b, client.Options{Name: "svc"})
 	defer svcConn.Close()
-	callerConn, _ := client.Dial(ctx, "inproc://", client.Options{Name: "caller", Broker: b})
+	callerConn, _ := client.Connect(b, client.Options{Name: "caller"})
 	defer callerConn.Close()
 
 	// The service: a Mux with its methods, served on a topic under control.
@@ -60,7 +60,7 @@ func ExampleHandleRaw() {
 	ctx := context.Background()
 	b, _ := eventbus.New(eventbus.Options{})
 	defer b.Close()
-	conn, _ := client.Dial(ctx, "inproc://", client.Options{Name: "both", Broker: b})
+	conn, _ := client.Connect(b, client.Options{Name: "both"})
 	defer conn.Close()
 
 	mux := rpc.NewMux("the echo service")

@@ -159,14 +159,10 @@ func BenchmarkCallProcs(b *testing.B) {
 				startRole(b, "broker", path)
 			} else {
 				_, bk, _ = testbroker.StartAt(b, path, server.Options{}, nil)
-				addr = "inproc://"
+				addr = "inproc"
 			}
 			startRole(b, "service", path)
-			conn, err := client.Dial(b.Context(), addr, client.Options{Name: "caller", Broker: bk})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
+			conn := connect(b, addr, bk, "caller")
 			c := NewClient(conn, ClientOptions{})
 			if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil {
 				b.Fatal(err)

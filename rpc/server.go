@@ -298,7 +298,7 @@ func (s *Server) receive(m *client.Msg, h Handler) {
 			v.GetMajor(), v.GetMinor(), envelope.VersionMajor, envelope.Version, envelope.VersionMajor), nil)
 		return
 	}
-	if err := envelope.Validate(req.Envelope); err != nil || req.Call == nil {
+	if err := envelope.ValidateWith(req.Envelope, s.conn.Policy()); err != nil || req.Call == nil {
 		if err == nil {
 			err = fmt.Errorf("the payload is a %v, not an RPC request", envelope.MessageTypeOf(req.Envelope))
 		}

@@ -35,7 +35,10 @@ type Authorizer interface {
 const maxAuthCache = 1024
 
 // allowPublish applies the Authorizer to a publish, with the connection's
-// cache of decisions. Only the reader goroutine calls it.
+// cache of decisions. Only the reader goroutine calls it. A topic or reply
+// topic the broker's policy refuses is refused before the Authorizer sees
+// it, with an error wrapping topic.ErrInvalidTopic (not ErrForbidden), so
+// that the client learns what is wrong with it, not that no grant matches.
 func (c *conn) allowPublish(topic, reply string) error {
 	a := c.srv.opts.Authorizer
 	if a == nil {
@@ -46,6 +49,14 @@ func (c *conn) allowPublish(topic, reply string) error {
 	}
 	if err, ok := c.authCache[topic]; ok {
 		return err
+	}
+	if err := c.srv.opts.Broker.Policy().Validate(topic); err != nil {
+		return err // not remembered: the broker refuses it anyway
+	}
+	if reply != "" {
+		if err := c.srv.opts.Broker.Policy().Validate(reply); err != nil {
+			return fmt.Errorf("reply topic: %w", err)
+		}
 	}
 	var err error
 	if ra, ok := a.(RequestAuthorizer); ok && reply != "" {
@@ -74,15 +85,32 @@ func (c *conn) allowPublish(topic, reply string) error {
 	return err
 }
 
+// allowSubscribe applies the Authorizer to a subscription; as with
+// allowPublish, a pattern the broker's policy refuses is refused first,
+// wrapping topic.ErrInvalidPattern.
 func (c *conn) allowSubscribe(pattern string) error {
 	a := c.srv.opts.Authorizer
 	if a == nil {
 		return nil
 	}
+	if err := c.srv.opts.Broker.Policy().ValidatePattern(pattern); err != nil {
+		return err
+	}
 	if err := a.AllowSubscribe(c.identity, pattern); err != nil {
 		return fmt.Errorf("%w: %s may not subscribe to %q: %v", ErrForbidden, c.identity, pattern, err)
 	}
 	return nil
+}
+
+// refuse answers a publish or subscribe that allowPublish or
+// allowSubscribe refused: a topic or pattern the broker's policy does not
+// accept as the broker would (invalid_topic), else as forbidden.
+func (c *conn) refuse(ref uint64, err error, publish bool) {
+	if errors.Is(err, topic.ErrInvalidTopic) || errors.Is(err, topic.ErrInvalidPattern) {
+		c.sendError(wire.CodeInvalidTopic, ref, err.Error())
+		return
+	}
+	c.forbidden(ref, err, publish)
 }
 
 // forbidden answers a refused publish or subscribe and counts it.
@@ -231,15 +259,35 @@ type ACL struct {
 	// ResponseTTL bounds how long a Respond identity may answer a
 	// request delivered to it (default DefaultResponseTTL).
 	ResponseTTL time.Duration
+	// Policy is the topic policy the grants' patterns are written in and
+	// topics are matched with: it should be the broker's. Nil means the
+	// default policy, except for an ACL that is itself
+	// Options.Authorizer: New then uses a copy of it with the broker's
+	// policy (eventbus.Broker.Policy) and refuses grants that policy does
+	// not accept. An ACL used inside another Authorizer is not seen by
+	// New: set its Policy to the broker's and call Validate yourself.
+	Policy *topic.Policy
 }
 
-// Validate checks every pattern of the ACL, naming the identity and the
-// pattern at fault.
+// policy returns the policy the ACL matches with.
+func (a *ACL) policy() *topic.Policy {
+	if a.Policy == nil {
+		return &defaultPolicy
+	}
+	return a.Policy
+}
+
+// defaultPolicy is the zero topic.Policy: the default.
+var defaultPolicy topic.Policy
+
+// Validate checks every pattern of the ACL against its Policy, naming the
+// identity and the pattern at fault.
 func (a *ACL) Validate() error {
+	pol := a.policy()
 	check := func(id string, g *Grant) error {
 		for _, list := range [][]string{g.Publish, g.Request, g.Subscribe} {
 			for _, p := range list {
-				if err := topic.ValidatePattern(p); err != nil {
+				if err := pol.ValidatePattern(p); err != nil {
 					return fmt.Errorf("server: the ACL's grant for %s: %w", id, err)
 				}
 			}
@@ -270,7 +318,7 @@ func (a *ACL) AllowPublish(identity, t string) error {
 	if !ok {
 		return fmt.Errorf("%s has no grant in the ACL", identity)
 	}
-	if matchAny(g.Publish, t) {
+	if matchAny(a.policy(), g.Publish, t) {
 		return nil
 	}
 	switch {
@@ -288,7 +336,7 @@ func (a *ACL) AllowRequest(identity, t, reply string) error {
 	if !ok {
 		return fmt.Errorf("%s has no grant in the ACL", identity)
 	}
-	if !matchAny(g.Publish, t) && !matchAny(g.Request, t) {
+	if pol := a.policy(); !matchAny(pol, g.Publish, t) && !matchAny(pol, g.Request, t) {
 		return fmt.Errorf("%s may send requests only to %s", identity, list(append(slices.Clip(g.Publish), g.Request...)))
 	}
 	if !strings.HasPrefix(reply, topics.InboxPrefix) {
@@ -334,9 +382,9 @@ func (a *ACL) ConfinedResponses(identity string) time.Duration {
 	return DefaultResponseTTL
 }
 
-func matchAny(patterns []string, t string) bool {
+func matchAny(pol *topic.Policy, patterns []string, t string) bool {
 	for _, p := range patterns {
-		if topic.Match(p, t) {
+		if pol.Match(p, t) {
 			return true
 		}
 	}

@@ -275,7 +275,7 @@ func (c *conn) handle(f wire.Frame) error {
 			m.Reply = string(p.Reply) // inboxes are mostly unique per request: not interned
 		}
 		if err := c.allowPublish(m.Topic, m.Reply); err != nil {
-			c.forbidden(p.AckID, err, true)
+			c.refuse(p.AckID, err, true)
 			return nil
 		}
 		err = c.srv.opts.Broker.Publish(c.pub, m)
@@ -362,7 +362,7 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 		return
 	}
 	if err := c.allowSubscribe(string(r.Pattern)); err != nil {
-		c.forbidden(uint64(r.SID), err, false)
+		c.refuse(uint64(r.SID), err, false)
 		return
 	}
 	opts := eventbus.SubscribeOptions{

@@ -58,7 +58,7 @@ func TestConfinedResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, srv, b := testbroker.Start(t, server.Options{Authorizer: acl})
-	agent, err := client.Dial(t.Context(), "inproc://", client.Options{Broker: b})
+	agent, err := client.Connect(b, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,6 +117,7 @@ type Options struct {
 	// publish and subscribe to; refusals are answered with code forbidden
 	// and counted in Stats. Nil: every identity Auth admits may do
 	// everything. In-process clients of the broker are not subject to it.
+	// A *ACL with no Policy is used with the broker's (see ACL.Policy).
 	Authorizer Authorizer
 }
 
@@ -163,6 +164,18 @@ func New(opts Options) (*Server, error) {
 	}
 	if err := opts.Auth.Validate(); err != nil {
 		return nil, err
+	}
+	if acl, ok := opts.Authorizer.(*ACL); ok && acl != nil {
+		// The grants are patterns of the broker's topics: match them
+		// with its policy, on a copy, so the caller's ACL is not modified.
+		own := *acl
+		if own.Policy == nil {
+			own.Policy = opts.Broker.Policy()
+		}
+		if err := own.Validate(); err != nil {
+			return nil, err
+		}
+		opts.Authorizer = &own
 	}
 	opts.MaxSubscriptions = or(opts.MaxSubscriptions, DefaultMaxSubscriptions)
 	opts.MaxConns = or(opts.MaxConns, DefaultMaxConns)

@@ -71,7 +71,7 @@ func TestCollectorAcrossBrokerRestart(t *testing.T) {
 			var watch *client.Conn
 			var events *client.Subscription
 			testbroker.StartAt(t, path, server.Options{}, func(b *eventbus.Broker) {
-				if watch, err = client.Dial(t.Context(), "inproc://", client.Options{Name: "watch", Broker: b}); err != nil {
+				if watch, err = client.Connect(b, client.Options{Name: "watch"}); err != nil {
 					t.Fatal(err)
 				}
 				if events, err = watch.Subscribe(t.Context(), "events.process.lifecycle.created", 1<<12); err != nil {

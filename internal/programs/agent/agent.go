@@ -249,7 +249,7 @@ func Run(ctx context.Context, opts Options, ready func(*Agent)) error {
 		a.srv.Shutdown(sctx)
 		<-served
 	}()
-	if a.conn, err = client.Dial(ctx, "inproc://", client.Options{Name: "agent", Broker: a.broker}); err != nil {
+	if a.conn, err = client.Connect(a.broker, client.Options{Name: "agent"}); err != nil {
 		return err
 	}
 	defer a.conn.Close()

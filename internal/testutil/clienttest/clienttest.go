@@ -11,29 +11,58 @@ import (
 	"github.com/daemoneye/daemoneye/server"
 )
 
+// Options configures EachTransportWith. The zero value is what
+// EachTransport uses.
+type Options struct {
+	// Broker makes the broker of each subtest.
+	Broker eventbus.Options
+	// Server serves that broker on the UNIX socket ("unix" only; its
+	// Broker field is set by the helper).
+	Server server.Options
+	// Client is every client's options; Name is set per dial. For
+	// "inproc" a nil Policy means the broker's (client.Connect); for
+	// "unix" it means the default policy, as with client.Dial.
+	Client client.Options
+}
+
 // EachTransport runs fn as a subtest against a broker reached over a UNIX
-// socket ("unix") and in process ("inproc"): the two must behave the
-// same. dial connects a client named name; the test's cleanup closes it
-// and the broker. (The client package's own tests keep a copy: they cannot
-// import this package.)
+// socket ("unix", client.Dial) and in process ("inproc", client.Connect):
+// the two must behave the same. dial connects a client named name; the
+// test's cleanup closes it and the broker. (The client package's own tests
+// keep a copy: they cannot import this package.)
 func EachTransport(t *testing.T, fn func(t *testing.T, dial func(name string) *client.Conn)) {
+	EachTransportWith(t, Options{}, fn)
+}
+
+// EachTransportWith is EachTransport with the broker, server and client
+// options of opts.
+func EachTransportWith(t *testing.T, opts Options, fn func(t *testing.T, dial func(name string) *client.Conn)) {
 	for _, tr := range []string{"unix", "inproc"} {
 		t.Run(tr, func(t *testing.T) {
-			var b *eventbus.Broker
-			addr := "inproc://"
+			b, err := eventbus.New(opts.Broker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var addr string
 			if tr == "unix" {
+				sopts := opts.Server
+				sopts.Broker = b
 				var path string
-				path, _, b = testbroker.Start(t, server.Options{})
+				path, _, _ = testbroker.Start(t, sopts) // closes b
 				addr = "unix://" + path
 			} else {
-				var err error
-				if b, err = eventbus.New(eventbus.Options{}); err != nil {
-					t.Fatal(err)
-				}
 				t.Cleanup(func() { b.Close() })
 			}
 			fn(t, func(name string) *client.Conn {
-				c, err := client.Dial(t.Context(), addr, client.Options{Name: name, Broker: b})
+				copts := opts.Client
+				copts.Name = name
+				var c *client.Conn
+				var err error
+				if addr == "" {
+					c, err = client.Connect(b, copts)
+				} else {
+					c, err = client.Dial(t.Context(), addr, copts)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
