@@ -42,6 +42,7 @@ func Example_embedding() {
 	resp, err := rpc.Call(ctx, rpc.NewClient(conn, rpc.ClientOptions{}), "control.text", upper, wrapperspb.String("hi"))
 	fmt.Println(resp.GetValue(), err)
 	// README:end
+
 	// Output:
 	// events.process.created pid 42
 	// HI <nil>
