@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -368,21 +367,12 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 	}
 	if payload == nil && value != nil {
 		// Over a socket a value must be encoded (eventbus.Message.Value).
-		enc, ok := value.(encoding.BinaryAppender)
-		if !ok {
-			return fmt.Errorf("client: publish to %q: no payload, and the value (%T) cannot be encoded", name, value)
-		}
-		scratch := encodeBufs.Get().(*[]byte)
-		defer func() {
-			if cap(*scratch) <= 64<<10 {
-				encodeBufs.Put(scratch)
-			}
-		}()
-		p, err := enc.AppendBinary((*scratch)[:0])
+		enc, err := wire.EncodeValue(value)
 		if err != nil {
-			return fmt.Errorf("client: publish to %q: encode the value: %w", name, err)
+			return fmt.Errorf("client: publish to %q: %w", name, err)
 		}
-		*scratch, payload = p, p // the frame copies it before publish returns
+		defer enc.Release()
+		payload = enc.Bytes() // the frame copies it before publish returns
 	}
 	if max := c.MaxPayload(); len(payload) > max {
 		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
@@ -1095,6 +1085,3 @@ func (c *Conn) Close() error {
 	}
 	return fmt.Errorf("%w: %d buffered messages were never sent: %w", ErrDisconnected, unsent, flushErr)
 }
-
-// encodeBufs holds scratch buffers for values encoded on publish.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

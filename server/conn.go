@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -404,30 +403,22 @@ func frameSize(m *eventbus.Message, payload []byte) int {
 	return wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(payload)
 }
 
-// payloadOf returns the bytes to send for m: its Payload, or the encoding
-// of a Value that stands in for it (eventbus.Message.Value), appended to
-// scratch. The caller returns scratch to encodeBufs.
-func (c *conn) payloadOf(m *eventbus.Message, scratch *[]byte) ([]byte, error) {
-	if m.Payload != nil || m.Value == nil {
-		return m.Payload, nil
-	}
-	enc, ok := m.Value.(encoding.BinaryAppender)
-	if !ok {
-		return nil, fmt.Errorf("%w: the message to %q has no payload and its value (%T) cannot be encoded", eventbus.ErrPayloadTooLarge, m.Topic, m.Value)
-	}
-	p, err := enc.AppendBinary((*scratch)[:0])
+// encodeValue returns the encoding of the Value that stands in for m's
+// Payload (eventbus.Message.Value), in a pooled buffer the caller
+// releases. Errors wrap eventbus.ErrPayloadTooLarge: the message cannot
+// be sent.
+func (c *conn) encodeValue(m *eventbus.Message) (*wire.ValueBuf, error) {
+	enc, err := wire.EncodeValue(m.Value)
 	if err != nil {
-		return nil, fmt.Errorf("encode the value of a message to %q: %w", m.Topic, err)
+		return nil, fmt.Errorf("%w: the message to %q has no payload: %w", eventbus.ErrPayloadTooLarge, m.Topic, err)
 	}
-	*scratch = p
-	if max := c.srv.opts.Broker.MaxPayload(); len(p) > max {
-		return nil, fmt.Errorf("%w: %d bytes encoded for %q; the limit is %d", eventbus.ErrPayloadTooLarge, len(p), m.Topic, max)
+	if max := c.srv.opts.Broker.MaxPayload(); len(enc.Bytes()) > max {
+		n := len(enc.Bytes())
+		enc.Release()
+		return nil, fmt.Errorf("%w: %d bytes encoded for %q; the limit is %d", eventbus.ErrPayloadTooLarge, n, m.Topic, max)
 	}
-	return p, nil
+	return enc, nil
 }
-
-// encodeBufs holds scratch buffers for values encoded on delivery.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
 	// A publisher with a Batch flushes us when its batch is done; for
@@ -435,16 +426,12 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 	batch, _ := ctx.(*eventbus.Batch)
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
-		scratch := encodeBufs.Get().(*[]byte)
-		defer func() {
-			if cap(*scratch) <= 64<<10 {
-				encodeBufs.Put(scratch)
-			}
-		}()
-		var err error
-		if payload, err = c.payloadOf(m, scratch); err != nil {
+		enc, err := c.encodeValue(m)
+		if err != nil {
 			return err
 		}
+		defer enc.Release() // the frame copies it
+		payload = enc.Bytes()
 	}
 	size := frameSize(m, payload)
 	if size > c.srv.opts.MaxPending {
@@ -599,13 +586,12 @@ func (w *nonBlockingWrite) write(fd uintptr) bool {
 func (c *conn) Room(_ *eventbus.Subscription, m eventbus.Message) <-chan struct{} {
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
-		scratch := encodeBufs.Get().(*[]byte)
-		p, err := c.payloadOf(&m, scratch)
-		encodeBufs.Put(scratch)
+		enc, err := c.encodeValue(&m)
 		if err != nil {
 			return nil // Deliver will refuse it
 		}
-		payload = p
+		defer enc.Release()
+		payload = enc.Bytes()
 	}
 	size := frameSize(&m, payload) // the measure Deliver uses, or a waiter could spin
 	c.mu.Lock()
