@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/protocol/sendbuf"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/topic"
 )
@@ -172,14 +173,11 @@ type Conn struct {
 	mu        sync.Mutex
 	sess      *session // the live session; nil while disconnected
 	welcome   wire.Welcome
-	out       []byte        // frames waiting for the writer
-	outMsgs   int           // publish frames in out
-	spare     []byte        // the writer's previous batch buffer
-	writing   int           // bytes of the batch being written
-	room      chan struct{} // closed when the writer takes a batch; made by a waiting publisher
-	err       error         // why the Conn ended; nil while open
-	asyncErrs []error       // refusals of earlier publishes, until AsyncErr takes them
-	asyncMore int           // refusals beyond maxAsyncErrs
+	buf       *sendbuf.Buffer // frames waiting for the writer; under mu
+	outMsgs   int             // publish frames in buf
+	err       error           // why the Conn ended; nil while open
+	asyncErrs []error         // refusals of earlier publishes, until AsyncErr takes them
+	asyncMore int             // refusals beyond maxAsyncErrs
 	subs      map[uint32]*Subscription
 	waiters   map[uint64]chan error // ping nonce or ack id -> result
 	requests  map[uint64]chan reply // request id -> its reply; guarded by reqMu
@@ -195,7 +193,6 @@ type Conn struct {
 
 	topics    wire.Interner   // the reading goroutine's own
 	inlineMsg Msg             // the reading goroutine's: what it passes to an Inline SubscribeFunc
-	wake      chan struct{}   // capacity 1: out became non-empty
 	ctx       context.Context // cancelled when the Conn ends: stops a reconnect in progress
 	cancel    context.CancelFunc
 
@@ -259,8 +256,11 @@ func newConn(addr string, opts Options) *Conn {
 		addr: addr, opts: opts,
 		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
 		requests: make(map[uint64]chan reply),
-		wake:     make(chan struct{}, 1),
 	}
+	// Keep a batch's array for the next up to twice MaxBuffered, whatever
+	// the size: regrowing one of several MiB on every batch costs more
+	// than the write.
+	c.buf = sendbuf.New(sendbuf.Limits{MaxSpare: 2 * c.opts.MaxBuffered})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -300,18 +300,13 @@ func (c *Conn) enqueue(build func([]byte) []byte) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.out = build(c.out)
+	c.buf.Queued(build(c.buf.Frames()))
 	c.mu.Unlock()
 	c.signal()
 	return nil
 }
 
-func (c *Conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *Conn) signal() { c.buf.Signal() }
 
 // Publish sends a message to the broker. It returns once the message is
 // in the connection's buffer, so the caller may reuse payload at once;
@@ -394,21 +389,18 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		if c.sess != nil {
 			limit = min(limit, maxInFlight)
 		}
-		if len(c.out)+c.writing < limit {
+		if c.buf.Pending() < limit {
 			break
 		}
 		if c.sess == nil {
-			waiting := len(c.out)
+			waiting := c.buf.Len()
 			c.mu.Unlock()
 			c.bufferFull.Add(1)
 			return fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
 				ErrBufferFull, waiting, name)
 		}
 		// Connected but the writer is behind: wait for it to take a batch.
-		if c.room == nil {
-			c.room = make(chan struct{})
-		}
-		room := c.room
+		room := c.buf.Room()
 		c.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(c.opts.WriteTimeout)
@@ -422,8 +414,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		}
 		c.mu.Lock()
 	}
-	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendPublishMsg(c.out, uint8(prio), ack, ackID, name, replyTo, payload)
+	wasEmpty := c.buf.Queued(wire.AppendPublishMsg(c.buf.Frames(), uint8(prio), ack, ackID, name, replyTo, payload))
 	c.outMsgs++
 	connected := c.sess != nil
 	c.mu.Unlock()
@@ -455,7 +446,7 @@ func (c *Conn) Flush(ctx context.Context) error {
 	c.waiters[n] = ch
 	// While disconnected the ping still goes into the buffer: the reconnect
 	// keeps publish frames and pings (see keepAfterLoss).
-	c.out = wire.AppendU64(c.out, wire.TypePing, n)
+	c.buf.Queued(wire.AppendU64(c.buf.Frames(), wire.TypePing, n))
 	connected := c.sess != nil
 	c.mu.Unlock()
 	if connected {
@@ -517,7 +508,7 @@ func (c *Conn) serve(sess *session) error {
 	}
 	for {
 		select {
-		case <-c.wake:
+		case <-c.buf.Wake():
 		case <-keepalive.C:
 			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, 0) })
 			continue
@@ -547,7 +538,7 @@ func (c *Conn) flushInline() {
 	}
 	c.mu.Lock()
 	sess := c.sess
-	bulk := len(c.out) > maxInlineBytes
+	bulk := c.buf.Len() > maxInlineBytes
 	c.mu.Unlock()
 	if bulk { // a bulk batch is the writer's job: the caller should not wait on it
 		c.writeMu.Unlock()
@@ -565,21 +556,17 @@ func (c *Conn) flushInline() {
 // flush writes what is buffered in one write. The caller holds writeMu.
 func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
-	batch, msgs := c.out, c.outMsgs
 	// Nothing, a session that is gone, or one whose broker is going
 	// away: the frames wait for the next.
-	if len(batch) == 0 || c.sess != sess || sess.goAway.Load() != nil {
+	if c.buf.Len() == 0 || c.sess != sess || sess.goAway.Load() != nil {
 		c.mu.Unlock()
 		return nil
 	}
-	// Swap buffers: publishers append to the spare while this one is
-	// written. out and spare must never share an array.
-	c.out, c.spare, c.outMsgs = c.spare[:0], nil, 0
-	c.writing = len(batch)
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	// Publishers append to the buffer's other array while this one is
+	// written.
+	batch, _ := c.buf.Take() // the client leaves no head: Unsent is the server's
+	msgs := c.outMsgs
+	c.outMsgs = 0
 	c.mu.Unlock()
 	// Each write is bounded by between half and all of WriteTimeout: the
 	// deadline is pushed out only when less than half is left.
@@ -589,25 +576,16 @@ func (c *Conn) flush(sess *session) error {
 	}
 	n, err := sess.nc.Write(batch)
 	c.mu.Lock()
-	c.writing = 0
 	if err != nil && n == 0 {
 		// Nothing left: the frames go back to the front of the buffer, and
 		// lose keeps the publishes among them for the next session.
-		c.out = append(append(make([]byte, 0, len(batch)+len(c.out)), batch...), c.out...)
+		c.buf.Requeue(batch)
 		c.outMsgs += msgs
 		msgs = 0
 	}
-	// A publisher may be waiting for room while out is small but this
-	// batch was large: wake it now, or it waits for a batch nobody starts.
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
-	// Keep the buffer for the next batch: regrowing one of several MiB on
-	// every batch costs more than the write.
-	if cap(batch) <= 2*c.opts.MaxBuffered && c.spare == nil {
-		c.spare = batch[:0]
-	}
+	// Publishers waiting for room are woken (the batch no longer counts),
+	// and the batch's array is kept for the next.
+	c.buf.Done(batch)
 	c.mu.Unlock()
 	if err != nil {
 		c.lost.Add(uint64(msgs))
@@ -859,11 +837,10 @@ func (c *Conn) lose(why error) {
 		delete(c.requests, n)
 	}
 	c.reqMu.Unlock()
-	c.out, c.outMsgs = keepAfterLoss(c.out)
-	if c.room != nil { // publishers waiting for room now find none: tell them
-		close(c.room)
-		c.room = nil
-	}
+	kept, n := keepAfterLoss(c.buf.Frames())
+	c.buf.Replace(kept)
+	c.outMsgs = n
+	c.buf.WakeRoom() // publishers waiting for room now find none: tell them
 	c.mu.Unlock()
 	if f := c.opts.OnDisconnect; f != nil {
 		f(why)
@@ -926,7 +903,7 @@ func (c *Conn) reconnect() *session {
 		for sid := range restored {
 			frames = wire.AppendU32(frames, wire.TypeUnsubscribe, sid)
 		}
-		c.out = append(frames, c.out...)
+		c.buf.Replace(append(frames, c.buf.Frames()...))
 		c.sess, c.welcome = sess, sess.welcome
 		c.mu.Unlock()
 		c.reconnectCount.Add(1)
@@ -1012,10 +989,7 @@ func (c *Conn) shutdown(why error) {
 	for _, s := range c.subs {
 		c.endSubLocked(s)
 	}
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	c.buf.WakeRoom()
 	c.mu.Unlock()
 	c.cancel()
 }
@@ -1044,7 +1018,7 @@ func (c *Conn) Err() error {
 // Stats returns the Conn's counters.
 func (c *Conn) Stats() Stats {
 	c.mu.Lock()
-	st := Stats{Connected: c.sess != nil || c.ip != nil, Buffered: len(c.out) + c.writing}
+	st := Stats{Connected: c.sess != nil || c.ip != nil, Buffered: c.buf.Pending()}
 	c.mu.Unlock()
 	st.Published = c.published.Load()
 	st.BufferFull = c.bufferFull.Load()
