@@ -473,7 +473,7 @@ func (c *Conn) run(sess *session) {
 		}
 		c.lose(err)
 		if c.opts.NoReconnect {
-			c.shutdown(fmt.Errorf("%w: %w", ErrDisconnected, err))
+			c.shutdown(disconnected(err))
 			return
 		}
 		if sess = c.reconnect(); sess == nil {
@@ -589,7 +589,7 @@ func (c *Conn) flush(sess *session) error {
 	c.mu.Unlock()
 	if err != nil {
 		c.lost.Add(uint64(msgs))
-		return fmt.Errorf("client: write: %w", err)
+		return fmt.Errorf("write: %w", err) // disconnected says the rest
 	}
 	return nil
 }
@@ -605,12 +605,18 @@ func (c *Conn) readLoop(sess *session) error {
 			break
 		}
 	}
-	if why, ok := sess.goAway.Load().(string); ok && err != errGoneAway {
-		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
-	} else if ok {
+	closed := errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+	why, away := sess.goAway.Load().(string)
+	switch {
+	case away && err == errGoneAway:
 		err = fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, why)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	case away && closed:
+		err = fmt.Errorf("%w: the broker went away (%s) before confirming that it had sent everything", ErrDisconnected, why)
+	case away:
+		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
+	case sess.closing != "" && closed:
+		err = fmt.Errorf("%w: the broker closed the connection: %s", ErrDisconnected, sess.closing)
+	case closed:
 		err = fmt.Errorf("%w: the broker closed the connection", ErrDisconnected)
 	}
 	return err
@@ -645,6 +651,9 @@ func (c *Conn) handle(f wire.Frame, sess *session) error {
 		e, err := wire.ParseError(f.Type, f.Flags, f.Body)
 		if err != nil {
 			return err
+		}
+		if e.Ref == 0 && closesConn(e.Code) {
+			sess.closing = string(e.Text) // why the broker is about to close the connection
 		}
 		c.refused(&e)
 	case wire.TypeGoAway:
@@ -759,15 +768,20 @@ func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
 	}
 }
 
+// closesConn reports whether an error frame for the connection as a whole
+// (ref 0) with code is the broker's last word before it closes it.
+func closesConn(code wire.Code) bool {
+	switch code {
+	case wire.CodeProtocol, wire.CodeFrameTooLarge, wire.CodeTimeout, wire.CodeSlowConsumer, wire.CodeShutdown:
+		return true
+	}
+	return false
+}
+
 // refused handles an error frame: for a waiter (its ref has nonceBit), a
 // subscription (its ref is the sid), or else a publish, kept for AsyncErr.
 func (c *Conn) refused(e *wire.ErrorBody) {
-	err := fmt.Errorf("%w: %s", ErrRefused, e.Text)
-	if e.Code == wire.CodeNoResponders {
-		// The server's text is its own ErrNoResponders, wrapped: say it once.
-		text := strings.TrimPrefix(string(e.Text), ErrNoResponders.Error()+": ")
-		err = fmt.Errorf("%w: %s", ErrNoResponders, text)
-	}
+	err := newRefusal(e)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -824,7 +838,7 @@ func (c *Conn) resolve(n uint64, err error) {
 // ErrDisconnected, and the buffer keeps only publishes and pings.
 func (c *Conn) lose(why error) {
 	c.disconnects.Add(1)
-	failed := fmt.Errorf("%w (%w)", ErrDisconnected, why)
+	failed := disconnected(why)
 	c.mu.Lock()
 	c.sess = nil
 	for n, ch := range c.waiters {
@@ -843,7 +857,7 @@ func (c *Conn) lose(why error) {
 	c.buf.WakeRoom() // publishers waiting for room now find none: tell them
 	c.mu.Unlock()
 	if f := c.opts.OnDisconnect; f != nil {
-		f(why)
+		f(failed)
 	}
 }
 
@@ -1056,6 +1070,9 @@ func (c *Conn) Close() error {
 	c.wg.Wait()
 	if already || flushErr == nil || unsent == 0 {
 		return nil
+	}
+	if errors.Is(flushErr, ErrDisconnected) { // it says why already
+		return fmt.Errorf("%w; %d buffered messages were never sent", flushErr, unsent)
 	}
 	return fmt.Errorf("%w: %d buffered messages were never sent: %w", ErrDisconnected, unsent, flushErr)
 }

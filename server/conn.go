@@ -170,7 +170,7 @@ func (c *conn) serve() error {
 		return c.protocolError(fmt.Errorf("handshake: %w", err))
 	}
 	if err := wire.CheckMagic(magic[:]); err != nil {
-		c.sendError(wire.CodeProtocol, 0, err.Error())
+		c.sendError(wire.CodeProtocol, 0, wireText(err))
 		return err
 	}
 	// One reader for the whole connection, so frames a client sends right
@@ -189,13 +189,13 @@ func (c *conn) serve() error {
 	}
 	v, err := wire.Negotiate(hello.Versions, []wire.Version{wire.Current})
 	if err != nil {
-		c.sendError(wire.CodeVersion, 0, err.Error())
+		c.sendError(wire.CodeVersion, 0, wireText(err))
 		return err
 	}
 	identity := c.given
 	if c.class != classEmbedded {
 		if identity, err = c.srv.authenticate(c.nc, &hello); err != nil {
-			c.sendError(wire.CodeAuth, 0, err.Error())
+			c.sendError(wire.CodeAuth, 0, wireText(err))
 			return err
 		}
 	}
@@ -320,7 +320,7 @@ func (c *conn) publishResult(p *wire.Publish, err error) {
 		}
 		return
 	}
-	c.sendError(codeFor(err), p.AckID, err.Error())
+	c.sendError(codeFor(err), p.AckID, wireText(err))
 }
 
 // codeFor maps an error from the broker to the wire's error code.
@@ -364,7 +364,7 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 	opts.Overflow, opts.BlockTimeout = c.srv.overflowFor(c.mayBlock, opts.Overflow, time.Duration(r.BlockTimeoutMs)*time.Millisecond)
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
-		c.sendError(codeFor(err), uint64(r.SID), err.Error())
+		c.sendError(codeFor(err), uint64(r.SID), wireText(err))
 		return
 	}
 	c.mu.Lock()
@@ -670,6 +670,21 @@ const controlHeadroom = 64 << 10
 
 func (c *conn) signal() { c.buf.Signal() }
 
+// wireText is err's text for an error frame: without the Go package
+// that its sentinel starts with ("server: forbidden: ..." goes as
+// "forbidden: ..."), since the client says who refused (client.ErrRefused
+// reads "client: refused by the server"), and the code says which
+// sentinel it was.
+func wireText(err error) string {
+	text := err.Error()
+	for _, prefix := range [...]string{"server: ", "eventbus: ", "topic: ", "wire: "} {
+		if rest, ok := strings.CutPrefix(text, prefix); ok {
+			return rest
+		}
+	}
+	return text
+}
+
 func (c *conn) sendError(code wire.Code, ref uint64, text string) {
 	c.enqueue(func(b []byte) []byte {
 		return wire.AppendError(b, wire.TypeError, &wire.ErrorBody{Code: code, Ref: ref, Text: []byte(text)})
@@ -687,7 +702,7 @@ func (c *conn) protocolError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return err // nobody to tell
 	}
-	c.sendError(code, 0, err.Error())
+	c.sendError(code, 0, wireText(err))
 	return err
 }
 
