@@ -68,7 +68,9 @@ func BenchmarkUnixPubSub(b *testing.B) {
 			select {
 			case received = <-got:
 			case <-time.After(benchDeadline):
-				b.Fatalf("the subscriber did not receive the stop message within %v of the last publish (%d published)", benchDeadline, n)
+				st := sub.Stats()
+				b.Fatalf("the subscriber did not receive the stop message within %v of the last publish (%d published; the subscriber's connection was lost %d times: a broker drops a slow consumer's messages)",
+					benchDeadline, n, st.Disconnects)
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(received)/elapsed.Seconds(), "msgs/s")

@@ -25,7 +25,10 @@ import (
 var (
 	// ErrClosed is returned by operations on a closed connection.
 	ErrClosed = errors.New("client: connection closed")
-	// ErrRefused wraps an error frame the server answered with.
+	// ErrRefused is matched by an error frame the server answered with:
+	// the error reads "client: refused by the server: " and the
+	// server's text, said once. A request nobody subscribes to is
+	// ErrNoResponders instead.
 	ErrRefused = errors.New("client: refused by the server")
 	// ErrDisconnected is returned to a Flush, Request or acknowledged
 	// publish that was waiting when the connection to the broker was
