@@ -24,7 +24,7 @@ import (
 
 // conn is one client connection. The reader goroutine owns the read side,
 // the subscriptions map and the topic cache; the writer goroutine flushes
-// out. Deliver (called by publishers) and the reader append to out under mu.
+// buf. Deliver (called by publishers) and the reader append to buf under mu.
 //
 // A publisher that publishes with an eventbus.Batch (another connection's
 // reader, or this one's) does not wake the writer: the

@@ -84,7 +84,7 @@ func TestLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := New(tt.limits)
-			b.Queued(make([]byte, tt.size, tt.size))
+			b.Queued(make([]byte, tt.size))
 			batch, _ := b.Take()
 			b.Done(batch)
 			if got := cap(b.spare) > 0; got != tt.spareKept {
