@@ -1,12 +1,18 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
 )
+
+// benchDeadline bounds a benchmark's wait for its subscriber or replies:
+// past it the benchmark fails and says what it waited for, instead of
+// hanging.
+const benchDeadline = time.Minute
 
 // BenchmarkUnixPubSub measures publish -> receive through a broker over
 // its UNIX socket: one publishing connection, one subscribing connection,
@@ -31,7 +37,7 @@ func BenchmarkUnixPubSub(b *testing.B) {
 				b.Fatal(err)
 			}
 			payload := make([]byte, size)
-			got := make(chan int)
+			got := make(chan int, 1) // buffered: the goroutine ends even if nobody waits
 			stop := "events.bench.stop"
 			go func() {
 				n := 0
@@ -60,7 +66,14 @@ func BenchmarkUnixPubSub(b *testing.B) {
 			if err := pub.Publish(stop, nil); err != nil {
 				b.Fatal(err)
 			}
-			received := <-got
+			var received int
+			select {
+			case received = <-got:
+			case <-time.After(benchDeadline):
+				st := sub.Stats()
+				b.Fatalf("the subscriber did not receive the stop message within %v of the last publish (%d published; the subscriber's connection was lost %d times: a broker drops a slow consumer's messages)",
+					benchDeadline, n, st.Disconnects)
+			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(received)/elapsed.Seconds(), "msgs/s")
 			b.ReportMetric(float64(n-received)/float64(n), "dropped/op")
@@ -86,15 +99,19 @@ func BenchmarkUnixRequest(b *testing.B) {
 	if _, err := svc.SubscribeFunc(b.Context(), "control.svc.echo", SubscribeOptions{}, func(m *Msg) { svc.Respond(m, m.Payload) }); err != nil {
 		b.Fatal(err)
 	}
+	// One deadline for the whole run, so that a lost reply fails the
+	// benchmark instead of hanging it (a context per call would allocate).
+	ctx, cancel := context.WithTimeout(b.Context(), benchDeadline)
+	defer cancel()
 	p := make([]byte, 64)
-	if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil { // the inbox
+	if _, err := c.Request(ctx, "control.svc.echo", p); err != nil { // the inbox
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	start := time.Now()
 	for b.Loop() {
-		if _, err := c.Request(b.Context(), "control.svc.echo", p); err != nil {
-			b.Fatal(err)
+		if _, err := c.Request(ctx, "control.svc.echo", p); err != nil {
+			b.Fatalf("request %d: %v (the run has %v in all)", b.N, err, benchDeadline)
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/protocol/sendbuf"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/topic"
 )
@@ -25,7 +25,10 @@ import (
 var (
 	// ErrClosed is returned by operations on a closed connection.
 	ErrClosed = errors.New("client: connection closed")
-	// ErrRefused wraps an error frame the server answered with.
+	// ErrRefused is matched by an error frame the server answered with:
+	// the error reads "client: refused by the server: " and the
+	// server's text, said once. A request nobody subscribes to is
+	// ErrNoResponders instead.
 	ErrRefused = errors.New("client: refused by the server")
 	// ErrDisconnected is returned to a Flush, Request or acknowledged
 	// publish that was waiting when the connection to the broker was
@@ -189,14 +192,11 @@ type Conn struct {
 	mu        sync.Mutex
 	sess      *session // the live session; nil while disconnected
 	welcome   wire.Welcome
-	out       []byte        // frames waiting for the writer
-	outMsgs   int           // publish frames in out
-	spare     []byte        // the writer's previous batch buffer
-	writing   int           // bytes of the batch being written
-	room      chan struct{} // closed when the writer takes a batch; made by a waiting publisher
-	err       error         // why the Conn ended; nil while open
-	asyncErrs []error       // refusals of earlier publishes, until AsyncErr takes them
-	asyncMore int           // refusals beyond maxAsyncErrs
+	buf       *sendbuf.Buffer // frames waiting for the writer; under mu
+	outMsgs   int             // publish frames in buf
+	err       error           // why the Conn ended; nil while open
+	asyncErrs []error         // refusals of earlier publishes, until AsyncErr takes them
+	asyncMore int             // refusals beyond maxAsyncErrs
 	subs      map[uint32]*Subscription
 	waiters   map[uint64]chan error // ping nonce or ack id -> result
 	requests  map[uint64]chan reply // request id -> its reply; guarded by reqMu
@@ -212,7 +212,6 @@ type Conn struct {
 
 	topics    wire.Interner   // the reading goroutine's own
 	inlineMsg Msg             // the reading goroutine's: what it passes to an Inline SubscribeFunc
-	wake      chan struct{}   // capacity 1: out became non-empty
 	ctx       context.Context // cancelled when the Conn ends: stops a reconnect in progress
 	cancel    context.CancelFunc
 
@@ -288,8 +287,11 @@ func newConn(addr string, opts Options) *Conn {
 		addr: addr, opts: opts,
 		subs: make(map[uint32]*Subscription), waiters: make(map[uint64]chan error),
 		requests: make(map[uint64]chan reply),
-		wake:     make(chan struct{}, 1),
 	}
+	// Keep a batch's array for the next up to twice MaxBuffered, whatever
+	// the size: regrowing one of several MiB on every batch costs more
+	// than the write.
+	c.buf = sendbuf.New(sendbuf.Limits{MaxSpare: 2 * c.opts.MaxBuffered})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -334,18 +336,13 @@ func (c *Conn) enqueue(build func([]byte) []byte) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.out = build(c.out)
+	c.buf.Queued(build(c.buf.Frames()))
 	c.mu.Unlock()
 	c.signal()
 	return nil
 }
 
-func (c *Conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *Conn) signal() { c.buf.Signal() }
 
 // Publish sends a message to the broker. It returns once the message is
 // in the connection's buffer, so the caller may reuse payload at once;
@@ -401,21 +398,12 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 	}
 	if payload == nil && value != nil {
 		// Over a socket a value must be encoded (eventbus.Message.Value).
-		enc, ok := value.(encoding.BinaryAppender)
-		if !ok {
-			return fmt.Errorf("client: publish to %q: no payload, and the value (%T) cannot be encoded", name, value)
-		}
-		scratch := encodeBufs.Get().(*[]byte)
-		defer func() {
-			if cap(*scratch) <= 64<<10 {
-				encodeBufs.Put(scratch)
-			}
-		}()
-		p, err := enc.AppendBinary((*scratch)[:0])
+		enc, err := wire.EncodeValue(value)
 		if err != nil {
-			return fmt.Errorf("client: publish to %q: encode the value: %w", name, err)
+			return fmt.Errorf("client: publish to %q: %w", name, err)
 		}
-		*scratch, payload = p, p // the frame copies it before publish returns
+		defer enc.Release()
+		payload = enc.Bytes() // the frame copies it before publish returns
 	}
 	if max := c.MaxPayload(); len(payload) > max {
 		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
@@ -437,21 +425,18 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		if c.sess != nil {
 			limit = min(limit, maxInFlight)
 		}
-		if len(c.out)+c.writing < limit {
+		if c.buf.Pending() < limit {
 			break
 		}
 		if c.sess == nil {
-			waiting := len(c.out)
+			waiting := c.buf.Len()
 			c.mu.Unlock()
 			c.bufferFull.Add(1)
 			return fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
 				ErrBufferFull, waiting, name)
 		}
 		// Connected but the writer is behind: wait for it to take a batch.
-		if c.room == nil {
-			c.room = make(chan struct{})
-		}
-		room := c.room
+		room := c.buf.Room()
 		c.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(c.opts.WriteTimeout)
@@ -465,8 +450,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		}
 		c.mu.Lock()
 	}
-	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendPublishMsg(c.out, uint8(prio), ack, ackID, name, replyTo, payload)
+	wasEmpty := c.buf.Queued(wire.AppendPublishMsg(c.buf.Frames(), uint8(prio), ack, ackID, name, replyTo, payload))
 	c.outMsgs++
 	connected := c.sess != nil
 	c.mu.Unlock()
@@ -498,7 +482,7 @@ func (c *Conn) Flush(ctx context.Context) error {
 	c.waiters[n] = ch
 	// While disconnected the ping still goes into the buffer: the reconnect
 	// keeps publish frames and pings (see keepAfterLoss).
-	c.out = wire.AppendU64(c.out, wire.TypePing, n)
+	c.buf.Queued(wire.AppendU64(c.buf.Frames(), wire.TypePing, n))
 	connected := c.sess != nil
 	c.mu.Unlock()
 	if connected {
@@ -525,7 +509,7 @@ func (c *Conn) run(sess *session) {
 		}
 		c.lose(err)
 		if c.opts.NoReconnect {
-			c.shutdown(fmt.Errorf("%w: %w", ErrDisconnected, err))
+			c.shutdown(disconnected(err))
 			return
 		}
 		if sess = c.reconnect(); sess == nil {
@@ -560,7 +544,7 @@ func (c *Conn) serve(sess *session) error {
 	}
 	for {
 		select {
-		case <-c.wake:
+		case <-c.buf.Wake():
 		case <-keepalive.C:
 			c.enqueue(func(b []byte) []byte { return wire.AppendU64(b, wire.TypePing, 0) })
 			continue
@@ -590,7 +574,7 @@ func (c *Conn) flushInline() {
 	}
 	c.mu.Lock()
 	sess := c.sess
-	bulk := len(c.out) > maxInlineBytes
+	bulk := c.buf.Len() > maxInlineBytes
 	c.mu.Unlock()
 	if bulk { // a bulk batch is the writer's job: the caller should not wait on it
 		c.writeMu.Unlock()
@@ -608,21 +592,17 @@ func (c *Conn) flushInline() {
 // flush writes what is buffered in one write. The caller holds writeMu.
 func (c *Conn) flush(sess *session) error {
 	c.mu.Lock()
-	batch, msgs := c.out, c.outMsgs
 	// Nothing, a session that is gone, or one whose broker is going
 	// away: the frames wait for the next.
-	if len(batch) == 0 || c.sess != sess || sess.goAway.Load() != nil {
+	if c.buf.Len() == 0 || c.sess != sess || sess.goAway.Load() != nil {
 		c.mu.Unlock()
 		return nil
 	}
-	// Swap buffers: publishers append to the spare while this one is
-	// written. out and spare must never share an array.
-	c.out, c.spare, c.outMsgs = c.spare[:0], nil, 0
-	c.writing = len(batch)
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	// Publishers append to the buffer's other array while this one is
+	// written.
+	batch, _ := c.buf.Take() // the client leaves no head: Unsent is the server's
+	msgs := c.outMsgs
+	c.outMsgs = 0
 	c.mu.Unlock()
 	// Each write is bounded by between half and all of WriteTimeout: the
 	// deadline is pushed out only when less than half is left.
@@ -632,29 +612,20 @@ func (c *Conn) flush(sess *session) error {
 	}
 	n, err := sess.nc.Write(batch)
 	c.mu.Lock()
-	c.writing = 0
 	if err != nil && n == 0 {
 		// Nothing left: the frames go back to the front of the buffer, and
 		// lose keeps the publishes among them for the next session.
-		c.out = append(append(make([]byte, 0, len(batch)+len(c.out)), batch...), c.out...)
+		c.buf.Requeue(batch)
 		c.outMsgs += msgs
 		msgs = 0
 	}
-	// A publisher may be waiting for room while out is small but this
-	// batch was large: wake it now, or it waits for a batch nobody starts.
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
-	// Keep the buffer for the next batch: regrowing one of several MiB on
-	// every batch costs more than the write.
-	if cap(batch) <= 2*c.opts.MaxBuffered && c.spare == nil {
-		c.spare = batch[:0]
-	}
+	// Publishers waiting for room are woken (the batch no longer counts),
+	// and the batch's array is kept for the next.
+	c.buf.Done(batch)
 	c.mu.Unlock()
 	if err != nil {
 		c.lost.Add(uint64(msgs))
-		return fmt.Errorf("client: write: %w", err)
+		return fmt.Errorf("write: %w", err) // disconnected says the rest
 	}
 	return nil
 }
@@ -670,12 +641,18 @@ func (c *Conn) readLoop(sess *session) error {
 			break
 		}
 	}
-	if why, ok := sess.goAway.Load().(string); ok && err != errGoneAway {
-		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
-	} else if ok {
+	closed := errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+	why, away := sess.goAway.Load().(string)
+	switch {
+	case away && err == errGoneAway:
 		err = fmt.Errorf("%w: the broker is going away: %s", ErrDisconnected, why)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	case away && closed:
+		err = fmt.Errorf("%w: the broker went away (%s) before confirming that it had sent everything", ErrDisconnected, why)
+	case away:
+		err = fmt.Errorf("%w: the broker is going away (%s), and did not confirm in %v that it had sent everything: %w", ErrDisconnected, why, goAwayGrace, err)
+	case sess.closing != "" && closed:
+		err = fmt.Errorf("%w: the broker closed the connection: %s", ErrDisconnected, sess.closing)
+	case closed:
 		err = fmt.Errorf("%w: the broker closed the connection", ErrDisconnected)
 	}
 	return err
@@ -710,6 +687,9 @@ func (c *Conn) handle(f wire.Frame, sess *session) error {
 		e, err := wire.ParseError(f.Type, f.Flags, f.Body)
 		if err != nil {
 			return err
+		}
+		if e.Ref == 0 && closesConn(e.Code) {
+			sess.closing = string(e.Text) // why the broker is about to close the connection
 		}
 		c.refused(&e)
 	case wire.TypeGoAway:
@@ -824,15 +804,20 @@ func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
 	}
 }
 
+// closesConn reports whether an error frame for the connection as a whole
+// (ref 0) with code is the broker's last word before it closes it.
+func closesConn(code wire.Code) bool {
+	switch code {
+	case wire.CodeProtocol, wire.CodeFrameTooLarge, wire.CodeTimeout, wire.CodeSlowConsumer, wire.CodeShutdown:
+		return true
+	}
+	return false
+}
+
 // refused handles an error frame: for a waiter (its ref has nonceBit), a
 // subscription (its ref is the sid), or else a publish, kept for AsyncErr.
 func (c *Conn) refused(e *wire.ErrorBody) {
-	err := fmt.Errorf("%w: %s", ErrRefused, e.Text)
-	if e.Code == wire.CodeNoResponders {
-		// The server's text is its own ErrNoResponders, wrapped: say it once.
-		text := strings.TrimPrefix(string(e.Text), ErrNoResponders.Error()+": ")
-		err = fmt.Errorf("%w: %s", ErrNoResponders, text)
-	}
+	err := newRefusal(e)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -889,7 +874,7 @@ func (c *Conn) resolve(n uint64, err error) {
 // ErrDisconnected, and the buffer keeps only publishes and pings.
 func (c *Conn) lose(why error) {
 	c.disconnects.Add(1)
-	failed := fmt.Errorf("%w (%w)", ErrDisconnected, why)
+	failed := disconnected(why)
 	c.mu.Lock()
 	c.sess = nil
 	for n, ch := range c.waiters {
@@ -902,14 +887,13 @@ func (c *Conn) lose(why error) {
 		delete(c.requests, n)
 	}
 	c.reqMu.Unlock()
-	c.out, c.outMsgs = keepAfterLoss(c.out)
-	if c.room != nil { // publishers waiting for room now find none: tell them
-		close(c.room)
-		c.room = nil
-	}
+	kept, n := keepAfterLoss(c.buf.Frames())
+	c.buf.Replace(kept)
+	c.outMsgs = n
+	c.buf.WakeRoom() // publishers waiting for room now find none: tell them
 	c.mu.Unlock()
 	if f := c.opts.OnDisconnect; f != nil {
-		f(why)
+		f(failed)
 	}
 }
 
@@ -969,7 +953,7 @@ func (c *Conn) reconnect() *session {
 		for sid := range restored {
 			frames = wire.AppendU32(frames, wire.TypeUnsubscribe, sid)
 		}
-		c.out = append(frames, c.out...)
+		c.buf.Replace(append(frames, c.buf.Frames()...))
 		c.sess, c.welcome = sess, sess.welcome
 		c.mu.Unlock()
 		c.reconnectCount.Add(1)
@@ -1055,10 +1039,7 @@ func (c *Conn) shutdown(why error) {
 	for _, s := range c.subs {
 		c.endSubLocked(s)
 	}
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	c.buf.WakeRoom()
 	c.mu.Unlock()
 	c.cancel()
 }
@@ -1087,7 +1068,7 @@ func (c *Conn) Err() error {
 // Stats returns the Conn's counters.
 func (c *Conn) Stats() Stats {
 	c.mu.Lock()
-	st := Stats{Connected: c.sess != nil || c.ip != nil, Buffered: len(c.out) + c.writing}
+	st := Stats{Connected: c.sess != nil || c.ip != nil, Buffered: c.buf.Pending()}
 	c.mu.Unlock()
 	st.Published = c.published.Load()
 	st.BufferFull = c.bufferFull.Load()
@@ -1126,8 +1107,8 @@ func (c *Conn) Close() error {
 	if already || flushErr == nil || unsent == 0 {
 		return nil
 	}
+	if errors.Is(flushErr, ErrDisconnected) { // it says why already
+		return fmt.Errorf("%w; %d buffered messages were never sent", flushErr, unsent)
+	}
 	return fmt.Errorf("%w: %d buffered messages were never sent: %w", ErrDisconnected, unsent, flushErr)
 }
-
-// encodeBufs holds scratch buffers for values encoded on publish.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -49,6 +49,7 @@ type session struct {
 	welcome wire.Welcome
 	done    chan struct{} // closed when the session is torn down
 	goAway  atomic.Value  // the broker's GoAway text (a string), once it sent one
+	closing string        // the text of the error frame the broker closes the session with; the reader's
 	// writeArmed is the write deadline currently set; under Conn.writeMu.
 	writeArmed time.Time
 }
@@ -142,7 +143,7 @@ func handshake(nc net.Conn, addr string, ep endpoint, opts *Options) (*session, 
 	if f.Type == wire.TypeError {
 		e, _ := wire.ParseError(f.Type, f.Flags, f.Body)
 		nc.Close()
-		return nil, fmt.Errorf("%w: %s", ErrRefused, e.Text)
+		return nil, newRefusal(&e)
 	}
 	w, err := wire.ParseWelcome(f.Flags, f.Body)
 	if f.Type != wire.TypeWelcome || err != nil {

@@ -10,7 +10,12 @@
 //
 // A Conn buffers what it sends and one goroutine flushes the buffer in
 // batches; Flush waits until the server has handled everything sent before
-// it, and AsyncErr reports what the server refused. Subscriptions deliver
+// it, and AsyncErr reports what the server refused. A refusal reads
+// "client: refused by the server: " and the server's text, and matches
+// ErrRefused (and eventbus.ErrPayloadTooLarge, eventbus.ErrSlowConsumer,
+// topic.ErrInvalidTopic or topic.ErrInvalidPattern where the server's
+// code says so); a lost connection wraps ErrDisconnected once and says
+// why, with the broker's last error frame if it sent one. Subscriptions deliver
 // on bounded channels (or to a handler, with SubscribeFunc). A channel that
 // is full holds up the Conn (flow control): it stops reading, so the broker
 // keeps the messages, and what it cannot keep it drops and counts in its

@@ -61,7 +61,10 @@ func (c *Conn) request(ctx context.Context, topic string, payload []byte, value 
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("client: request to %q: %w", topic, r.err)
+			if _, ok := r.err.(*refusal); ok { // the server's text names the topic
+				return nil, r.err
+			}
+			return nil, fmt.Errorf("%w (request to %q)", r.err, topic)
 		}
 		return r.msg, nil
 	case <-ctx.Done():

@@ -192,7 +192,7 @@ func (c *Conn) subscribe(ctx context.Context, pattern string, opts SubscribeOpti
 	// Under mu, so that a reconnect either restores it or sees it here,
 	// never both.
 	if c.sess != nil {
-		c.out = s.appendSubscribe(c.out)
+		c.buf.Queued(s.appendSubscribe(c.buf.Frames()))
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -218,7 +218,7 @@ func (s *Subscription) Unsubscribe() error {
 	}
 	c.endSubLocked(s)
 	if c.sess != nil {
-		c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+		c.buf.Queued(wire.AppendU32(c.buf.Frames(), wire.TypeUnsubscribe, s.sid))
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -253,7 +253,7 @@ func (s *Subscription) Drain(ctx context.Context) error {
 		}
 	}
 	if c.sess != nil {
-		c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+		c.buf.Queued(wire.AppendU32(c.buf.Frames(), wire.TypeUnsubscribe, s.sid))
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -328,7 +328,7 @@ func (c *Conn) Drain(ctx context.Context) error {
 		c.mu.Lock()
 		if c.sess != nil {
 			for _, s := range c.sortedSubsLocked() {
-				c.out = wire.AppendU32(c.out, wire.TypeUnsubscribe, s.sid)
+				c.buf.Queued(wire.AppendU32(c.buf.Frames(), wire.TypeUnsubscribe, s.sid))
 			}
 		}
 		c.mu.Unlock()

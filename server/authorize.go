@@ -121,7 +121,7 @@ func (c *conn) forbidden(ref uint64, err error, publish bool) {
 		c.srv.deniedSubscribes.Add(1)
 	}
 	c.log.Debug("server: forbidden", "err", err)
-	c.sendError(wire.CodeForbidden, ref, err.Error())
+	c.sendError(wire.CodeForbidden, ref, wireText(err))
 }
 
 // RequestAuthorizer is implemented by an Authorizer that tells a request

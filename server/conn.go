@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/eventbus"
+	"github.com/daemoneye/daemoneye/internal/protocol/sendbuf"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/topic"
 	"github.com/daemoneye/daemoneye/topics"
@@ -24,7 +24,7 @@ import (
 
 // conn is one client connection. The reader goroutine owns the read side,
 // the subscriptions map and the topic cache; the writer goroutine flushes
-// out. Deliver (called by publishers) and the reader append to out under mu.
+// buf. Deliver (called by publishers) and the reader append to buf under mu.
 //
 // A publisher that publishes with an eventbus.Batch (another connection's
 // reader, or this one's) does not wake the writer: the
@@ -46,17 +46,14 @@ type conn struct {
 	try     nonBlockingWrite // Flush's, under writeMu
 
 	mu       sync.Mutex
-	out      []byte // frames waiting for the writer
-	head     []byte // the unsent end of an inline write: written before out
-	spare    []byte // the writer's previous batch buffer, reused
+	buf      *sendbuf.Buffer // frames waiting for the writer, and the unsent end of an inline write; under mu
 	closed   bool
 	done     atomic.Bool // closed, readable without mu: the reader stops at once
 	abort    atomic.Bool // closed by closeNow: writes stop at once
 	slow     bool        // over MaxPending where the policy is to disconnect: the writer closes
 	slowGone bool        // closed as a slow consumer: what it loses counts as DropDisconnect
-	writing  int         // bytes of the batch being written, still counted against MaxPending
 	reserved int         // bytes of the server's MaxPendingTotal taken for out and writing
-	// headBuf is head from the start of the frame that was being written
+	// headBuf is buf's head from the start of the frame that was being written
 	// when an inline write stopped short; headSent bytes of it are sent.
 	// Frames in it that did not go out whole are discarded with the
 	// connection.
@@ -69,13 +66,11 @@ type conn struct {
 	writeSince atomic.Int64         // when the write in progress began, in Unix ns; 0: none (Server.reclaim)
 	sub        *eventbus.Subscriber // set once the handshake succeeds
 	info       ConnStats            // set with sub
-	room       chan struct{}        // closed when a batch is written or the conn closes; made by a waiting publisher
 	closeCh    chan struct{}        // closed by close
 	ctx        context.Context      // cancelled by close: ends a publish waiting for room
 	cancel     context.CancelFunc
 	// writer goroutine only
-	writeArmed time.Time     // the write deadline currently set
-	wake       chan struct{} // capacity 1: out became non-empty or slow was set
+	writeArmed time.Time // the write deadline currently set
 
 	// reader goroutine only
 	subs      map[uint32]*eventbus.Subscription
@@ -95,18 +90,15 @@ type conn struct {
 // connection, in bytes; a larger batch is left to the connection's writer.
 const maxInlineFlush = 1 << 10
 
-// maxSpare is the largest batch buffer a connection keeps for the next
-// batch while it is busy, in bytes; maxIdleBuffer the largest it keeps
-// (out and spare each) once it has nothing more to write.
-const (
-	maxSpare      = 8 << 20
-	maxIdleBuffer = 1 << 20
-)
+// bufLimits bound the arrays a connection's send buffer keeps: up to
+// 8 MiB for the next batch while it is busy, up to 1 MiB each once it
+// has nothing more to write.
+var bufLimits = sendbuf.Limits{MaxSpare: 8 << 20, MaxIdle: 1 << 20}
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
-		closeCh: make(chan struct{}), wake: make(chan struct{}, 1),
+		closeCh: make(chan struct{}), buf: sendbuf.New(bufLimits),
 		subs: make(map[uint32]*eventbus.Subscription), authCache: map[string]error{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -178,7 +170,7 @@ func (c *conn) serve() error {
 		return c.protocolError(fmt.Errorf("handshake: %w", err))
 	}
 	if err := wire.CheckMagic(magic[:]); err != nil {
-		c.sendError(wire.CodeProtocol, 0, err.Error())
+		c.sendError(wire.CodeProtocol, 0, wireText(err))
 		return err
 	}
 	// One reader for the whole connection, so frames a client sends right
@@ -197,13 +189,13 @@ func (c *conn) serve() error {
 	}
 	v, err := wire.Negotiate(hello.Versions, []wire.Version{wire.Current})
 	if err != nil {
-		c.sendError(wire.CodeVersion, 0, err.Error())
+		c.sendError(wire.CodeVersion, 0, wireText(err))
 		return err
 	}
 	identity := c.given
 	if c.class != classEmbedded {
 		if identity, err = c.srv.authenticate(c.nc, &hello); err != nil {
-			c.sendError(wire.CodeAuth, 0, err.Error())
+			c.sendError(wire.CodeAuth, 0, wireText(err))
 			return err
 		}
 	}
@@ -328,7 +320,7 @@ func (c *conn) publishResult(p *wire.Publish, err error) {
 		}
 		return
 	}
-	c.sendError(codeFor(err), p.AckID, err.Error())
+	c.sendError(codeFor(err), p.AckID, wireText(err))
 }
 
 // codeFor maps an error from the broker to the wire's error code.
@@ -372,7 +364,7 @@ func (c *conn) subscribe(r *wire.Subscribe) {
 	opts.Overflow, opts.BlockTimeout = c.srv.overflowFor(c.mayBlock, opts.Overflow, time.Duration(r.BlockTimeoutMs)*time.Millisecond)
 	s, err := c.subscriber().Subscribe(string(r.Pattern), opts)
 	if err != nil {
-		c.sendError(codeFor(err), uint64(r.SID), err.Error())
+		c.sendError(codeFor(err), uint64(r.SID), wireText(err))
 		return
 	}
 	c.mu.Lock()
@@ -404,30 +396,22 @@ func frameSize(m *eventbus.Message, payload []byte) int {
 	return wire.HeaderSize + 4 + 8 + 2 + len(m.Topic) + 2 + len(m.Reply) + len(payload)
 }
 
-// payloadOf returns the bytes to send for m: its Payload, or the encoding
-// of a Value that stands in for it (eventbus.Message.Value), appended to
-// scratch. The caller returns scratch to encodeBufs.
-func (c *conn) payloadOf(m *eventbus.Message, scratch *[]byte) ([]byte, error) {
-	if m.Payload != nil || m.Value == nil {
-		return m.Payload, nil
-	}
-	enc, ok := m.Value.(encoding.BinaryAppender)
-	if !ok {
-		return nil, fmt.Errorf("%w: the message to %q has no payload and its value (%T) cannot be encoded", eventbus.ErrPayloadTooLarge, m.Topic, m.Value)
-	}
-	p, err := enc.AppendBinary((*scratch)[:0])
+// encodeValue returns the encoding of the Value that stands in for m's
+// Payload (eventbus.Message.Value), in a pooled buffer the caller
+// releases. Errors wrap eventbus.ErrPayloadTooLarge: the message cannot
+// be sent.
+func (c *conn) encodeValue(m *eventbus.Message) (*wire.ValueBuf, error) {
+	enc, err := wire.EncodeValue(m.Value)
 	if err != nil {
-		return nil, fmt.Errorf("encode the value of a message to %q: %w", m.Topic, err)
+		return nil, fmt.Errorf("%w: the message to %q has no payload: %w", eventbus.ErrPayloadTooLarge, m.Topic, err)
 	}
-	*scratch = p
-	if max := c.srv.opts.Broker.MaxPayload(); len(p) > max {
-		return nil, fmt.Errorf("%w: %d bytes encoded for %q; the limit is %d", eventbus.ErrPayloadTooLarge, len(p), m.Topic, max)
+	if max := c.srv.opts.Broker.MaxPayload(); len(enc.Bytes()) > max {
+		n := len(enc.Bytes())
+		enc.Release()
+		return nil, fmt.Errorf("%w: %d bytes encoded for %q; the limit is %d", eventbus.ErrPayloadTooLarge, n, m.Topic, max)
 	}
-	return p, nil
+	return enc, nil
 }
-
-// encodeBufs holds scratch buffers for values encoded on delivery.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbus.Message, policy bool) error {
 	// A publisher with a Batch flushes us when its batch is done; for
@@ -435,16 +419,12 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 	batch, _ := ctx.(*eventbus.Batch)
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
-		scratch := encodeBufs.Get().(*[]byte)
-		defer func() {
-			if cap(*scratch) <= 64<<10 {
-				encodeBufs.Put(scratch)
-			}
-		}()
-		var err error
-		if payload, err = c.payloadOf(m, scratch); err != nil {
+		enc, err := c.encodeValue(m)
+		if err != nil {
 			return err
 		}
+		defer enc.Release() // the frame copies it
+		payload = enc.Bytes()
 	}
 	size := frameSize(m, payload)
 	if size > c.srv.opts.MaxPending {
@@ -469,7 +449,7 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 		}
 		return errConnFull
 	}
-	if need := len(c.out) + c.writing + size; need > c.srv.opts.MaxPending {
+	if need := c.buf.Pending() + size; need > c.srv.opts.MaxPending {
 		_, _, overflow, _ := s.Limits()
 		disconnect := policy && overflow == eventbus.OverflowDisconnect
 		if disconnect {
@@ -502,11 +482,10 @@ func (c *conn) deliver(ctx context.Context, s *eventbus.Subscription, m *eventbu
 	if c.resp != nil && m.Reply != "" && strings.HasPrefix(m.Reply, topics.InboxPrefix) {
 		c.resp.add(m.Reply) // a confined connection may answer this request: before it can read it
 	}
-	wasEmpty := len(c.out) == 0
-	c.out = wire.AppendDeliverMsg(c.out, uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload)
+	first := c.buf.Queued(wire.AppendDeliverMsg(c.buf.Frames(), uint32(s.Tag()), m.Seq, uint8(m.Priority), m.Topic, m.Reply, payload))
 	c.mu.Unlock()
 	switch {
-	case !wasEmpty: // whoever made out non-empty flushes it
+	case !first: // whoever made the buffer non-empty flushes it
 	case batch != nil && c.raw != nil:
 		batch.Defer(c) // the publisher's goroutine: we run on it
 	default:
@@ -526,8 +505,8 @@ func (c *conn) Flush() {
 		return
 	}
 	c.mu.Lock()
-	if c.closed || c.slow || len(c.head) > 0 || len(c.out) == 0 || len(c.out) > maxInlineFlush || c.abort.Load() {
-		wake := len(c.out) > 0 || len(c.head) > 0 || c.slow
+	if c.closed || c.slow || c.buf.HasHead() || c.buf.Len() == 0 || c.buf.Len() > maxInlineFlush || c.abort.Load() {
+		wake := c.buf.Len() > 0 || c.buf.HasHead() || c.slow
 		c.mu.Unlock()
 		c.writeMu.Unlock()
 		if wake {
@@ -535,9 +514,7 @@ func (c *conn) Flush() {
 		}
 		return
 	}
-	batch := c.out
-	c.out, c.spare = c.spare[:0], nil
-	c.writing = len(batch)
+	batch, _ := c.buf.Take()
 	c.mu.Unlock()
 	n := c.tryWrite(batch)
 	c.mu.Lock()
@@ -546,12 +523,9 @@ func (c *conn) Flush() {
 		c.srv.partialInline.Add(1)
 		start := frameStart(batch, n)
 		c.headBuf, c.headSent = batch[start:], n-start // its array is not reused
-		c.head = batch[n:]
-		c.writing = len(c.head)
+		c.buf.Unsent(batch[n:])
 	} else {
-		c.writing = 0
-		c.roomLocked()
-		c.spare = batch[:0]
+		c.buf.Done(batch)
 		c.releaseLocked()
 	}
 	c.mu.Unlock()
@@ -599,24 +573,20 @@ func (w *nonBlockingWrite) write(fd uintptr) bool {
 func (c *conn) Room(_ *eventbus.Subscription, m eventbus.Message) <-chan struct{} {
 	payload := m.Payload
 	if payload == nil && m.Value != nil {
-		scratch := encodeBufs.Get().(*[]byte)
-		p, err := c.payloadOf(&m, scratch)
-		encodeBufs.Put(scratch)
+		enc, err := c.encodeValue(&m)
 		if err != nil {
 			return nil // Deliver will refuse it
 		}
-		payload = p
+		defer enc.Release()
+		payload = enc.Bytes()
 	}
 	size := frameSize(&m, payload) // the measure Deliver uses, or a waiter could spin
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || len(c.out)+c.writing+size <= c.srv.opts.MaxPending {
+	if c.closed || c.buf.Pending()+size <= c.srv.opts.MaxPending {
 		return nil
 	}
-	if c.room == nil {
-		c.room = make(chan struct{})
-	}
-	return c.room
+	return c.buf.Room()
 }
 
 // Stalled implements eventbus.StallReporter: a publisher waited MaxStall
@@ -645,14 +615,6 @@ func (c *conn) closeSlow(why error) {
 		c.log.Warn("disconnected a slow consumer: its outbound buffer stayed full", "max_pending", c.srv.opts.MaxPending, "max_stall", c.srv.opts.MaxStall)
 	}
 	c.closeNow(why)
-}
-
-// roomLocked wakes the publishers waiting for room.
-func (c *conn) roomLocked() {
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
 }
 
 // Built once: a full connection refuses every message until it drains,
@@ -684,13 +646,13 @@ func (c *conn) enqueue(build func([]byte) []byte) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.out)+c.writing > c.srv.opts.MaxPending+controlHeadroom {
+	if c.buf.Pending() > c.srv.opts.MaxPending+controlHeadroom {
 		c.mu.Unlock()
 		c.closeSlow(errNotReading) // a slow consumer of its own frames
 		return
 	}
-	c.out = build(c.out)
-	if need := len(c.out) + c.writing; need > c.reserved {
+	c.buf.Queued(build(c.buf.Frames()))
+	if need := c.buf.Pending(); need > c.reserved {
 		c.reserveLocked(need, true) // control frames are not refused for the budget
 	}
 	c.mu.Unlock()
@@ -706,11 +668,21 @@ var errNotReading = errors.New("the client does not read: its outbound buffer re
 // without reading fills it and is.
 const controlHeadroom = 64 << 10
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+func (c *conn) signal() { c.buf.Signal() }
+
+// wireText is err's text for an error frame: without the Go package
+// that its sentinel starts with ("server: forbidden: ..." goes as
+// "forbidden: ..."), since the client says who refused (client.ErrRefused
+// reads "client: refused by the server"), and the code says which
+// sentinel it was.
+func wireText(err error) string {
+	text := err.Error()
+	for _, prefix := range [...]string{"server: ", "eventbus: ", "topic: ", "wire: "} {
+		if rest, ok := strings.CutPrefix(text, prefix); ok {
+			return rest
+		}
 	}
+	return text
 }
 
 func (c *conn) sendError(code wire.Code, ref uint64, text string) {
@@ -730,7 +702,7 @@ func (c *conn) protocolError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return err // nobody to tell
 	}
-	c.sendError(code, 0, err.Error())
+	c.sendError(code, 0, wireText(err))
 	return err
 }
 
@@ -752,7 +724,7 @@ func (c *conn) writeLoop() {
 	failed := false
 	for {
 		select {
-		case <-c.wake:
+		case <-c.buf.Wake():
 		case <-c.closeCh:
 			if !failed { // the last error frame, if any, briefly
 				c.flushWithin(finalFlushTimeout)
@@ -796,8 +768,7 @@ func (c *conn) writeChunks(b []byte) (int, error) {
 			return sent, err
 		}
 		c.mu.Lock()
-		c.writing = len(b) - sent
-		c.roomLocked()
+		c.buf.Written(len(b) - sent)
 		c.mu.Unlock()
 	}
 }
@@ -810,8 +781,8 @@ func (c *conn) closeIfSlow() bool {
 	info := c.info
 	var out []byte
 	if slow { // what waits behind the cut write is not sent: the error frame is
-		out = c.out
-		c.out = nil
+		out = c.buf.Frames()
+		c.buf.Replace(nil)
 	}
 	c.mu.Unlock()
 	if !slow {
@@ -835,32 +806,18 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 	defer c.writeMu.Unlock()
 	for {
 		c.mu.Lock()
-		head := len(c.head) > 0
-		batch := c.head
+		batch, head := c.buf.Take() // what an inline write left goes first
 		var headBuf []byte
 		headSent := 0
 		if head {
-			c.head = nil // what an inline write left: it goes first
 			headBuf, headSent = c.headBuf, c.headSent
 			c.headBuf, c.headSent = nil, 0
-		} else {
-			if batch = c.out; len(batch) == 0 {
-				// Idle: an idle connection keeps small buffers only, so
-				// that many of them after a burst do not hold megabytes
-				// each.
-				if cap(c.out) > maxIdleBuffer {
-					c.out = nil
-				}
-				if cap(c.spare) > maxIdleBuffer {
-					c.spare = nil
-				}
-				c.mu.Unlock()
-				return nil
-			}
-			// Swap buffers: Deliver appends to the spare while this one is
-			// written. out and spare must never share an array.
-			c.out, c.spare = c.spare[:0], nil
-			c.writing = len(batch)
+		} else if batch == nil {
+			// Idle: an idle connection keeps small buffers only, so that
+			// many of them after a burst do not hold megabytes each.
+			c.buf.Idle()
+			c.mu.Unlock()
+			return nil
 		}
 		c.mu.Unlock()
 		// Each write is bounded by between half and all of timeout: the
@@ -899,20 +856,17 @@ func (c *conn) flushWithin(timeout time.Duration) error {
 			}
 		}
 		c.mu.Lock()
-		c.writing = 0
-		c.roomLocked()
+		if head || rest != nil { // the end of an array that is not reused
+			c.buf.Written(0)
+		} else {
+			c.buf.Done(batch) // keeps its array for the next batch
+		}
 		if rest != nil {
-			c.head, c.headBuf, c.headSent, c.writing = rest, headBuf, headSent, len(rest)
-			head = true // its array is not reused
+			c.buf.Unsent(rest)
+			c.headBuf, c.headSent = headBuf, headSent
+			head = true
 		}
 		c.releaseLocked()
-		if !head { // a head is the end of another array: the spare stays as it is
-			if cap(batch) <= maxSpare { // keep the buffer; regrowing it per batch costs more than the write
-				c.spare = batch[:0]
-			} else {
-				c.spare = nil
-			}
-		}
 		c.mu.Unlock()
 		if err != nil || !head {
 			return err
@@ -941,7 +895,7 @@ func (c *conn) close(why error) {
 	c.closed = true
 	c.done.Store(true)
 	c.cancel()
-	c.roomLocked()
+	c.buf.WakeRoom()
 	sub := c.sub
 	c.mu.Unlock()
 	if sub != nil {
@@ -977,7 +931,7 @@ func (c *conn) reserveLocked(need int, force bool) bool {
 // holds beyond its pending bytes, rounded up to a chunk: an idle
 // connection holds none. The caller holds mu.
 func (c *conn) releaseLocked() {
-	if keep := roundUp(len(c.out)+c.writing, pendingChunk); c.reserved > keep {
+	if keep := roundUp(c.buf.Pending(), pendingChunk); c.reserved > keep {
 		c.srv.pendingTotal.Add(-int64(c.reserved - keep))
 		c.reserved = keep
 	}
@@ -1004,8 +958,9 @@ func frameStart(b []byte, n int) int {
 // and gives their bytes back to the server's budget.
 func (c *conn) discardPending() {
 	c.mu.Lock()
-	headBuf, headSent, out := c.headBuf, c.headSent, c.out
-	c.head, c.headBuf, c.headSent, c.out, c.spare, c.writing = nil, nil, 0, nil, nil, 0
+	headBuf, headSent := c.headBuf, c.headSent
+	_, out := c.buf.Reset()
+	c.headBuf, c.headSent = nil, 0
 	c.releaseLocked()
 	c.mu.Unlock()
 	c.discard(headBuf, headSent)

@@ -105,7 +105,7 @@ func (s *Server) Stats() Stats {
 	for _, c := range s.liveConns() {
 		c.mu.Lock()
 		cs := c.info
-		cs.Pending = len(c.out) + c.writing
+		cs.Pending = c.buf.Pending()
 		cs.Dropped = c.drops
 		ready := c.sub != nil
 		moved := c.dropsMoved

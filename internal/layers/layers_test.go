@@ -54,6 +54,8 @@ var forbidden = []struct {
 	{"eventbus", "the broker knows nothing of sockets or of what travels on it",
 		[]string{"net", "os/exec", module + "/internal", module + "/server", module + "/client", module + "/gen", module + "/envelope"}},
 	{"internal/protocol/wire", "frames know nothing of brokers or sockets", []string{"net", module + "/eventbus", module + "/internal/protocol/transport"}},
+	{"internal/protocol/sendbuf", "the send buffer knows nothing of frames' contents, sockets or brokers",
+		[]string{"net", "syscall", module + "/"}},
 	{"internal/protocol/transport", "transports know nothing of processes or brokers", []string{"os/exec", module + "/eventbus", module + "/internal/protocol/wire"}},
 	{"server", "the server knows nothing of clients or the monitor",
 		[]string{module + "/client", module + "/rpc", module + "/envelope", module + "/collector", module + "/detect", module + "/internal/programs"}},

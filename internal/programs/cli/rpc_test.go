@@ -205,6 +205,28 @@ func TestCallAcrossProcesses(t *testing.T) {
 	}
 }
 
+// TestCallNoRespondersSaysItOnce: daemoneye-cli call to a subject nobody
+// serves, through the real binaries and broker, says "no responders" once,
+// whichever layers (client, rpc, the agent's forwarder probe, the CLI) the
+// error crosses, and names the subject once.
+func TestCallNoRespondersSaysItOnce(t *testing.T) {
+	sock, cli := processes(t)
+	for _, subject := range []string{"control.svc.nobody", "control.collector.health.nobody"} {
+		t.Run(subject, func(t *testing.T) {
+			code, out, errOut := runBin(t, cli, "--socket", sock, "call", subject, `{"method": "echo", "raw": "aGk="}`)
+			text := out + errOut
+			if code != 1 {
+				t.Errorf("exit %d, want 1\n%s", code, text)
+			}
+			for _, phrase := range []string{"no responders", "eventbus:", "daemoneye-cli call:"} {
+				if n := strings.Count(text, phrase); n != 1 {
+					t.Errorf("says %q %d times, want once:\n%s", phrase, n, text)
+				}
+			}
+		})
+	}
+}
+
 // The deadline of a call made in one process ends the handler's context
 // in another.
 func TestDeadlineAcrossProcesses(t *testing.T) {
