@@ -11,6 +11,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -62,18 +63,6 @@ func (bk *broker) stop() {
 	bk.srv = nil
 }
 
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func fastReconnect(name string) Options {
 	return Options{Name: name, ReconnectWait: 5 * time.Millisecond, MaxReconnectWait: 20 * time.Millisecond}
 }
@@ -117,7 +106,7 @@ func TestReconnectRestoresSubscriptionsAndSendsTheBuffer(t *testing.T) {
 	defer pub.Close()
 
 	bk.stop()
-	eventually(t, "both clients notice the broker is gone", func() bool {
+	wait.Until(t, 5*time.Second, "both clients notice the broker is gone", func() bool {
 		return !pub.Stats().Connected && !sub.Stats().Connected
 	})
 	const n = 300
@@ -166,7 +155,7 @@ func TestBufferFullWhileDisconnected(t *testing.T) {
 	}
 	defer pub.Close()
 	bk.stop()
-	eventually(t, "the client notices", func() bool { return !pub.Stats().Connected })
+	wait.Until(t, 5*time.Second, "the client notices", func() bool { return !pub.Stats().Connected })
 	accepted := 0
 	for {
 		err := pub.Publish("events.a", make([]byte, 100))
@@ -199,7 +188,7 @@ func TestFlushWaitsForTheReconnect(t *testing.T) {
 	}
 	defer pub.Close()
 	bk.stop()
-	eventually(t, "the client notices", func() bool { return !pub.Stats().Connected })
+	wait.Until(t, 5*time.Second, "the client notices", func() bool { return !pub.Stats().Connected })
 	pub.Publish("events.a", nil)
 	flushed := make(chan error, 1)
 	go func() {

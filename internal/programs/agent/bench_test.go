@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // BenchmarkIdleMemory runs the agent as a user would (its binary, the
@@ -33,7 +34,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 	b.Cleanup(func() { ag.Process.Signal(syscall.SIGTERM); ag.Wait() })
 	testproc.ExpectLine(b, testproc.Lines(stderr), "the agent", "collector started")
 	var child int
-	waitFor(b, "procmond running", func() bool {
+	wait.Until(b, 15*time.Second, "procmond running", func() bool {
 		c := status(b, cli, sock).Collectors[0]
 		child = c.PID
 		return c.State == StateRunning && c.PID != 0
