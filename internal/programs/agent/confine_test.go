@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,11 +409,16 @@ func procCreds(t *testing.T, pid int) (*syscall.Credential, []uintptr) {
 func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 	agentBin, cli, _ := binaries(t)
 	a := runAgent(t, Options{Exe: agentBin})
-	wait.Until(t, 15*time.Second, "procmond answering", func() bool {
+	// Healthy, not only answering: before its first scan procmond answers
+	// "unhealthy", and the health commands below expect "healthy".
+	wait.For(t, 15*time.Second, "procmond healthy", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
-		return err == nil
+		h, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
+		if err == nil && h.GetStatus() != eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+			err = fmt.Errorf("status %s", h.GetStatus())
+		}
+		return err
 	})
 	for _, tc := range []struct {
 		args []string

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -236,21 +237,17 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 		// The kill is delivered to the whole group at once, but nobody
 		// waits for the child (init reaps it): give it time to die.
 		child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		for deadline := time.Now().Add(5 * time.Second); child != 0 && !gone(child) && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
+		if child == 0 {
+			t.Fatalf("the collector's child: pid %q", b)
 		}
-		if child == 0 || !gone(child) {
-			t.Errorf("the collector's child (pid %q) survived the agent by 5 s", b)
-		}
+		wait.Until(t, 5*time.Second, fmt.Sprintf("the collector's child (pid %d) to die with the agent", child), func() bool { return gone(child) })
 	})
 	body := "trap '' TERM\nsleep 300 &\necho $! > " + childFile + "\nwhile :; do sleep 1; done"
 	a := runAgent(t, Options{Exe: script(t, body), StopTimeout: 200 * time.Millisecond})
-	for deadline := time.Now().Add(5 * time.Second); pid == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the collector did not start")
-		}
+	wait.Until(t, 5*time.Second, "the collector to start", func() bool {
 		pid = a.Statuses()[0].PID
-	}
+		return pid != 0
+	})
 }
 
 // Exit reasons are words: the status a collector exited with, or the
