@@ -627,6 +627,7 @@ func (c *Conn) flush(sess *session) error {
 }
 
 func (c *Conn) readLoop(sess *session) error {
+	c.sendBacklogs(sess.done)
 	var err error
 	for {
 		var f wire.Frame
@@ -788,6 +789,25 @@ func (c *Conn) waitForRoom(s *Subscription, done <-chan struct{}) {
 			s.backlog = s.backlog[1:]
 		}
 		c.mu.Unlock()
+	}
+}
+
+// sendBacklogs moves into their channels, waiting for room as deliver
+// does, the messages an earlier session left in subscriptions' backlogs
+// (their channels were full when it ended), before the session reads
+// anything new. Without it they would wait for the next message to the
+// same subscription, which may never come.
+func (c *Conn) sendBacklogs(done <-chan struct{}) {
+	c.mu.Lock()
+	var waiting []*Subscription
+	for _, s := range c.sortedSubsLocked() {
+		if len(s.backlog) > 0 {
+			waiting = append(waiting, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range waiting {
+		c.waitForRoom(s, done)
 	}
 }
 
