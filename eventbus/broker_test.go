@@ -363,7 +363,7 @@ func TestBlockPolicy(t *testing.T) {
 		// The publisher waits until the consumer makes room.
 		done := make(chan error)
 		go func() { done <- b.Publish(context.Background(), Message{Topic: "events.a", Payload: []byte("1")}) }()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the bubble's fake clock: within BlockTimeout
 		synctest.Wait()
 		select {
 		case err := <-done:
