@@ -630,6 +630,7 @@ func (c *Conn) flush(sess *session) error {
 }
 
 func (c *Conn) readLoop(sess *session) error {
+	c.sendBacklogs(sess.done)
 	var err error
 	for {
 		var f wire.Frame
@@ -811,6 +812,25 @@ func closesConn(code wire.Code) bool {
 		return true
 	}
 	return false
+}
+
+// sendBacklogs moves into their channels, waiting for room as deliver
+// does, the messages an earlier session left in subscriptions' backlogs
+// (their channels were full when it ended), before the session reads
+// anything new. Without it they would wait for the next message to the
+// same subscription, which may never come.
+func (c *Conn) sendBacklogs(done <-chan struct{}) {
+	c.mu.Lock()
+	var waiting []*Subscription
+	for _, s := range c.sortedSubsLocked() {
+		if len(s.backlog) > 0 {
+			waiting = append(waiting, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range waiting {
+		c.waitForRoom(s, done)
+	}
 }
 
 // refused handles an error frame: for a waiter (its ref has nonceBit), a

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -72,26 +73,18 @@ func TestSlowSubscriberLossIsCountedByTheBroker(t *testing.T) {
 		published <- pub.Flush(t.Context())
 	}()
 	// Not reading until the broker has dropped some for the subscriber.
-	deadline := time.Now().Add(60 * time.Second)
-	for b.Stats().Dropped.Total() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the broker dropped nothing for a subscriber that does not read")
-		}
-		select {
-		case err := <-published:
-			published <- err
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	wait.Until(t, 60*time.Second, "the broker to drop messages for a subscriber that does not read", func() bool {
+		return b.Stats().Dropped.Total() > 0
+	})
+	// The consumer reads without pause from now on (pauses would get it
+	// disconnected again and again): the receive is the synchronisation;
+	// the 50 ms case only looks at the broker's counters again.
 	received := 0
+	timeout := time.After(60 * time.Second)
 	for {
 		st := b.Stats()
 		if st.Published == n && uint64(received)+st.Dropped.Total()+st.Unrouted == n {
 			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("published %d, but received %d + dropped at the broker %d + unrouted %d (the client dropped %d)",
-				st.Published, received, st.Dropped.Total(), st.Unrouted, s.Dropped())
 		}
 		select {
 		case _, ok := <-s.C():
@@ -100,6 +93,9 @@ func TestSlowSubscriberLossIsCountedByTheBroker(t *testing.T) {
 			}
 			received++
 		case <-time.After(50 * time.Millisecond):
+		case <-timeout:
+			t.Fatalf("published %d, but received %d + dropped at the broker %d + unrouted %d (the client dropped %d)",
+				st.Published, received, st.Dropped.Total(), st.Unrouted, s.Dropped())
 		}
 	}
 	if err := <-published; err != nil {
@@ -131,12 +127,8 @@ func TestDropWhenFullCounts(t *testing.T) {
 		if err := sub.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		for s.Dropped() != n-4 && ctx.Err() == nil { // in process, the pump is still at work
-			select {
-			case <-ctx.Done():
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
+		// In process, the pump may still be at work.
+		wait.Until(t, 10*time.Second, "the drops counted", func() bool { return s.Dropped() == n-4 })
 		if s.Dropped() != n-4 || sub.Stats().Dropped != n-4 || len(s.C()) != 4 {
 			t.Errorf("dropped %d (Conn: %d), %d in the channel; want %d and 4", s.Dropped(), sub.Stats().Dropped, len(s.C()), n-4)
 		}

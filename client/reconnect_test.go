@@ -11,6 +11,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -62,18 +63,6 @@ func (bk *broker) stop() {
 	bk.srv = nil
 }
 
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func fastReconnect(name string) Options {
 	return Options{Name: name, ReconnectWait: 5 * time.Millisecond, MaxReconnectWait: 20 * time.Millisecond}
 }
@@ -117,7 +106,7 @@ func TestReconnectRestoresSubscriptionsAndSendsTheBuffer(t *testing.T) {
 	defer pub.Close()
 
 	bk.stop()
-	eventually(t, "both clients notice the broker is gone", func() bool {
+	wait.Until(t, 5*time.Second, "both clients notice the broker is gone", func() bool {
 		return !pub.Stats().Connected && !sub.Stats().Connected
 	})
 	const n = 300
@@ -166,7 +155,7 @@ func TestBufferFullWhileDisconnected(t *testing.T) {
 	}
 	defer pub.Close()
 	bk.stop()
-	eventually(t, "the client notices", func() bool { return !pub.Stats().Connected })
+	wait.Until(t, 5*time.Second, "the client notices", func() bool { return !pub.Stats().Connected })
 	accepted := 0
 	for {
 		err := pub.Publish("events.a", make([]byte, 100))
@@ -199,7 +188,7 @@ func TestFlushWaitsForTheReconnect(t *testing.T) {
 	}
 	defer pub.Close()
 	bk.stop()
-	eventually(t, "the client notices", func() bool { return !pub.Stats().Connected })
+	wait.Until(t, 5*time.Second, "the client notices", func() bool { return !pub.Stats().Connected })
 	pub.Publish("events.a", nil)
 	flushed := make(chan error, 1)
 	go func() {
@@ -293,4 +282,53 @@ func TestRefusedRestoreEndsOnlyThatSubscription(t *testing.T) {
 		t.Errorf("AsyncErr = %v; nothing was published", err)
 	}
 	c.Close() // before the broker stops, or Close waits for it to come back
+}
+
+// A message the client received for a subscription whose channel was full
+// when the session ended is kept for it (backlog); it must reach the
+// channel once the consumer reads again, even if nothing more is ever
+// published to the subscription (it used to wait for the next message).
+func TestBacklogKeptAcrossReconnectReachesTheChannel(t *testing.T) {
+	bk := newRestartable(t)
+	sub, err := Dial(t.Context(), bk.path, fastReconnect("sub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	s, err := sub.Subscribe(t.Context(), "events.a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := Dial(t.Context(), bk.path, Options{Name: "pub", NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish("events.a", []byte("1")) // fills the channel
+	pub.Publish("events.a", []byte("2")) // the reader waits for room with it
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close()
+	wait.Until(t, 5*time.Second, "the reader to wait for room with message 2", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(s.backlog) == 1
+	})
+	bk.stop()
+	// The reader waits for room, so only a write notices the loss: the
+	// keepalive would, after seconds; a publish does at once.
+	sub.Publish("events.other", nil) // not to s
+	wait.Until(t, 5*time.Second, "the client to notice the loss", func() bool { return !sub.Stats().Connected })
+	bk.start()
+	wait.Until(t, 5*time.Second, "the reconnect", func() bool { st := sub.Stats(); return st.Connected && st.Reconnects > 0 })
+	for _, want := range []string{"1", "2"} {
+		select {
+		case m := <-s.C():
+			if string(m.Payload) != want {
+				t.Fatalf("got %q, want %q", m.Payload, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %s, received before the broker restarted, never reached the channel", want)
+		}
+	}
 }

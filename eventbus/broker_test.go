@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/topic"
 )
 
@@ -362,7 +363,7 @@ func TestBlockPolicy(t *testing.T) {
 		// The publisher waits until the consumer makes room.
 		done := make(chan error)
 		go func() { done <- b.Publish(context.Background(), Message{Topic: "events.a", Payload: []byte("1")}) }()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the bubble's fake clock: within BlockTimeout
 		synctest.Wait()
 		select {
 		case err := <-done:
@@ -422,7 +423,7 @@ func TestSubscribeFuncAndShutdownDrains(t *testing.T) {
 	}
 	shut := make(chan error)
 	go func() { shut <- b.Shutdown(context.Background()) }()
-	time.Sleep(20 * time.Millisecond)
+	wait.Until(t, 5*time.Second, "Shutdown to begin", b.closing.Load)
 	if err := b.Publish(t.Context(), Message{Topic: "events.a"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("publish during shutdown = %v, want ErrClosed", err)
 	}
@@ -609,6 +610,8 @@ func TestPublishRacingCloseLosesNothingUncounted(t *testing.T) {
 				got++
 			}
 		})
+		// Kept: random jitter, so that Close lands at a different point of
+		// the publishers' and the consumer's work in each round.
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
 		b.Close()
 		wg.Wait()

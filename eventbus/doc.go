@@ -38,11 +38,12 @@
 //
 // # Locks
 //
-// Locks are taken in this order and never the other way round:
-//
-//	Subscriber.mu -> topic.Index (internal)
-//	Broker.topicsMu -> topicState.mu -> queue.mu
-//	Broker.mu -> (the handler WaitGroup; no other lock)
+// The order of the broker's locks, and of the locks of other packages
+// taken under them, is in docs/locks.md. A Sink's Deliver (and a
+// TryDeliverer's TryDeliver) runs under the topic's lock: it must not
+// block or call what takes the broker's locks (Publish, Subscribe,
+// Unsubscribe, Close), and the locks it takes must never be held while
+// calling into the broker.
 //
 // The publish path holds a topic's lock while it assigns the sequence
 // number and appends to each queue, so each subscriber sees a topic's

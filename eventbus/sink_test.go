@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // recSink records deliveries and refuses with refuse, if set.
@@ -233,16 +235,10 @@ func TestBatchDefersFlushes(t *testing.T) {
 	publish(t, b, "events.fill", "", 0)
 	published := make(chan error, 1)
 	go func() { published <- b.Publish(bt, Message{Topic: "events.b"}) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, flushes := k.state(); flushes == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the blocked publisher's batch was not flushed before it waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.Until(t, 5*time.Second, "the blocked publisher to flush its batch before it waits", func() bool {
+		_, flushes := k.state()
+		return flushes == 2
+	})
 	next(t, full) // room: the publisher goes on
 	if err := <-published; err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 )
 
 func TestBreakerStates(t *testing.T) {
+	// In the bubble time.Sleep moves the fake clock: the sleeps are the
+	// cooldown under test.
 	synctest.Test(t, func(t *testing.T) {
 		var bs breakers
 		bs.init(2, time.Second)

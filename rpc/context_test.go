@@ -9,6 +9,9 @@ import (
 )
 
 func TestHandlerContext(t *testing.T) {
+	// In a synctest bubble time.Sleep moves the fake clock: the sleeps
+	// below are the deadline under test, not a wait for other goroutines
+	// (synctest.Wait is that).
 	bubble := func(name string, f func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
 	}

@@ -16,6 +16,7 @@ import (
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/clienttest"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/topics"
 	"go.uber.org/goleak"
@@ -222,7 +223,7 @@ func TestDeadlineInTheMiddleOfAHandler(t *testing.T) {
 		if got := <-cause; !errors.Is(got, context.DeadlineExceeded) {
 			t.Errorf("handler's context ended with %v, want DeadlineExceeded", got)
 		}
-		waitFor(t, "the late answer", func() bool { return srv.Stats().Failed == 1 })
+		wait.Until(t, 5*time.Second, "the late answer", func() bool { return srv.Stats().Failed == 1 })
 	})
 }
 
@@ -429,14 +430,17 @@ func testShutdownFinishes(t *testing.T, inline bool) {
 		for range calls - 1 {
 			go call()
 		}
-		for conn.Stats().Published < calls {
-			time.Sleep(time.Millisecond)
-		}
+		wait.Until(t, 10*time.Second, "the calls published", func() bool { return conn.Stats().Published >= calls })
 		if err := conn.Flush(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		shut := make(chan error, 1)
 		go func() { shut <- srv.Shutdown(t.Context()) }()
+		// Kept: Shutdown's first steps (taking the subscriptions, the
+		// unsubscribe on its way) show nowhere the test can look without
+		// sending a request that would be counted. The pause only makes
+		// it likely that Shutdown has begun when the handler is released;
+		// if it has not, the test still passes, testing less.
 		time.Sleep(20 * time.Millisecond)
 		close(release)
 		for i := range calls {
@@ -544,6 +548,7 @@ func TestCircuitBreaker(t *testing.T) {
 				t.Fatalf("call %d = %v", i, err)
 			}
 		}
+		opened := time.Now()
 		_, err := c.Call(t.Context(), healthTopic, healthReq())
 		if !errors.Is(err, ErrCircuitOpen) {
 			t.Fatalf("fourth call = %v, want ErrCircuitOpen", err)
@@ -553,25 +558,22 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("call to another topic = %v", err)
 		}
 		serve(t, dial("svc"), ServerOptions{}, healthTopic, healthy)
-		time.Sleep(250 * time.Millisecond)
-		if _, err := c.Call(t.Context(), healthTopic, healthReq()); err != nil {
-			t.Fatalf("call after the cooldown = %v", err)
+		// Until the cooldown ends the caller refuses at once, without a
+		// trial; then the first call is the trial, and it succeeds.
+		wait.For(t, 10*time.Second, "the cooldown to end", func() error {
+			_, err := c.Call(t.Context(), healthTopic, healthReq())
+			if err != nil && !errors.Is(err, ErrCircuitOpen) {
+				t.Fatalf("call after the cooldown = %v", err)
+			}
+			return err
+		})
+		if took := time.Since(opened); took < 190*time.Millisecond {
+			t.Errorf("the circuit closed after %v, before the cooldown of 200ms", took)
 		}
 		if _, err := c.Call(t.Context(), healthTopic, healthReq()); err != nil {
 			t.Fatalf("call after the circuit closed = %v", err)
 		}
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var _ = timestamppb.Now

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // Every message the broker accepts is delivered, dropped (by reason) or
@@ -95,7 +96,7 @@ func accountingRound(t *testing.T, round int, subCloses bool) {
 		}
 	}
 	if subCloses {
-		waitFor(t, "the subscriber's connection to end", func() bool { return len(srv.liveConns()) <= 1 })
+		wait.Until(t, 20*time.Second, "the subscriber's connection to end", func() bool { return len(srv.liveConns()) <= 1 })
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		err := srv.Shutdown(ctx)
 		cancel()

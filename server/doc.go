@@ -28,5 +28,7 @@
 //
 // Lock order: conn.writeMu, then conn.mu; conn.mu is taken inside the
 // broker's topic lock (by Deliver) and is never held while calling into
-// the broker. writeMu is never taken under the broker's locks.
+// the broker. writeMu is never taken under the broker's locks; the writer
+// holds it while it reports discarded frames to the broker
+// (SinkDiscarded). docs/locks.md has the whole order, across packages.
 package server

@@ -7,6 +7,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // A reader writes another connection's small batches itself (conn.Flush).
@@ -66,16 +67,8 @@ func TestBlockedReaderHandsOffItsOtherDeliveries(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if maxPending(srv.Stats()) > 6<<10 { // only full can be behind: filler waits for room
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("full's outbound buffer never filled")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Only full can be behind: filler waits for room.
+	wait.Until(t, 10*time.Second, "full's outbound buffer to fill", func() bool { return maxPending(srv.Stats()) > 6<<10 })
 	// One read batch: a message for other (flushed at the end of the
 	// batch), then one for full (the reader waits for room).
 	batch := wire.AppendPublish(nil, &wire.Publish{Topic: []byte("events.other"), Payload: []byte("not held")})

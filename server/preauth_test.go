@@ -19,6 +19,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/topics"
 )
 
@@ -65,17 +66,15 @@ func holdSilent(t *testing.T, n int, dial func() (net.Conn, error)) {
 // connections beyond those it had before.
 func waitAccepted(t *testing.T, srv *Server, n int) Stats {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := srv.Stats()
-		if st.Handshaking+int(st.RefusedPreAuth+st.RefusedConns) >= n {
-			return st
+	var st Stats
+	wait.For(t, 30*time.Second, fmt.Sprintf("the server to take %d connections", n), func() error {
+		st = srv.Stats()
+		if got := st.Handshaking + int(st.RefusedPreAuth+st.RefusedConns); got < n {
+			return fmt.Errorf("only %d handshaking + %d refused", st.Handshaking, st.RefusedPreAuth+st.RefusedConns)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server took only %d handshaking + %d refused of %d connections", st.Handshaking, st.RefusedPreAuth+st.RefusedConns, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // requestStats asks for the stats over a fresh UNIX socket connection, as
@@ -143,17 +142,12 @@ func TestHandshakeTimeoutFreesPreAuthSlot(t *testing.T) {
 	silent.expectClosed()
 	// The slot is free once the server has closed its end, just after
 	// the client sees the close.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		id, refusal := tokenAttempt(t, ep.tcp, nil, opsSecret)
-		if id == "token:ops" {
-			break
+	wait.For(t, 10*time.Second, "a welcome on the freed slot", func() error {
+		if id, refusal := tokenAttempt(t, ep.tcp, nil, opsSecret); id != "token:ops" {
+			return fmt.Errorf("refused: %q", refusal)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never welcomed; last refusal %q", refusal)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // countingHandler counts WARN records about failed authentication, by

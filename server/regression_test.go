@@ -10,6 +10,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // A message whose frame is larger than the connection's whole buffer, for a
@@ -48,7 +49,16 @@ func TestCloseEndsAPublishWaitingForRoom(t *testing.T) {
 	pub.send(publishFrame("events.a", "1"))
 	pub.send(publishFrame("events.a", "2")) // the reader waits for room
 	pub.send(wire.AppendU64(nil, wire.TypePing, 1))
-	time.Sleep(50 * time.Millisecond)
+	// The broker numbers a message before it waits for room: once the
+	// topic counts 2, the reader is in Publish with the second.
+	wait.Until(t, 10*time.Second, "the reader to publish the second message", func() bool {
+		for _, tp := range b.Stats().Topics {
+			if tp.Topic == "events.a" && tp.Published >= 2 {
+				return true
+			}
+		}
+		return false
+	})
 	done := make(chan struct{})
 	go func() { srv.Close(); close(done) }()
 	select {
@@ -75,6 +85,8 @@ func TestGroupProbeDoesNotDisconnect(t *testing.T) {
 	big := make([]byte, 1000)
 	// Full means the writer is stuck on a full socket, not just between
 	// two batches: 50 refusals in a row, 1 ms apart, with no progress.
+	// The sleep stays: it is the observation itself (no event says that
+	// a write is stuck; 50 ms without progress does).
 	for fails := 0; fails < 50; {
 		if err := b.Publish(context.Background(), eventbus.Message{Topic: "events.noise", Payload: big}); err != nil {
 			fails++

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -152,23 +152,8 @@ func TestDialConnEndsWhenTheConnectionBreaks(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no disconnect within 10 s")
 	}
-	waitFor(t, "the Conn ends", func() bool { return c.Err() != nil })
+	wait.Until(t, 15*time.Second, "the Conn ends", func() bool { return c.Err() != nil })
 	if err := c.Publish("events.x", nil); err == nil {
 		t.Error("publish on an ended Conn succeeded")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: not within 15 s", what)
-		case <-tick.C:
-		}
 	}
 }

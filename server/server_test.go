@@ -21,6 +21,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 func TestMain(m *testing.M) {
@@ -330,26 +331,24 @@ func TestConnectionLimit(t *testing.T) {
 	op.nc.Close()
 	first.nc.Close()
 	// The slot is released when the connections go.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	wait.For(t, 3*time.Second, "the slot released", func() error {
 		nc, err := net.Dial("tcp", ep.tcp)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer nc.Close()
 		nc.SetDeadline(time.Now().Add(3 * time.Second))
 		nc.Write(wire.Magic[:]) // refused at once while the slot is taken: errors are fine
 		nc.Write(wire.AppendHello(nil, &wire.Hello{Versions: []wire.Version{wire.Current}, AuthMethod: wire.AuthToken, Credential: []byte(ciSecret)}))
 		f, err := wire.NewReader(nc, 0).ReadFrame()
-		welcomed := err == nil && f.Type == wire.TypeWelcome
-		nc.Close()
-		if welcomed {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("slot never released")
+		if f.Type != wire.TypeWelcome {
+			return fmt.Errorf("got %s, not welcome", f.Type)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestShutdownSendsGoAway(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"go.uber.org/goleak"
 )
 
@@ -36,7 +37,7 @@ func TestPubSubAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer broker.Process.Kill()
-	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "the broker's socket")
+	wait.Until(t, 10*time.Second, "the broker's socket", func() bool { _, err := os.Stat(sock); return err == nil })
 
 	sub := exec.Command(cliBin, "--socket", sock, "sub", "--count", "3", "--json", "events.test.#")
 	var subOut bytes.Buffer
@@ -112,17 +113,6 @@ func TestPubSubAcrossProcesses(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // An acl section in the configuration confines each identity to its
 // grant: the operator here may publish under events.ok only, and stats
 // count the refusal.
@@ -147,7 +137,7 @@ func TestACLFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { broker.Process.Kill(); broker.Wait() }()
-	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "the broker's socket")
+	wait.Until(t, 10*time.Second, "the broker's socket", func() bool { _, err := os.Stat(sock); return err == nil })
 
 	if out, err := exec.Command(cliBin, "--socket", sock, "pub", "events.ok.one", "fine").CombinedOutput(); err != nil {
 		t.Fatalf("pub within the grant: %v\n%s", err, out)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
 // The broker is killed and started again: the clients, separate processes,
@@ -79,10 +80,10 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	testproc.ExpectLine(t, subNotices, "sub", "reconnected")
 
 	// The buffer reached the new broker, whichever client reconnected first.
-	waitFor(t, func() bool {
+	wait.For(t, 10*time.Second, "the new broker to count the 3 buffered messages", func() error {
 		out, err := exec.Command(cliBin, "--socket", sock, "stats", "--json").Output()
 		if err != nil {
-			return false
+			return fmt.Errorf("stats: %w", err)
 		}
 		var st struct {
 			Broker struct {
@@ -92,14 +93,16 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 				}
 			}
 		}
-		json.Unmarshal(out, &st)
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("stats --json: %w: %s", err, out)
+		}
 		for _, tp := range st.Broker.Topics {
 			if tp.Topic == "events.test.lines" && tp.Published >= 3 {
-				return true
+				return nil
 			}
 		}
-		return false
-	}, "the new broker to count the 3 buffered messages")
+		return fmt.Errorf("topics %+v", st.Broker.Topics)
+	})
 
 	// The subscription is back: a new message arrives.
 	fmt.Fprintln(pubIn, "after")

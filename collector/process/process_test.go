@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
 	"go.uber.org/goleak"
@@ -147,15 +149,15 @@ func TestScannerFollowsARealProcess(t *testing.T) {
 	before := time.Now()
 	var r *eventbusv1.ProcessRecord
 	var first map[Key]*eventbusv1.ProcessRecord
-	for deadline := time.Now().Add(5 * time.Second); r == nil || r.GetExecutablePath() != bin; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the child never showed up running %s: %v", bin, r)
-		}
+	wait.For(t, 5*time.Second, "the child to show up running "+bin, func() error {
 		if first, err = s.Scan(time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		r = find(first, child.Process.Pid)
-	}
+		if r = find(first, child.Process.Pid); r.GetExecutablePath() != bin {
+			return fmt.Errorf("the child is %v", r)
+		}
+		return nil
+	})
 	data, _ := os.ReadFile(bin)
 	sum := sha256.Sum256(data)
 	if r.GetPpid() != uint32(os.Getpid()) || !slices.Equal(r.GetCommandLine(), []string{bin, "30"}) || !r.GetFileExists() ||

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/prometheus/procfs"
 )
 
@@ -231,15 +232,16 @@ func TestScanSeesExecOfReplacedFile(t *testing.T) {
 	fmt.Fprintln(stdin, "go")
 	// Wait for the exec without scanning, so that the link reads as before.
 	exe := fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if fi, err := os.Stat(exe); err == nil && os.SameFile(fi, fi2) {
-			break
+	cmdline := fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)
+	wait.For(t, 5*time.Second, "the process to exec the new file, its arguments in place", func() error {
+		if fi, err := os.Stat(exe); err != nil || !os.SameFile(fi, fi2) {
+			return fmt.Errorf("%s is not the new file (%v)", exe, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the process did not exec the new file")
+		if args, err := os.ReadFile(cmdline); err != nil || string(args) != sh+"\x00-c\x00read y\x00" {
+			return fmt.Errorf("arguments %q (%v)", args, err)
 		}
-	}
-	time.Sleep(50 * time.Millisecond) // its arguments in place
+		return nil
+	})
 	r := find(mustScan(t, s), cmd.Process.Pid)
 	if r.GetExecutablePath() != sh || r.GetExecutableDeleted() || string(r.GetExecutableHash()) != string(newSum[:]) {
 		t.Errorf("after the exec: deleted %v, hash %x, want %x", r.GetExecutableDeleted(), r.GetExecutableHash(), newSum)
@@ -281,25 +283,22 @@ func TestScanSeesExec(t *testing.T) {
 	// done (the new executable, the old name and arguments): changes are
 	// collected until it is whole.
 	var changed []string
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	wait.For(t, 5*time.Second, "the exec in a scan", func() error {
 		cur, _ := s.Scan(time.Now())
 		for _, c := range Diff(prev, cur) {
 			if c.Record.GetPid() == uint32(cmd.Process.Pid) {
 				changed = append(changed, c.Changed...)
 			}
 		}
-		r := find(cur, cmd.Process.Pid)
-		if r.GetExecutablePath() == bin && slices.Equal(r.GetCommandLine(), []string{bin, "31"}) && r.GetName() == "sleepy" {
-			if !slices.Contains(changed, "executable_path") || !slices.Contains(changed, "command_line") || !slices.Contains(changed, "name") {
-				t.Errorf("changes %v", changed)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no exec seen: %v", r)
-		}
 		prev = cur
-		time.Sleep(time.Millisecond)
+		r := find(cur, cmd.Process.Pid)
+		if r.GetExecutablePath() != bin || !slices.Equal(r.GetCommandLine(), []string{bin, "31"}) || r.GetName() != "sleepy" {
+			return fmt.Errorf("no exec seen: %v", r)
+		}
+		return nil
+	})
+	if !slices.Contains(changed, "executable_path") || !slices.Contains(changed, "command_line") || !slices.Contains(changed, "name") {
+		t.Errorf("changes %v", changed)
 	}
 }
 
@@ -500,16 +499,14 @@ func TestScanChecksPathInTheProcessNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r := find(mustScan(t, s), cmd.Process.Pid)
-		if r.GetExecutablePath() == bin && r.GetName() == "sleepy" {
-			if r.GetExecutableDeleted() || !r.GetFileExists() {
-				t.Errorf("deleted %v, file exists %v: the host's file was taken for the process's", r.GetExecutableDeleted(), r.GetFileExists())
-			}
-			return
+	var r *eventbusv1.ProcessRecord
+	wait.For(t, 5*time.Second, "the process to run "+bin, func() error {
+		if r = find(mustScan(t, s), cmd.Process.Pid); r.GetExecutablePath() != bin || r.GetName() != "sleepy" {
+			return fmt.Errorf("the process runs %v", r)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the process never ran %s: %v", bin, r)
-		}
+		return nil
+	})
+	if r.GetExecutableDeleted() || !r.GetFileExists() {
+		t.Errorf("deleted %v, file exists %v: the host's file was taken for the process's", r.GetExecutableDeleted(), r.GetFileExists())
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"go.uber.org/goleak"
 )
 
@@ -68,15 +69,6 @@ func status(t testing.TB, cli, sock string) agentapi.Collectors {
 	return r
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 15 s", what)
-		}
-	}
-}
-
 func gone(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	if errors.Is(err, syscall.ESRCH) {
@@ -103,7 +95,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
 	alerts, logs := testproc.Lines(stdout), testproc.Lines(stderr)
 	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
-	waitFor(t, "procmond running and healthy", func() bool {
+	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
 		c := status(t, cli, sock).Collectors[0]
 		return c.State == StateRunning && c.Health == HealthHealthy
 	})
@@ -158,7 +150,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	testproc.ExpectLine(t, logs, "the agent", "collector exited; restarting")
-	waitFor(t, "procmond restarted", func() bool {
+	wait.Until(t, 15*time.Second, "procmond restarted", func() bool {
 		c := status(t, cli, sock).Collectors[0]
 		return c.State == StateRunning && c.PID != before.PID && c.Restarts == before.Restarts+1 && c.LastHeartbeat.After(time.Now().Add(-2*time.Second))
 	})
@@ -189,7 +181,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if err := ag.Wait(); err != nil {
 		t.Errorf("the agent exited with %v after SIGTERM", err)
 	}
-	waitFor(t, "procmond gone after the agent", func() bool { return gone(child) })
+	wait.Until(t, 15*time.Second, "procmond gone after the agent", func() bool { return gone(child) })
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("the socket is still there: %v", err)
 	}
@@ -208,12 +200,12 @@ func TestAgentKilledLeavesNoOrphan(t *testing.T) {
 	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
 	testproc.ExpectLine(t, testproc.Lines(stderr), "the agent", "collector started")
 	var child int
-	waitFor(t, "procmond running", func() bool {
+	wait.Until(t, 15*time.Second, "procmond running", func() bool {
 		c := status(t, cli, sock).Collectors[0]
 		child = c.PID
 		return c.State == StateRunning && c.PID != 0
 	})
 	ag.Process.Kill()
 	ag.Wait()
-	waitFor(t, "procmond gone after the agent was killed", func() bool { return gone(child) })
+	wait.Until(t, 15*time.Second, "procmond gone after the agent was killed", func() bool { return gone(child) })
 }

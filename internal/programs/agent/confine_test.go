@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/protocol/wire"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
@@ -179,7 +181,7 @@ func TestOperatorCannotForge(t *testing.T) {
 			t.Errorf("after %s: %d denied publishes, want %d", topic, n, i+1)
 		}
 	}
-	waitFor(t, "procmond answering", func() bool {
+	wait.Until(t, 15*time.Second, "procmond answering", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
 		_, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
@@ -288,7 +290,7 @@ func TestCollectorConnectionIsConfined(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer op.Close()
-	waitFor(t, "procmond answering", func() bool {
+	wait.Until(t, 15*time.Second, "procmond answering", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
 		_, err := op.Request(ctx, topics.AgentForwardPrefix+"health.procmond", nil)
@@ -340,7 +342,7 @@ func TestCollectorCredentialsCannotConnect(t *testing.T) {
 	agentBin, cli, _ := binaries(t)
 	a := runAgent(t, Options{Exe: agentBin})
 	var pid int
-	waitFor(t, "procmond running", func() bool {
+	wait.Until(t, 15*time.Second, "procmond running", func() bool {
 		st := a.Statuses()[0]
 		pid = st.PID
 		return st.State == StateRunning && pid != 0 && st.LastHeartbeat.After(time.Time{})
@@ -407,11 +409,16 @@ func procCreds(t *testing.T, pid int) (*syscall.Credential, []uintptr) {
 func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 	agentBin, cli, _ := binaries(t)
 	a := runAgent(t, Options{Exe: agentBin})
-	waitFor(t, "procmond answering", func() bool {
+	// Healthy, not only answering: before its first scan procmond answers
+	// "unhealthy", and the health commands below expect "healthy".
+	wait.For(t, 15*time.Second, "procmond healthy", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
-		return err == nil
+		h, err := a.collectors.Health(ctx, "procmond", &eventbusv1.HealthCheckRequest{})
+		if err == nil && h.GetStatus() != eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+			err = fmt.Errorf("status %s", h.GetStatus())
+		}
+		return err
 	})
 	for _, tc := range []struct {
 		args []string

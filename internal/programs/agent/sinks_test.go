@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -91,14 +93,13 @@ func TestStuckSinkBlocksNothing(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("dispatch blocked behind a stuck sink")
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if st := d.stats()[1]; st.Sent+st.Dropped+st.Failed == n {
-			break // the file sink went on while the other was stuck
+	// The file sink goes on while the other is stuck.
+	wait.For(t, 10*time.Second, "the file sink to take every alert while the other is stuck", func() error {
+		if st := d.stats()[1]; st.Sent+st.Dropped+st.Failed != n {
+			return fmt.Errorf("file sink %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the file sink stalled behind the stuck one: %+v", d.stats()[1])
-		}
-	}
+		return nil
+	})
 	close(stuck.release)
 	d.close()
 	st := d.stats()

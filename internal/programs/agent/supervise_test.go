@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/rpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -124,7 +126,7 @@ func TestRestartLimit(t *testing.T) {
 	}
 	defer watch.Close()
 	var st CollectorStatus
-	waitFor(t, "the collector failed", func() bool { st = a.Statuses()[0]; return st.State == StateFailed })
+	wait.Until(t, 15*time.Second, "the collector failed", func() bool { st = a.Statuses()[0]; return st.State == StateFailed })
 	if st.Restarts != 2 || st.LastExit != "exited with status 3" {
 		t.Errorf("failed after %d restarts, last exit %q; want 2 and exited with status 3", st.Restarts, st.LastExit)
 	}
@@ -146,7 +148,7 @@ func TestRestartLimit(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no alert on events.alert.# within 15 s of giving up")
 	}
-	waitFor(t, "the alert in the alert file", func() bool {
+	wait.Until(t, 15*time.Second, "the alert in the alert file", func() bool {
 		b, _ := os.ReadFile(alertFile)
 		return strings.Contains(string(b), `"rule_id":"collector-failed"`) && strings.Contains(string(b), `"severity":"ALERT_SEVERITY_HIGH"`)
 	})
@@ -175,7 +177,7 @@ func TestHungCollectorIsRestarted(t *testing.T) {
 	a := runAgent(t, Options{Exe: agentBin, RestartBackoff: 10 * time.Millisecond,
 		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Heartbeat: 300 * time.Millisecond, Args: []string{"--no-hash"}}}})
 	var st CollectorStatus
-	waitFor(t, "procmond running and healthy", func() bool {
+	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
 		st = a.Statuses()[0]
 		return st.State == StateRunning && st.Health == HealthHealthy
 	})
@@ -184,7 +186,7 @@ func TestHungCollectorIsRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(hung, syscall.SIGKILL) // if it survived
-	waitFor(t, "procmond restarted after it hung", func() bool {
+	wait.Until(t, 15*time.Second, "procmond restarted after it hung", func() bool {
 		st = a.Statuses()[0]
 		return st.State == StateRunning && st.PID != hung && st.Health == HealthHealthy
 	})
@@ -193,7 +195,7 @@ func TestHungCollectorIsRestarted(t *testing.T) {
 	if st.Restarts < 1 || !strings.Contains(st.LastExit, "no heartbeat for 3 intervals (900ms): hung; killed by the agent with SIGKILL") {
 		t.Errorf("%d restarts, last exit %q; want 1 and no heartbeat for 3 intervals", st.Restarts, st.LastExit)
 	}
-	waitFor(t, "the hung procmond gone", func() bool { return gone(hung) })
+	wait.Until(t, 15*time.Second, "the hung procmond gone", func() bool { return gone(hung) })
 }
 
 // A collector that sends no first heartbeat (it cannot connect, or hangs
@@ -204,7 +206,7 @@ func TestNoFirstHeartbeatIsNotACrash(t *testing.T) {
 	a := runAgent(t, Options{Exe: script(t, "exec sleep 300"), StartTimeout: 100 * time.Millisecond, StopTimeout: 100 * time.Millisecond,
 		RestartBackoff: 10 * time.Millisecond, MaxRestartBackoff: 10 * time.Millisecond, MaxRestarts: 1})
 	var st CollectorStatus
-	waitFor(t, "restarted 4 times", func() bool {
+	wait.Until(t, 15*time.Second, "restarted 4 times", func() bool {
 		st = a.Statuses()[0]
 		if st.State == StateFailed {
 			t.Fatalf("given up: %+v", st)
@@ -235,21 +237,17 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 		// The kill is delivered to the whole group at once, but nobody
 		// waits for the child (init reaps it): give it time to die.
 		child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		for deadline := time.Now().Add(5 * time.Second); child != 0 && !gone(child) && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
+		if child == 0 {
+			t.Fatalf("the collector's child: pid %q", b)
 		}
-		if child == 0 || !gone(child) {
-			t.Errorf("the collector's child (pid %q) survived the agent by 5 s", b)
-		}
+		wait.Until(t, 5*time.Second, fmt.Sprintf("the collector's child (pid %d) to die with the agent", child), func() bool { return gone(child) })
 	})
 	body := "trap '' TERM\nsleep 300 &\necho $! > " + childFile + "\nwhile :; do sleep 1; done"
 	a := runAgent(t, Options{Exe: script(t, body), StopTimeout: 200 * time.Millisecond})
-	for deadline := time.Now().Add(5 * time.Second); pid == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the collector did not start")
-		}
+	wait.Until(t, 5*time.Second, "the collector to start", func() bool {
 		pid = a.Statuses()[0].PID
-	}
+		return pid != 0
+	})
 }
 
 // Exit reasons are words: the status a collector exited with, or the
@@ -304,7 +302,7 @@ func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
 	a := runAgent(t, Options{Exe: agentBin, Stderr: w, RestartBackoff: 3 * time.Second, MaxRestarts: 1, MaxConns: 3, StopTimeout: time.Second,
 		Collectors: []CollectorSpec{{ID: "procmond", Kind: "procmond", Heartbeat: 500 * time.Millisecond, Args: []string{"--no-hash"}}}})
 	var st CollectorStatus
-	waitFor(t, "procmond running and healthy", func() bool {
+	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
 		st = a.Statuses()[0]
 		return st.State == StateRunning && st.Health == HealthHealthy
 	})
@@ -321,15 +319,15 @@ func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
 		}
 		return err == nil
 	}
-	waitFor(t, "two connections held beside procmond's", func() bool { return len(held) == 2 || hold() && len(held) == 2 })
+	wait.Until(t, 15*time.Second, "two connections held beside procmond's", func() bool { return len(held) == 2 || hold() && len(held) == 2 })
 	first := st.PID
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the killed procmond's slot held before its restart (in 3 s)", hold)
+	wait.Until(t, 15*time.Second, "the killed procmond's slot held before its restart (in 3 s)", hold)
 
 	retrying := false
-	waitFor(t, "the restarted procmond retrying, or running", func() bool {
+	wait.Until(t, 15*time.Second, "the restarted procmond retrying, or running", func() bool {
 		for len(logs) > 0 {
 			if l := <-logs; strings.Contains(l, "cannot reach the broker; retrying") && strings.Contains(l, "limit of 3 connections") {
 				retrying = true
@@ -350,7 +348,7 @@ func TestCollectorRetriesAtTheConnectionLimit(t *testing.T) {
 		}
 		held = nil
 	}
-	waitFor(t, "procmond connected and healthy", func() bool {
+	wait.Until(t, 15*time.Second, "procmond connected and healthy", func() bool {
 		st = a.Statuses()[0]
 		if st.State == StateFailed {
 			t.Fatalf("the agent gave up on procmond: %+v", st)

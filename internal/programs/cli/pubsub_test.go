@@ -13,6 +13,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -42,7 +43,7 @@ func (s *syncBuffer) String() string {
 // startSub runs 'daemoneye-cli sub' with args against the socket, and
 // waits until it has subscribed. wait returns its exit code, waiting at
 // most a minute before interrupting it; stop interrupts it at once.
-func startSub(t *testing.T, path string, stdout *syncBuffer, args ...string) (stderr *syncBuffer, wait, stop func() int) {
+func startSub(t *testing.T, path string, stdout *syncBuffer, args ...string) (stderr *syncBuffer, waitExit, stop func() int) {
 	t.Helper()
 	stderr = &syncBuffer{}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -50,26 +51,26 @@ func startSub(t *testing.T, path string, stdout *syncBuffer, args ...string) (st
 	go func() { done <- Main(ctx, append([]string{"--socket", path, "sub"}, args...), stdout, stderr) }()
 	exit := sync.OnceValue(func() int { return <-done })
 	t.Cleanup(func() { cancel(); exit() })
-	deadline := time.Now().Add(30 * time.Second)
 	exited := make(chan struct{})
 	go func() { exit(); close(exited) }()
-	for !strings.Contains(stderr.String(), "subscribed to") {
+	wait.For(t, 30*time.Second, "sub to subscribe", func() error {
 		select {
 		case <-exited:
 			t.Fatalf("sub exited with %d: %s", exit(), stderr)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sub did not subscribe: %s", stderr)
+		if !strings.Contains(stderr.String(), "subscribed to") {
+			return fmt.Errorf("stderr %q", stderr)
 		}
-	}
-	wait = func() int {
+		return nil
+	})
+	waitExit = func() int {
 		timer := time.AfterFunc(time.Minute, cancel)
 		defer timer.Stop()
 		return exit()
 	}
 	stop = func() int { cancel(); return exit() }
-	return stderr, wait, stop
+	return stderr, waitExit, stop
 }
 
 func publishN(t *testing.T, path, name string, n int) {
@@ -113,13 +114,7 @@ func TestSubReportsMissed(t *testing.T) {
 	published := make(chan struct{})
 	go func() { defer close(published); publishN(t, path, "events.bulk.flood", n) }()
 	// sub cannot print until the broker has dropped some.
-	deadline := time.Now().Add(time.Minute)
-	for b.Stats().Dropped.Total() == 0 && time.Now().Before(deadline) {
-		select {
-		case <-published:
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	wait.Until(t, time.Minute, "the broker to drop messages for sub", func() bool { return b.Stats().Dropped.Total() > 0 })
 	close(stdout.gate)
 	<-published
 	// Markers until one is printed: all before it have been printed or
@@ -130,20 +125,15 @@ func TestSubReportsMissed(t *testing.T) {
 	}
 	defer pub.Close()
 	markers := 0
-	for !strings.Contains(stdout.String(), "marker") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no marker printed; stderr: %s", stderr)
+	wait.For(t, time.Minute, "a marker printed", func() error {
+		if strings.Contains(stdout.String(), "marker") {
+			return nil
 		}
 		markers++
 		pub.Publish("events.bulk.flood", fmt.Appendf(nil, "marker %d", markers))
 		pub.Flush(t.Context())
-		for range 20 {
-			if strings.Contains(stdout.String(), "marker") {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // polling the output, with the deadline above
-		}
-	}
+		return fmt.Errorf("%d markers published, none printed; stderr: %s", markers, stderr)
+	})
 	// Interrupted now, sub reports what it missed: every message up to
 	// the last it printed was printed or counted as missed.
 	code := stop()

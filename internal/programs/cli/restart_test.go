@@ -13,6 +13,7 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -41,19 +42,25 @@ func TestRestartLossIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	received := 0
+	// receive takes what has arrived until until holds (it may depend on
+	// counters elsewhere, hence wait.For rather than a receive alone).
 	receive := func(until func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !until() {
-			if time.Now().After(deadline) {
-				t.Fatalf("received %d; publisher %+v; subscriber %+v", received, pub.Stats(), sub.Stats())
+		wait.For(t, 30*time.Second, "the subscriber to receive", func() error {
+			for {
+				select {
+				case <-s.C():
+					received++
+					continue
+				default:
+				}
+				break
 			}
-			select {
-			case <-s.C():
-				received++
-			case <-time.After(10 * time.Millisecond):
+			if !until() {
+				return fmt.Errorf("received %d; publisher %+v; subscriber %+v", received, pub.Stats(), sub.Stats())
 			}
-		}
+			return nil
+		})
 	}
 	const before, during, after = 5000, 5000, 5000
 	publish := func(n int) {
@@ -107,13 +114,12 @@ func TestRestartLossIsCounted(t *testing.T) {
 // waitReconnected waits until c is connected again after a restart.
 func waitReconnected(t *testing.T, c *client.Conn) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Stats().Reconnects == 0 || !c.Stats().Connected {
-		if time.Now().After(deadline) {
-			t.Fatalf("not reconnected: %+v", c.Stats())
+	wait.For(t, 30*time.Second, "the client to reconnect", func() error {
+		if st := c.Stats(); st.Reconnects == 0 || !st.Connected {
+			return fmt.Errorf("not reconnected: %+v", st)
 		}
-		time.Sleep(10 * time.Millisecond) // polling, with the deadline above
-	}
+		return nil
+	})
 }
 
 // A broker that shuts down gracefully (GoAway) while a publisher publishes
@@ -164,12 +170,12 @@ func TestGracefulRestartWhilePublishing(t *testing.T) {
 		}
 		published <- nil
 	}()
-	for deadline := time.Now().Add(30 * time.Second); b1.Stats().Published < n/4; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first broker got %d messages", b1.Stats().Published)
+	wait.For(t, 30*time.Second, "the first broker to get a quarter of the messages", func() error {
+		if got := b1.Stats().Published; got < n/4 {
+			return fmt.Errorf("it got %d", got)
 		}
-		time.Sleep(time.Millisecond) // polling, with the deadline above
-	}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := srv1.Shutdown(ctx); err != nil {

@@ -57,6 +57,7 @@ func (d *demo) Health(ctx context.Context, req *eventbusv1.HealthCheckRequest) (
 		return nil, ctx.Err()
 	}
 	if slices.Contains(req.GetComponents(), "busy") {
+		// Kept: a handler slow on purpose, so that calls overlap.
 		time.Sleep(2 * time.Millisecond)
 	}
 	return &eventbusv1.HealthCheckResponse{

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -70,13 +72,7 @@ func TestTokenFileAndEnvironment(t *testing.T) {
 		t.Helper()
 		// The previous command's connection may still be closing: wait
 		// until it has gone, so that stats lists only this one.
-		deadline := time.Now().Add(10 * time.Second)
-		for len(srv.Stats().Connections) > 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the previous command's connection did not go within 10 s")
-			}
-			time.Sleep(5 * time.Millisecond) // polling, with the deadline above
-		}
+		wait.Until(t, 10*time.Second, "the previous command's connection to go", func() bool { return len(srv.Stats().Connections) == 0 })
 		code, out, errOut := run(t, append(append([]string{"--url", url}, args...), "stats", "--json")...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut)
@@ -155,17 +151,13 @@ func TestStatsWithSilentTCPConnections(t *testing.T) {
 		}
 		t.Cleanup(func() { nc.Close() })
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.For(t, 30*time.Second, fmt.Sprintf("the broker to take the %d silent connections", silent), func() error {
 		st := srv.Stats()
-		if st.Handshaking+int(st.RefusedPreAuth+st.RefusedConns) >= silent {
-			break
+		if got := st.Handshaking + int(st.RefusedPreAuth+st.RefusedConns); got < silent {
+			return fmt.Errorf("it took %d", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the broker took only %d of %d connections", st.Handshaking+int(st.RefusedPreAuth+st.RefusedConns), silent)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	for i := range 5 {
 		start := time.Now()
 		if code, _, errOut := run(t, "--socket", path, "stats"); code != 0 {

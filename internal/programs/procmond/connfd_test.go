@@ -2,6 +2,7 @@ package procmond
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -59,11 +61,12 @@ func TestConnFDExitsWhenTheConnectionBreaks(t *testing.T) {
 	go func() {
 		code <- Main(ctx, []string{"--conn-fd", strconv.Itoa(fds[1]), "--interval", "100ms", "--no-hash"}, &stderr)
 	}()
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(stderr.String(), "identity=collector:procmond"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("procmond did not start collecting within 15 s:\n%s", stderr.String())
+	wait.For(t, 15*time.Second, "procmond to start collecting", func() error {
+		if !strings.Contains(stderr.String(), "identity=collector:procmond") {
+			return fmt.Errorf("stderr:\n%s", stderr.String())
 		}
-	}
+		return nil
+	})
 	srv.Close()
 	select {
 	case c := <-code:

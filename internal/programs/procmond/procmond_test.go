@@ -2,6 +2,7 @@ package procmond
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"go.uber.org/goleak"
 )
 
@@ -46,24 +48,24 @@ func TestProcmondProcess(t *testing.T) {
 		}
 		return string(out)
 	}
-	var health string
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(health, "procmond: healthy, running"); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("procmond not healthy within 10 s:\n%s", health)
+	wait.For(t, 10*time.Second, "procmond to be healthy", func() error {
+		if health := run("collectors", "health", "procmond"); !strings.Contains(health, "procmond: healthy, running") {
+			return fmt.Errorf("health:\n%s", health)
 		}
-		health = run("collectors", "health", "procmond")
-	}
+		return nil
+	})
 	snap := run("call", "control.agent.tasks.procmond", `{"getSnapshot": {"pids": [`+strconv.Itoa(pm.Process.Pid)+`]}}`)
 	if !strings.Contains(snap, `"executablePath": "`+bin+`"`) || !strings.Contains(snap, `"totalCount": 1`) {
 		t.Errorf("snapshot of procmond itself:\n%s", snap)
 	}
 	sub := exec.Command(cli, "--socket", sock, "sub", "--count", "1", "events.process.lifecycle.created")
 	var subOut bytes.Buffer
-	sub.Stdout = &subOut
+	var subErr lockedBuffer
+	sub.Stdout, sub.Stderr = &subOut, &subErr
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // subscribed
+	wait.Until(t, 10*time.Second, "sub to subscribe", func() bool { return strings.Contains(subErr.String(), "subscribed to") })
 	// A process that outlives a scan interval.
 	if err := exec.Command("sleep", "0.5").Run(); err != nil {
 		t.Fatal(err)
