@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -579,7 +580,7 @@ func TestThreadsAreNotProcesses(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			runtime_LockOSThread() // a goroutine that exits locked ends its thread
+			runtime.LockOSThread() // a goroutine that exits locked ends its thread
 		})
 	}
 	wg.Wait()
