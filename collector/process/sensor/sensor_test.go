@@ -283,6 +283,33 @@ func TestExec(t *testing.T) {
 			}
 		},
 	}, {
+		name: "bind mount",
+		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
+			// The path crosses a mount point: dir/b is dir/a mounted again.
+			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			for _, d := range []string{a, b} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			copyFile(t, "/bin/true", filepath.Join(a, "true"), 0o755)
+			if err := unix.Mount(a, b, "", unix.MS_BIND, ""); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := unix.Unmount(b, unix.MNT_DETACH); err != nil {
+					t.Error(err)
+				}
+			})
+			return exec.Command(filepath.Join(b, "true"), token)
+		},
+		check: func(t *testing.T, dir, token string, cmd *exec.Cmd, e *Event) {
+			x := &e.Exec
+			if want := filepath.Join(dir, "b", "true"); x.Path != want || x.Flags != 0 {
+				t.Errorf("path %q flags %v: want %q through the mount, no flags", x.Path, x.Flags, want)
+			}
+		},
+	}, {
 		name: "script",
 		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
 			script := filepath.Join(dir, "script")
@@ -720,5 +747,39 @@ func TestOpenRingBytes(t *testing.T) {
 		if _, err := Open(Options{RingBytes: n}); !errors.Is(err, ErrRingBytes) {
 			t.Errorf("Open(RingBytes: %d): %v, want ErrRingBytes", n, err)
 		}
+	}
+}
+
+// TestRunIdleDeadline detaches the programs, so that no event can come,
+// drains the ring buffer, and requires Run to return at its context's
+// deadline while it waits for an event that never comes.
+func TestRunIdleDeadline(t *testing.T) {
+	s := live(t, Options{})
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.links = nil
+	// Drain what came before the detach, if anything.
+	if s.rd.AvailableBytes() > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		err := s.Run(ctx, func(*Event) error {
+			if s.rd.AvailableBytes() == 0 {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("draining: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Run(ctx, func(e *Event) error {
+		return fmt.Errorf("an event after the programs were detached: %+v", *e)
+	}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run: %v, want context.DeadlineExceeded", err)
 	}
 }
