@@ -30,7 +30,8 @@ type Options struct {
 	// RingBytes is the size of the BPF ring buffer that carries events to
 	// user space: a power of two and a multiple of the page size (4 KiB
 	// on amd64); 0 means DefaultRingBytes. An event that does not fit while
-	// the reader is behind is lost and counted (Stats).
+	// the reader is behind is lost and counted (Stats). Below 16 KiB the
+	// largest exec events (long argv, path and cwd) never fit.
 	RingBytes int
 	// MaxArgs bounds Exec.Args; 0 means DefaultMaxArgs.
 	MaxArgs int
