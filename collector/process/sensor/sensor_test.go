@@ -236,6 +236,7 @@ func TestExec(t *testing.T) {
 	s := live(t, Options{})
 	truePath := realPath(t, "/bin/true")
 	hostPidNS, hostMntNS := nsInode(t, "pid"), nsInode(t, "mnt")
+	var wantTTY uint32 // set by the tty case's cmd for its check
 
 	cases := []execCase{{
 		name: "plain",
@@ -253,6 +254,9 @@ func TestExec(t *testing.T) {
 			}
 			if x.ArgsBytes != uint32(len(strings.Join(wantArgs, "\x00"))+1) {
 				t.Errorf("ArgsBytes %d", x.ArgsBytes)
+			}
+			if x.TTY != 0 || x.LoginUID != readLoginUID(t) {
+				t.Errorf("tty %d login uid %d: want none and this process's", x.TTY, x.LoginUID)
 			}
 			if x.PPID != uint32(os.Getpid()) || x.UID != 0 || x.EUID != 0 || x.GID != 0 || x.EGID != 0 {
 				t.Errorf("ppid %d uid %d euid %d gid %d egid %d: want %d and root", x.PPID, x.UID, x.EUID, x.GID, x.EGID, os.Getpid())
@@ -307,6 +311,57 @@ func TestExec(t *testing.T) {
 			x := &e.Exec
 			if want := filepath.Join(dir, "b", "true"); x.Path != want || x.Flags != 0 {
 				t.Errorf("path %q flags %v: want %q through the mount, no flags", x.Path, x.Flags, want)
+			}
+		},
+	}, {
+		name: "login uid",
+		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
+			if _, err := os.Stat("/proc/self/loginuid"); err != nil {
+				t.Skipf("no login uid on this kernel (CONFIG_AUDIT): %v", err)
+			}
+			// The shell sets its own login uid (root may, once), then execs.
+			return exec.Command("/bin/sh", "-c", `echo 4321 > /proc/self/loginuid && exec /bin/true "$1"`, "sh", token)
+		},
+		execs: 2,
+		check: func(t *testing.T, dir, token string, cmd *exec.Cmd, e *Event) {
+			if e.Exec.LoginUID != 4321 {
+				t.Errorf("login uid %d, want 4321", e.Exec.LoginUID)
+			}
+		},
+	}, {
+		name: "tty",
+		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
+			ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+			if err != nil {
+				t.Skipf("no pseudo-terminals here: %v", err)
+			}
+			t.Cleanup(func() { ptmx.Close() })
+			n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+				t.Fatal(err)
+			}
+			pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { pts.Close() })
+			var st unix.Stat_t
+			if err := unix.Fstat(int(pts.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			wantTTY = unix.Major(st.Rdev)<<20 | unix.Minor(st.Rdev)
+			// A new session whose controlling terminal is the pts.
+			cmd := exec.Command("/bin/true", token)
+			cmd.Stdin = pts
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			return cmd
+		},
+		check: func(t *testing.T, dir, token string, cmd *exec.Cmd, e *Event) {
+			if e.Exec.TTY != wantTTY || e.Exec.TTYMajor() < 136 {
+				t.Errorf("tty %d:%d, want %d:%d (a pts)", e.Exec.TTYMajor(), e.Exec.TTYMinor(), wantTTY>>20, wantTTY&(1<<20-1))
 			}
 		},
 	}, {
@@ -488,6 +543,18 @@ func TestExec(t *testing.T) {
 			tc.check(t, dir, token, cmd, &kept[len(kept)-2])
 		})
 	}
+}
+
+func readLoginUID(t *testing.T) uint32 {
+	b, err := os.ReadFile("/proc/self/loginuid")
+	if err != nil {
+		return NoLoginUID
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(n)
 }
 
 func bootNow(t *testing.T) int64 {
