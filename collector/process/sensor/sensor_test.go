@@ -331,14 +331,22 @@ func TestExec(t *testing.T) {
 	}, {
 		name: "tty",
 		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
-			ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-			if err != nil {
-				t.Skipf("no pseudo-terminals here: %v", err)
-			}
-			t.Cleanup(func() { ptmx.Close() })
-			n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-			if err != nil {
-				t.Fatal(err)
+			// A pts other than number 0, so that a minor number that
+			// ignored the index would show.
+			var ptmx *os.File
+			var n int
+			for range 2 {
+				var err error
+				if ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+					t.Skipf("no pseudo-terminals here: %v", err)
+				}
+				t.Cleanup(func() { ptmx.Close() })
+				if n, err = unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN); err != nil {
+					t.Fatal(err)
+				}
+				if n != 0 {
+					break
+				}
 			}
 			if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
 				t.Fatal(err)
