@@ -32,7 +32,13 @@
 //     threads is reported when the leader ends.
 //
 // The events reach user space through one BPF ring buffer shared by all
-// CPUs (Options.RingBytes). When it is full an event is lost: the kernel
+// CPUs (Options.RingBytes). The programs do not wake the reader for each
+// event, which would cost more than the rest of a fork or exit program:
+// the reader polls every Options.Wakeup (10 ms by default), and is woken
+// early only when a quarter of the ring buffer is unread. On a 2-vCPU VM
+// the three programs then take about 9 µs of kernel time per exec'd
+// process (fork, exec and exit), against about 44 µs with a wakeup per
+// event. When it is full an event is lost: the kernel
 // counts it per CPU and kind, and Stats reports the sums. Nothing is lost
 // silently. The largest exec event is about 12.5 KiB (see the Max*
 // limits); a ring buffer of a few MiB holds thousands of ordinary ones.

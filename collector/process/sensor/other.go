@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"time"
 )
 
 // DefaultRingBytes is Options.RingBytes when it is 0.
 const DefaultRingBytes = 2 << 20
 
+// DefaultWakeup is Options.Wakeup when it is 0.
+const DefaultWakeup = 10 * time.Millisecond
+
 // Options configure Open; see the Linux documentation.
 type Options struct {
 	RingBytes int
+	Wakeup    time.Duration
 	MaxArgs   int
 	Logger    *slog.Logger
 }

@@ -858,3 +858,23 @@ func TestRunIdleDeadline(t *testing.T) {
 		t.Fatalf("Run: %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestWakeupEveryEvent runs the sensor with a kernel wakeup per event (no
+// polling): events still arrive, and promptly.
+func TestWakeupEveryEvent(t *testing.T) {
+	s := live(t, Options{Wakeup: -1})
+	if s.poll != 0 {
+		t.Fatalf("poll %v with Wakeup -1", s.poll)
+	}
+	cmd := exec.Command("/bin/true", "wakeup-every-event")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	collect(t, s, 20*time.Second, func(e *Event) bool {
+		return e.Kind == KindExit && e.PID == pid
+	}, func([]Event) bool { return true })
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
