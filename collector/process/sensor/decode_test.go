@@ -313,6 +313,20 @@ func TestDecodeForkExit(t *testing.T) {
 	}
 }
 
+func TestFlagsString(t *testing.T) {
+	for f, want := range map[Flags]string{
+		0:                                 "0",
+		Deleted:                           "Deleted",
+		MemFD | Detached:                  "MemFD|Detached",
+		ArgsTruncated | FilenameTruncated: "ArgsTruncated|FilenameTruncated",
+		CwdDeleted | 1<<10:                "CwdDeleted|0x400",
+	} {
+		if got := f.String(); got != want {
+			t.Errorf("%#x: %q, want %q", uint32(f), got, want)
+		}
+	}
+}
+
 func TestKindString(t *testing.T) {
 	got := []string{KindExec.String(), KindFork.String(), KindExit.String(), Kind(9).String()}
 	if !slices.Equal(got, []string{"exec", "fork", "exit", "kind(9)"}) {

@@ -68,6 +68,34 @@ const (
 	FilenameTruncated
 )
 
+var flagNames = [...]string{"ArgsTruncated", "PathTruncated", "CwdTruncated", "Deleted", "MemFD",
+	"Detached", "CwdDeleted", "FilenameTruncated"}
+
+// String returns the names of the flags set, joined by "|" ("Deleted",
+// "MemFD|Detached"), "0" for none, and unknown bits in hexadecimal.
+func (f Flags) String() string {
+	if f == 0 {
+		return "0"
+	}
+	var b strings.Builder
+	for i, name := range flagNames {
+		if f&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('|')
+			}
+			b.WriteString(name)
+			f &^= 1 << i
+		}
+	}
+	if f != 0 {
+		if b.Len() > 0 {
+			b.WriteByte('|')
+		}
+		fmt.Fprintf(&b, "%#x", uint32(f))
+	}
+	return b.String()
+}
+
 // Limits of what an exec event carries. The kernel side enforces them; a
 // longer value is cut and flagged.
 const (
