@@ -64,6 +64,7 @@ var forbidden = []struct {
 	{"envelope", "envelopes know nothing of connections", []string{module + "/client", module + "/server", module + "/internal"}},
 	{"rpc", "rpc knows nothing of the monitor", []string{module + "/server", module + "/collector", module + "/detect", module + "/internal"}},
 	{"collector", "collectors know nothing of detection or the programs", []string{module + "/detect", module + "/server", module + "/internal/programs"}},
+	{"collector/process/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
 	{"detect", "detection knows nothing of connections or the programs", []string{module + "/client", module + "/server", module + "/internal/programs"}},
 	{"internal/programs/cli", "the CLI knows the agent only through its API package",
 		[]string{module + "/internal/programs/agent", module + "/detect", module + "/internal/programs/procmond"}},
@@ -101,7 +102,7 @@ func TestImportsPointOneWay(t *testing.T) {
 
 // TestCLILinksNoRuleEngine: daemoneye-cli talks to the agent over the bus
 // (internal/programs/agentapi); it must not link the agent, its rule
-// engine (cel-go) or procmond's /proc reader.
+// engine (cel-go), procmond's /proc reader or its eBPF sensor.
 func TestCLILinksNoRuleEngine(t *testing.T) {
 	const cli = "./cmd/daemoneye-cli"
 	deps := imports(t, "../..", true, cli)[cli]
@@ -109,7 +110,7 @@ func TestCLILinksNoRuleEngine(t *testing.T) {
 		t.Fatalf("go list -deps %s found %d packages", cli, len(deps))
 	}
 	for _, d := range deps {
-		for _, bad := range []string{"cel.dev/", "github.com/antlr4-go/", "github.com/prometheus/procfs",
+		for _, bad := range []string{"cel.dev/", "github.com/antlr4-go/", "github.com/prometheus/procfs", "github.com/cilium/ebpf",
 			module + "/internal/programs/agent", module + "/internal/programs/procmond", module + "/detect", module + "/collector/process"} {
 			if hasPrefixPath(d, bad) {
 				t.Errorf("daemoneye-cli links %s", d)
