@@ -6,6 +6,7 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/clienttest"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
@@ -18,7 +19,7 @@ func BenchmarkHealth(b *testing.B) {
 	for _, tr := range []string{"inproc", "unix"} {
 		b.Run(tr, func(b *testing.B) {
 			var bk *eventbus.Broker
-			var addr string
+			addr := "inproc"
 			if tr == "unix" {
 				var path string
 				path, _, bk = testbroker.Start(b, server.Options{})
@@ -30,20 +31,7 @@ func BenchmarkHealth(b *testing.B) {
 				}
 				defer bk.Close()
 			}
-			dial := func(name string) *client.Conn {
-				var c *client.Conn
-				var err error
-				if addr == "" {
-					c, err = client.Connect(bk, client.Options{Name: name})
-				} else {
-					c, err = client.Dial(b.Context(), addr, client.Options{Name: name})
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { c.Close() })
-				return c
-			}
+			dial := func(name string) *client.Conn { return clienttest.Conn(b, addr, bk, name) }
 			srv := rpc.NewServer(dial("demo"), rpc.ServerOptions{})
 			defer srv.Close()
 			if err := Serve(b.Context(), srv, "demo", minimal{}); err != nil {

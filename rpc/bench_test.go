@@ -11,27 +11,10 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
+	"github.com/daemoneye/daemoneye/internal/testutil/clienttest"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/server"
 )
-
-// connect returns a client named name of the broker at addr, or of bk in
-// process (client.Connect) when addr is "inproc"; the cleanup of tb closes it.
-func connect(tb testing.TB, addr string, bk *eventbus.Broker, name string) *client.Conn {
-	tb.Helper()
-	var c *client.Conn
-	var err error
-	if addr == "inproc" {
-		c, err = client.Connect(bk, client.Options{Name: name})
-	} else {
-		c, err = client.Dial(tb.Context(), addr, client.Options{Name: name})
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
 
 // BenchmarkCall measures health-check calls through a Client and a Server
 // (envelope encoding and decoding included), by one caller (latency) and by
@@ -69,7 +52,7 @@ func BenchmarkCall(b *testing.B) {
 					if name == "caller" {
 						a = callerAddr
 					}
-					return connect(b, a, bk, name)
+					return clienttest.Conn(b, a, bk, name)
 				}
 				srv := NewServer(dial("svc"), ServerOptions{})
 				defer srv.Close()
@@ -140,7 +123,7 @@ func BenchmarkMethod(b *testing.B) {
 					}
 					defer bk.Close()
 				}
-				dial := func(name string) *client.Conn { return connect(b, addr, bk, name) }
+				dial := func(name string) *client.Conn { return clienttest.Conn(b, addr, bk, name) }
 				m := health
 				if kind == "message" {
 					m = custom

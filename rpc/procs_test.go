@@ -17,6 +17,7 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/programs/loadgen"
 	"github.com/daemoneye/daemoneye/internal/protocol/transport"
+	"github.com/daemoneye/daemoneye/internal/testutil/clienttest"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/server"
 )
@@ -162,7 +163,7 @@ func BenchmarkCallProcs(b *testing.B) {
 				addr = "inproc"
 			}
 			startRole(b, "service", path)
-			conn := connect(b, addr, bk, "caller")
+			conn := clienttest.Conn(b, addr, bk, "caller")
 			c := NewClient(conn, ClientOptions{})
 			if _, err := c.Call(b.Context(), healthTopic, healthReq()); err != nil {
 				b.Fatal(err)

@@ -519,7 +519,7 @@ func (h splitHandler) ServeRPC(ctx context.Context, r *Request) (*eventbusv1.Rpc
 // never encoded for in-process use, are encoded for the socket.
 func TestCallsBetweenProcessAndSocket(t *testing.T) {
 	path, _, b := testbroker.Start(t, server.Options{})
-	dial := func(addr string) *client.Conn { return connect(t, addr, b, "") }
+	dial := func(addr string) *client.Conn { return clienttest.Conn(t, addr, b, "") }
 	for _, tc := range []struct{ caller, service string }{{"inproc", "unix://" + path}, {"unix://" + path, "inproc"}} {
 		var got *Request
 		srv := serve(t, dial(tc.service), ServerOptions{}, healthTopic, func(ctx context.Context, r *Request) (*eventbusv1.RpcResponse, error) {

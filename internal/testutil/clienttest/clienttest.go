@@ -72,3 +72,21 @@ func EachTransportWith(t *testing.T, opts Options, fn func(t *testing.T, dial fu
 		})
 	}
 }
+
+// Conn returns a client named name: of bk in process (client.Connect) when
+// addr is "inproc", else dialled at addr. The cleanup of tb closes it.
+func Conn(tb testing.TB, addr string, bk *eventbus.Broker, name string) *client.Conn {
+	tb.Helper()
+	var c *client.Conn
+	var err error
+	if addr == "inproc" {
+		c, err = client.Connect(bk, client.Options{Name: name})
+	} else {
+		c, err = client.Dial(tb.Context(), addr, client.Options{Name: name})
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
