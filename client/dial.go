@@ -258,3 +258,9 @@ func parseAddr(addr string) (endpoint, error) {
 	}
 	return endpoint{}, fmt.Errorf("%w: %q: unknown scheme %q: use unix:///path, tls://host:port or tcp://127.0.0.1:port", ErrAddress, addr, u.Scheme)
 }
+
+// DefaultSocketPath returns the UNIX socket a broker listens on by default
+// (server.DefaultSocketPath, the same path): /run/daemoneye/eventbus.sock
+// for root, otherwise $XDG_RUNTIME_DIR/daemoneye/eventbus.sock, or
+// /tmp/daemoneye-$UID/eventbus.sock when XDG_RUNTIME_DIR is unset.
+func DefaultSocketPath() string { return transport.DefaultSocketPath() }

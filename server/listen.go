@@ -24,6 +24,8 @@ var (
 	// ErrTLSRequired: a TCP listener without TLS on an address other than
 	// loopback.
 	ErrTLSRequired = transport.ErrTLSRequired
+	// ErrNotLoopback: plaintext TCP on an address other than loopback.
+	ErrNotLoopback = transport.ErrNotLoopback
 )
 
 // DefaultSocketPath returns where a broker listens by default:
@@ -57,6 +59,17 @@ func ListenUnix(path string) (net.Listener, error) {
 // 5 s until Serve sets its own deadlines.
 func ListenTLS(addr string, cfg *tls.Config) (net.Listener, error) {
 	return transport.ListenTCP(addr, transport.TCPConfig{TLS: cfg})
+}
+
+// ListenLoopback listens on addr, a loopback address and port
+// ("127.0.0.1:7879", "[::1]:0", "localhost:7879"), for plaintext TCP, for
+// tests and local tools: a plaintext connection carries no identity, so
+// only clients with a token get in (Auth.Tokens). Any other address,
+// ":port" and "0.0.0.0" included, is refused with ErrNotLoopback: use
+// ListenTLS. Each accepted connection starts with a 5 s deadline until
+// Serve sets its own.
+func ListenLoopback(addr string) (net.Listener, error) {
+	return transport.ListenTCP(addr, transport.TCPConfig{AllowPlaintext: true})
 }
 
 // TLSConfig loads a server configuration for ListenTLS from PEM files: the

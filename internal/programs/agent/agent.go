@@ -25,7 +25,6 @@ import (
 	agentv1 "github.com/daemoneye/daemoneye/gen/daemoneye/agent/v1"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/programs/agentapi"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/topics"
@@ -61,7 +60,7 @@ type CollectorSpec struct {
 
 // Options configures the agent. Zero values take the defaults.
 type Options struct {
-	// Socket is the broker's UNIX socket. Default: transport.DefaultSocketPath.
+	// Socket is the broker's UNIX socket. Default: server.DefaultSocketPath.
 	Socket string
 	// Collectors to run. Default: procmond.
 	Collectors []CollectorSpec
@@ -119,7 +118,7 @@ type Options struct {
 
 func (o *Options) defaults() error {
 	if o.Socket == "" {
-		o.Socket = transport.DefaultSocketPath()
+		o.Socket = server.DefaultSocketPath()
 	}
 	if o.Collectors == nil {
 		o.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}

@@ -13,7 +13,6 @@ import (
 	"github.com/daemoneye/daemoneye/internal/programs/command"
 	"github.com/daemoneye/daemoneye/internal/programs/config"
 	"github.com/daemoneye/daemoneye/internal/programs/procmond"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -121,7 +120,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (opts Options, code int,
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
-	fs.String("socket", "", "UNIX socket of the bus (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	fs.String("socket", "", "UNIX socket of the bus (env DAEMONEYE_SOCKET; default "+server.DefaultSocketPath()+")")
 	fs.String("rules", "", "YAML file of detection rules, added to the built-in ones")
 	fs.Bool("no-builtin-rules", false, "do not load the built-in rules")
 	fs.String("alerts", "text", "alerts on standard output: text, json or off")

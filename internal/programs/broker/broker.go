@@ -26,7 +26,6 @@ import (
 	"github.com/daemoneye/daemoneye/eventbus"
 	"github.com/daemoneye/daemoneye/internal/programs/command"
 	"github.com/daemoneye/daemoneye/internal/programs/config"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -249,14 +248,21 @@ func listen(cfg *config.Broker) ([]net.Listener, error) {
 	if cfg.TCP == "" {
 		return []net.Listener{ul}, nil
 	}
-	tcfg := transport.TCPConfig{AllowPlaintext: cfg.TCPPlaintext, HandshakeTimeout: server.DefaultHandshakeTimeout}
+	var tl net.Listener
 	if cfg.TLSCA != "" || cfg.TLSCert != "" || cfg.TLSKey != "" || !cfg.TCPPlaintext {
-		if tcfg.TLS, err = server.TLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+		if cfg.TCPPlaintext {
+			ul.Close()
+			return nil, fmt.Errorf("--tcp %s: %w: --tcp-plaintext and the --tls-* flags exclude each other", cfg.TCP, server.ErrTLSConfig)
+		}
+		tlsCfg, err := server.TLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
 			ul.Close()
 			return nil, fmt.Errorf("--tcp %s: %w (give --tls-ca, --tls-cert and --tls-key, or --tcp-plaintext on a loopback address)", cfg.TCP, err)
 		}
+		tl, err = server.ListenTLS(cfg.TCP, tlsCfg)
+	} else {
+		tl, err = server.ListenLoopback(cfg.TCP)
 	}
-	tl, err := transport.ListenTCP(cfg.TCP, tcfg)
 	if err != nil {
 		ul.Close()
 		return nil, err

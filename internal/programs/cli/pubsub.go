@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 )
 
 // global holds the flags that come before the command.
@@ -36,7 +35,7 @@ func (g *global) addr() string {
 	case os.Getenv("DAEMONEYE_SOCKET") != "":
 		return os.Getenv("DAEMONEYE_SOCKET")
 	}
-	return transport.DefaultSocketPath()
+	return client.DefaultSocketPath()
 }
 
 // credentials returns the token and TLS configuration the flags give.

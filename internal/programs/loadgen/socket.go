@@ -14,7 +14,6 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/eventbus"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -79,7 +78,7 @@ func newSocket(cfg *Config) (_ *socket, err error) {
 		rand.Read(secret[:])
 		h.token = hex.EncodeToString(secret[:])
 		opts.Auth.Tokens = []server.Token{{Name: "daemoneye-bench", Secret: h.token}}
-		if l, err = transport.ListenTCP("127.0.0.1:0", transport.TCPConfig{AllowPlaintext: true}); err != nil {
+		if l, err = server.ListenLoopback("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		h.addr = "tcp://" + l.Addr().String()
@@ -87,8 +86,8 @@ func newSocket(cfg *Config) (_ *socket, err error) {
 		if h.dir, err = os.MkdirTemp("", "daemoneye-bench-"); err != nil {
 			return nil, fmt.Errorf("bench: create a directory for the socket: %w", err)
 		}
-		path := filepath.Join(h.dir, transport.SocketName)
-		if l, err = transport.ListenUnix(path); err != nil {
+		path := filepath.Join(h.dir, server.SocketName)
+		if l, err = server.ListenUnix(path); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		h.addr = "unix://" + path

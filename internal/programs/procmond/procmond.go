@@ -20,7 +20,6 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector/process"
 	"github.com/daemoneye/daemoneye/internal/programs/command"
-	"github.com/daemoneye/daemoneye/internal/protocol/transport"
 )
 
 // Version is reported in procmond's capabilities.
@@ -35,7 +34,7 @@ const Version = "0.4.0"
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("procmond", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", "", "broker socket (env DAEMONEYE_SOCKET; default "+transport.DefaultSocketPath()+")")
+	socket := fs.String("socket", "", "broker socket (env DAEMONEYE_SOCKET; default "+client.DefaultSocketPath()+")")
 	url := fs.String("url", "", "broker URL instead of --socket (unix:///path, tls://host:port)")
 	id := fs.String("id", process.DefaultID, "collector id: its topics end with it")
 	interval := fs.Duration("interval", process.DefaultInterval, "time between scans (at least 100ms)")
@@ -80,7 +79,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 			addr = os.Getenv("DAEMONEYE_SOCKET")
 		}
 		if addr == "" {
-			addr = transport.DefaultSocketPath()
+			addr = client.DefaultSocketPath()
 		}
 		conn, err = connect(ctx, addr, client.Options{
 			Name: *id, Token: token,
