@@ -436,12 +436,14 @@ func testShutdownFinishes(t *testing.T, inline bool) {
 		}
 		shut := make(chan error, 1)
 		go func() { shut <- srv.Shutdown(t.Context()) }()
-		// Kept: Shutdown's first steps (taking the subscriptions, the
-		// unsubscribe on its way) show nowhere the test can look without
-		// sending a request that would be counted. The pause only makes
-		// it likely that Shutdown has begun when the handler is released;
-		// if it has not, the test still passes, testing less.
-		time.Sleep(20 * time.Millisecond)
+		// The handler is released once Shutdown has taken the
+		// subscriptions (its first step), so the drain is what serves
+		// the calls on their way.
+		wait.Until(t, 10*time.Second, "Shutdown to begin", func() bool {
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			return srv.subs == nil
+		})
 		close(release)
 		for i := range calls {
 			if err := <-results; err != nil {
