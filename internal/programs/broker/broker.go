@@ -9,6 +9,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -254,8 +255,8 @@ func listen(cfg *config.Broker) ([]net.Listener, error) {
 			ul.Close()
 			return nil, fmt.Errorf("--tcp %s: %w: --tcp-plaintext and the --tls-* flags exclude each other", cfg.TCP, server.ErrTLSConfig)
 		}
-		tlsCfg, err := server.TLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
+		var tlsCfg *tls.Config
+		if tlsCfg, err = server.TLSConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
 			ul.Close()
 			return nil, fmt.Errorf("--tcp %s: %w (give --tls-ca, --tls-cert and --tls-key, or --tcp-plaintext on a loopback address)", cfg.TCP, err)
 		}
