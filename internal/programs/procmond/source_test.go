@@ -204,3 +204,71 @@ func TestSourceEBPFForcedFails(t *testing.T) {
 		}
 	}
 }
+
+// With --source ebpf, a process that lives through several scans is
+// published once as created and once as terminated: the scan does not
+// publish again what the sensor did. Heartbeats come from the goroutine
+// that scans, after the scan's events: three of them after the process
+// ended mean at least two scans published what they had.
+func TestSourceEBPFPublishesOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if why := canSense(t); why != "" {
+		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	testproc.StartBroker(t, broker, sock)
+	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	all, err := watch.Subscribe(t.Context(), "#", 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := exec.Command(bin, "--socket", sock, "--source", "ebpf", "--interval", "100ms", "--heartbeat", "100ms")
+	stderr, _ := pm.StderrPipe()
+	if err := pm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { pm.Process.Kill(); pm.Wait() }()
+	logs := testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+
+	prog := copyBinary(t, "/bin/sleep")
+	cmd := exec.Command(prog, "0.5") // five scans
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	counts := map[eventbusv1.ProcessEventSubtype]int{}
+	beats := 0
+	for timeout := time.After(15 * time.Second); beats < 3; {
+		select {
+		case m := <-all.C():
+			e := new(eventbusv1.EventBusMessage)
+			if err := proto.Unmarshal(m.Payload, e); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(m.Topic, "control.health.heartbeat.") {
+				if counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED] > 0 {
+					beats++
+				}
+				continue
+			}
+			if p := e.GetCollectionEvent().GetProcess(); p.GetProcess().GetPid() == pid && p.GetProcess().GetExecutablePath() == prog {
+				counts[p.GetSubtype()]++
+			}
+		case <-timeout:
+			t.Fatalf("events of pid %d within 15 s: %v, heartbeats after its end: %d", pid, counts, beats)
+		}
+	}
+	if counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED] != 1 || counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED] != 1 {
+		t.Errorf("pid %d published %v, want one created and one terminated", pid, counts)
+	}
+}
