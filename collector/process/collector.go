@@ -395,9 +395,13 @@ func (c *Collector) heartbeat() {
 			RpcRequestsHandled: c.handled.Load(), QueueDepth: uint64(c.conn.Stats().Buffered),
 		},
 	}
+	// "source.<source>": 1 names the active source (the agent shows it
+	// in daemoneye-cli collectors list).
+	hb.Counters.Custom = map[string]uint64{"source." + string(c.source): 1}
 	if c.sensor != nil {
 		st := c.sensor.Stats()
-		hb.Counters.Custom = map[string]uint64{"sensor_events": st.Events, "sensor_lost": st.Lost, "sensor_unenriched": c.enrichMissed.Load()}
+		hb.Counters.Custom["sensor_events"], hb.Counters.Custom["sensor_lost"] = st.Events, st.Lost
+		hb.Counters.Custom["sensor_unenriched"] = c.enrichMissed.Load()
 	}
 	topic := topics.HealthHeartbeat + "." + c.opts.ID
 	msg := envelope.New(topic, time.Now(), hb)

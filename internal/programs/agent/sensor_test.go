@@ -65,6 +65,9 @@ func TestAgentAlertsOnShortProcesses(t *testing.T) {
 		c := status(t, cli, sock).Collectors[0]
 		return c.State == StateRunning && c.Health == HealthHealthy
 	})
+	wait.Until(t, 15*time.Second, "collectors list to name the eBPF source", func() bool {
+		return status(t, cli, sock).Collectors[0].Detail["source"] == "ebpf"
+	})
 	health, err := exec.Command(cli, "--socket", sock, "collectors", "health", "procmond").CombinedOutput()
 	if err != nil || !strings.Contains(string(health), "ebpf:") {
 		t.Fatalf("procmond's health does not name the eBPF source (%v):\n%s", err, health)
