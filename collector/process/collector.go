@@ -205,10 +205,11 @@ func (c *Collector) Run(ctx context.Context) error {
 		return err
 	}
 	c.setState(eventbusv1.CollectorState_COLLECTOR_STATE_RUNNING)
+	stopSensor := func() {}
 	if c.sensor != nil {
 		// The sensor's reader, from before the first scan so that nothing
 		// started in between is missed; stopped below.
-		sctx, stopSensor := context.WithCancel(ctx)
+		sctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			if err := c.readSensor(sctx); err != nil {
@@ -219,13 +220,16 @@ func (c *Collector) Run(ctx context.Context) error {
 				c.log.Error("procmond: the eBPF process sensor stopped; only the /proc scan runs now", "err", err)
 			}
 		})
-		defer func() {
-			stopSensor()
+		// Stopped before the final flush, so that what it published is
+		// flushed too.
+		stopSensor = sync.OnceFunc(func() {
+			cancel()
 			if err := c.sensor.Close(); err != nil {
 				c.log.Warn("procmond: closing the eBPF process sensor", "err", err)
 			}
 			wg.Wait()
-		}()
+		})
+		defer stopSensor() // on a panic
 	}
 	c.scanOnce(time.Now())
 	scan := time.NewTicker(c.interval())
@@ -252,6 +256,7 @@ loop:
 		}
 	}
 	c.setState(eventbusv1.CollectorState_COLLECTOR_STATE_STOPPING)
+	stopSensor()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
