@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -122,7 +123,7 @@ func (c *Collector) onExec(e *sensor.Event) {
 	r := c.execRecord(e, key, hashOn)
 	c.mu.Lock()
 	_, pub := c.sensorRecs[key]
-	if old, ok := c.cur[key]; ok && old.GetExecutablePath() == r.GetExecutablePath() && !pub {
+	if old, ok := c.cur[key]; ok && !pub && old.GetExecutablePath() == r.GetExecutablePath() && slices.Equal(old.GetCommandLine(), r.GetCommandLine()) {
 		// The scan read this process after its exec, and published it.
 		c.mu.Unlock()
 		return
