@@ -15,6 +15,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector"
+	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	"github.com/daemoneye/daemoneye/envelope"
 	"github.com/daemoneye/daemoneye/eventbus"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
@@ -57,6 +58,9 @@ type Options struct {
 	SoftwareVersion string
 	// Logger receives the collector's notices. Default: silent.
 	Logger *slog.Logger
+	// Source is where new and ended processes are learnt of: SourceAuto
+	// (the default), SourceEBPF or SourcePoll.
+	Source Source
 }
 
 // Collector is procmond: it scans the processes every interval, publishes
@@ -85,7 +89,29 @@ type Collector struct {
 	shutdown  chan struct{} // closed by a shutdown request
 	reconf    chan struct{} // a configuration change: re-read the intervals
 
+	// The source (source.go). sensor, source and sourceNote are set by
+	// Run before it starts the sensor's reader, and not changed after.
+	sensor     *sensor.Sensor // nil: polling only
+	source     Source
+	sourceNote string
+	bootTime   time.Time         // the scanner's, for start times
+	users      map[uint32]string // the sensor reader's user names
+	// Under mu: what the sensor published that the scan may not know yet,
+	// the processes whose exit it published, the latest scan by pid, the
+	// number of scans, and the scan's events left out as already
+	// published.
+	sensorRecs  map[Key]sensorRec
+	sensorByPID map[uint32]*eventbusv1.ProcessRecord
+	exited      map[Key]struct{}
+	byPID       map[uint32]*eventbusv1.ProcessRecord
+	scans       uint64
+	resynced    uint64
+	sensorErr   error
+
 	published, dropped, errs, handled, heartbeats atomic.Uint64
+	// The sensor's events published, and exec events whose process could
+	// not be read in /proc any more (published with accessible=false).
+	sensorCreated, sensorTerminated, enrichMissed atomic.Uint64
 }
 
 // New returns a Collector publishing on conn.
@@ -109,8 +135,14 @@ func New(conn *client.Conn, opts Options) (*Collector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	src, err := ParseSource(string(opts.Source))
+	if err != nil {
+		return nil, err
+	}
+	opts.Source = src
 	c := &Collector{conn: conn, opts: opts, log: log, started: time.Now(), state: eventbusv1.CollectorState_COLLECTOR_STATE_STARTING,
-		shutdown: make(chan struct{}), reconf: make(chan struct{}, 1)}
+		shutdown: make(chan struct{}), reconf: make(chan struct{}, 1), users: map[uint32]string{},
+		sensorRecs: map[Key]sensorRec{}, sensorByPID: map[uint32]*eventbusv1.ProcessRecord{}, exited: map[Key]struct{}{}}
 	c.hashes, c.hashOn = &HashCache{}, !opts.NoHash
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
@@ -151,19 +183,54 @@ func validateConfig(s *structpb.Struct) []*eventbusv1.FieldViolation {
 
 // Run serves the control operations and scans until ctx ends (it returns
 // nil) or a shutdown is requested over RPC (it returns ErrShutdown). It
-// flushes what it published before it returns.
+// flushes what it published before it returns. With SourceEBPF it fails
+// with an error wrapping ErrSource when the sensor cannot be opened.
+// Run may be called once.
 func (c *Collector) Run(ctx context.Context) error {
 	var err error
 	if c.scanner, err = NewScanner(ScannerOptions{ProcRoot: c.opts.ProcRoot}); err != nil {
 		return err
 	}
 	defer c.scanner.Close()
+	c.bootTime = c.scanner.bootTime
+	if err := c.openSource(); err != nil {
+		return err
+	}
 	srv := rpc.NewServer(c.conn, rpc.ServerOptions{ID: c.opts.ID, MaxConcurrent: 8, Logger: c.log})
 	if err := collector.Serve(ctx, srv, c.opts.ID, c); err != nil {
 		srv.Close()
+		if c.sensor != nil {
+			c.sensor.Close()
+		}
 		return err
 	}
 	c.setState(eventbusv1.CollectorState_COLLECTOR_STATE_RUNNING)
+	stopSensor := func() {}
+	if c.sensor != nil {
+		// The sensor's reader, from before the first scan so that nothing
+		// started in between is missed; stopped below.
+		sctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := c.readSensor(sctx); err != nil {
+				c.errs.Add(1)
+				c.mu.Lock()
+				c.sensorErr = err
+				c.mu.Unlock()
+				c.log.Error("procmond: the eBPF process sensor stopped; only the /proc scan runs now", "err", err)
+			}
+		})
+		// Stopped before the final flush, so that what it published is
+		// flushed too.
+		stopSensor = sync.OnceFunc(func() {
+			cancel()
+			if err := c.sensor.Close(); err != nil {
+				c.log.Warn("procmond: closing the eBPF process sensor", "err", err)
+			}
+			wg.Wait()
+		})
+		defer stopSensor() // on a panic
+	}
 	c.scanOnce(time.Now())
 	scan := time.NewTicker(c.interval())
 	defer scan.Stop()
@@ -189,6 +256,7 @@ loop:
 		}
 	}
 	c.setState(eventbusv1.CollectorState_COLLECTOR_STATE_STOPPING)
+	stopSensor()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
@@ -226,27 +294,29 @@ func (c *Collector) scanOnce(now time.Time) {
 	start := time.Now()
 	cur, err := c.scanner.Scan(now)
 	took := time.Since(start)
-	c.mu.Lock()
-	prev := c.cur
-	c.scanTook, c.scanErr = took, err
-	if err == nil {
-		c.cur, c.lastScan = cur, now
-	}
-	c.mu.Unlock()
 	if err != nil {
+		c.mu.Lock()
+		c.scanTook, c.scanErr = took, err
+		c.mu.Unlock()
 		c.errs.Add(1)
 		c.log.Warn("procmond: scan failed", "err", err)
 		return
 	}
 	c.noteInaccessible(cur)
-	changes := Diff(prev, cur)
-	if len(changes) == 0 {
-		return
+	changes := Diff(c.cur, cur) // c.cur is written only here: no lock to read it
+	var byPID map[uint32]*eventbusv1.ProcessRecord
+	if len(changes) > 0 || c.sensor != nil {
+		byPID = make(map[uint32]*eventbusv1.ProcessRecord, len(cur))
+		for _, r := range cur {
+			byPID[r.GetPid()] = r
+		}
 	}
-	byPID := make(map[uint32]*eventbusv1.ProcessRecord, len(cur))
-	for _, r := range cur {
-		byPID[r.GetPid()] = r
-	}
+	c.mu.Lock()
+	c.scanTook, c.scanErr = took, nil
+	c.cur, c.lastScan, c.byPID = cur, now, byPID
+	c.scans++
+	changes = c.resyncLocked(changes, cur)
+	c.mu.Unlock()
 	for _, ch := range changes {
 		c.publish(ch, byPID, now)
 	}
@@ -279,8 +349,14 @@ func topicOf(st eventbusv1.ProcessEventSubtype) (string, eventbus.Priority) {
 }
 
 func (c *Collector) publish(ch Change, byPID map[uint32]*eventbusv1.ProcessRecord, now time.Time) {
+	c.publishAt(ch, treeOf(ch.Record, byPID), now)
+}
+
+// publishAt publishes one change with its parent's context (nil: none).
+// It is safe for concurrent use.
+func (c *Collector) publishAt(ch Change, parent *eventbusv1.ProcessTreeContext, now time.Time) {
 	topic, prio := topicOf(ch.Subtype)
-	data := &eventbusv1.ProcessEventData{Process: ch.Record, Subtype: ch.Subtype, TreeContext: treeOf(ch.Record, byPID)}
+	data := &eventbusv1.ProcessEventData{Process: ch.Record, Subtype: ch.Subtype, TreeContext: parent}
 	if len(ch.Changed) > 0 {
 		data.ChangedFields = &fieldmaskpb.FieldMask{Paths: ch.Changed}
 	}
@@ -324,6 +400,14 @@ func (c *Collector) heartbeat() {
 			RpcRequestsHandled: c.handled.Load(), QueueDepth: uint64(c.conn.Stats().Buffered),
 		},
 	}
+	// "source.<source>": 1 names the active source (the agent shows it
+	// in daemoneye-cli collectors list).
+	hb.Counters.Custom = map[string]uint64{"source." + string(c.source): 1}
+	if c.sensor != nil {
+		st := c.sensor.Stats()
+		hb.Counters.Custom["sensor_events"], hb.Counters.Custom["sensor_lost"] = st.Events, st.Lost
+		hb.Counters.Custom["sensor_unenriched"] = c.enrichMissed.Load()
+	}
 	topic := topics.HealthHeartbeat + "." + c.opts.ID
 	msg := envelope.New(topic, time.Now(), hb)
 	msg.Metadata.SourceId = c.opts.ID
@@ -334,15 +418,15 @@ func (c *Collector) heartbeat() {
 }
 
 // overall is the collector's health: unhealthy when the last scan
-// failed, degraded when events were dropped or processes could not be
-// read.
+// failed, degraded when events were dropped, or the eBPF sensor lost
+// events or stopped.
 func (c *Collector) overall() eventbusv1.HealthStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.scanErr != nil || c.cur == nil:
 		return eventbusv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
-	case c.dropped.Load() > 0:
+	case c.dropped.Load() > 0, c.sourceDegradedLocked():
 		return eventbusv1.HealthStatus_HEALTH_STATUS_DEGRADED
 	}
 	return eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY
@@ -378,7 +462,7 @@ func (c *Collector) Health(_ context.Context, req *eventbusv1.HealthCheckRequest
 	if req.GetIncludeMetrics() {
 		bus.Metrics = map[string]float64{"published": float64(c.published.Load()), "dropped": float64(c.dropped.Load()), "buffered_bytes": float64(st.Buffered)}
 	}
-	comps := []*eventbusv1.ComponentHealth{scanner, bus}
+	comps := []*eventbusv1.ComponentHealth{scanner, bus, c.sourceHealth(now, req.GetIncludeMetrics())}
 	if len(req.GetComponents()) > 0 {
 		comps = slices.DeleteFunc(comps, func(h *eventbusv1.ComponentHealth) bool { return !slices.Contains(req.GetComponents(), h.GetName()) })
 	}
@@ -389,7 +473,7 @@ func (c *Collector) Health(_ context.Context, req *eventbusv1.HealthCheckRequest
 // Capabilities describes procmond.
 func (c *Collector) Capabilities(context.Context, *eventbusv1.GetCapabilitiesRequest) (*eventbusv1.Capabilities, error) {
 	c.handled.Add(1)
-	features := []string{"process.lifecycle", "process.tree"}
+	features := []string{"process.lifecycle", "process.tree", "process.source." + string(c.source)}
 	c.mu.Lock()
 	if c.hashOn {
 		features = append(features, "process.hash")

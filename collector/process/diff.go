@@ -10,6 +10,8 @@ import (
 // Change is one lifecycle event found by comparing two scans.
 type Change struct {
 	Subtype eventbusv1.ProcessEventSubtype
+	// Key is the process's pid and start time.
+	Key Key
 	// Record is the process as the latest scan saw it; for TERMINATED, as
 	// the previous one did.
 	Record *eventbusv1.ProcessRecord
@@ -27,21 +29,21 @@ func Diff(prev, cur map[Key]*eventbusv1.ProcessRecord) []Change {
 	var out []Change
 	for k, r := range cur {
 		if prev == nil {
-			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED, Record: r})
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_OBSERVED, Key: k, Record: r})
 			continue
 		}
 		old, ok := prev[k]
 		if !ok {
-			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r})
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Key: k, Record: r})
 			continue
 		}
 		if changed := changedFields(old, r); len(changed) > 0 {
-			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED, Record: r, Changed: changed})
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_UPDATED, Key: k, Record: r, Changed: changed})
 		}
 	}
 	for k, r := range prev {
 		if _, ok := cur[k]; !ok {
-			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r})
+			out = append(out, Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Key: k, Record: r})
 		}
 	}
 	slices.SortFunc(out, func(a, b Change) int {

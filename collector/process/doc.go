@@ -36,6 +36,15 @@
 // operations: health, capabilities, configuration (interval_ms,
 // heartbeat_ms, hash), snapshots and shutdown.
 //
-// The Collector's goroutines are its caller's (Run) and the rpc.Server's;
-// Run waits for them before it returns.
+// Options.Source says where the Collector learns of new processes:
+// SourceEBPF publishes each exec as CREATED and each exit as TERMINATED as
+// the eBPF sensor (package sensor) reports them, enriched from /proc while
+// the process exists (accessible=false when it was already gone), and
+// keeps the scan to resync: the scan publishes only what the sensor did
+// not, matching processes by pid and start time in clock ticks.
+// SourcePoll only scans; SourceAuto is SourceEBPF when the sensor opens.
+//
+// The Collector's goroutines are its caller's (Run), the rpc.Server's, and
+// with the sensor its reader (which publishes what it reads); Run waits for
+// them before it returns.
 package process

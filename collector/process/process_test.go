@@ -255,10 +255,15 @@ func TestCollectorOverTheBus(t *testing.T) {
 	}()
 	cc := collector.NewClient(rpc.NewClient(dial("agent"), rpc.ClientOptions{}))
 
-	select { // the first scan: what runs before it is OBSERVED, not CREATED
-	case <-events.C():
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event from the first scan")
+	// The first scan: what runs before it is OBSERVED, not CREATED. With
+	// the eBPF sensor, created events of other processes may come first.
+	for timeout, observed := time.After(10*time.Second), false; !observed; {
+		select {
+		case m := <-events.C():
+			observed = m.Topic == "events.process.enumeration.observed"
+		case <-timeout:
+			t.Fatal("no event from the first scan")
+		}
 	}
 	bin := copySleep(t, t.TempDir())
 	child := startChild(t, bin)
@@ -288,23 +293,30 @@ func TestCollectorOverTheBus(t *testing.T) {
 		t.Errorf("created %v", created)
 	}
 
-	snap, err := cc.Snapshot(t.Context(), "procmond", &eventbusv1.SnapshotRequest{Pids: []uint32{uint32(child.Process.Pid)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.GetProcesses()) != 1 || snap.GetProcesses()[0].GetExecutablePath() != bin || snap.GetTotalCount() != 1 {
-		t.Errorf("snapshot %v", snap)
-	}
+	// The snapshot is the latest scan's, which may come after the eBPF
+	// sensor's created event.
+	wait.For(t, 10*time.Second, "the child in a snapshot", func() error {
+		snap, err := cc.Snapshot(t.Context(), "procmond", &eventbusv1.SnapshotRequest{Pids: []uint32{uint32(child.Process.Pid)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.GetProcesses()) != 1 || snap.GetProcesses()[0].GetExecutablePath() != bin || snap.GetTotalCount() != 1 {
+			return fmt.Errorf("snapshot %v", snap)
+		}
+		return nil
+	})
 	page, err := cc.Snapshot(t.Context(), "procmond", &eventbusv1.SnapshotRequest{PageSize: 1})
 	if err != nil || len(page.GetProcesses()) != 1 || page.GetNextPageToken() == "" {
 		t.Errorf("first page %v, %v", page, err)
 	}
 	h, err := cc.Health(t.Context(), "procmond", &eventbusv1.HealthCheckRequest{IncludeMetrics: true})
-	if err != nil || h.GetState() != eventbusv1.CollectorState_COLLECTOR_STATE_RUNNING || len(h.GetComponents()) != 2 {
+	if err != nil || h.GetState() != eventbusv1.CollectorState_COLLECTOR_STATE_RUNNING || len(h.GetComponents()) != 3 ||
+		h.GetComponents()[2].GetName() != "source" || h.GetComponents()[2].GetMetrics()["ebpf"] != map[Source]float64{SourceEBPF: 1}[pc.source] {
 		t.Errorf("health %v, %v", h, err)
 	}
 	caps, err := cc.Capabilities(t.Context(), "procmond", &eventbusv1.GetCapabilitiesRequest{})
-	if err != nil || !slices.Contains(caps.GetSupportedOperations(), eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT) || caps.GetSoftwareVersion() != "test" {
+	if err != nil || !slices.Contains(caps.GetSupportedOperations(), eventbusv1.RpcOperation_RPC_OPERATION_GET_SNAPSHOT) || caps.GetSoftwareVersion() != "test" ||
+		!slices.Contains(caps.GetFeatures(), "process.source."+string(pc.source)) {
 		t.Errorf("capabilities %v, %v", caps, err)
 	}
 	cfgReq := &eventbusv1.ConfigUpdateRequest{}

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -110,10 +111,15 @@ func TestAgentEndToEnd(t *testing.T) {
 	if !strings.Contains(line, "exec-from-world-writable-dir") || !strings.Contains(line, bin) || !strings.Contains(line, "HIGH") {
 		t.Errorf("alert line %q", line)
 	}
-	ps, err := exec.Command(cli, "--socket", sock, "ps").Output()
-	if err != nil || !strings.Contains(string(ps), bin+" 30") {
-		t.Errorf("ps: %v\n%s", err, ps)
-	}
+	// ps shows the latest scan, which may come after the eBPF sensor's
+	// event raised the alert.
+	wait.For(t, 15*time.Second, "the sleeper in ps", func() error {
+		ps, err := exec.Command(cli, "--socket", sock, "ps").Output()
+		if err != nil || !strings.Contains(string(ps), bin+" 30") {
+			return fmt.Errorf("ps: %v\n%s", err, ps)
+		}
+		return nil
+	})
 	// Under a root agent the sleeper is another user's process: its exe
 	// link and executable are read through procmond's capabilities, which
 	// its seccomp filter leaves for reading.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -58,17 +59,46 @@ const (
 const (
 	capDACReadSearch = 2  // read any file and search any directory: /proc/<pid>/ files of others, executables to hash
 	capSysPtrace     = 19 // ptrace-read access: /proc/<pid>/exe, cwd and the like of every process
+	capPerfmon       = 38 // with CAP_BPF: load and attach tracing programs (the eBPF process sensor)
+	capBPF           = 39
 )
 
 // kindCaps are the capabilities each collector kind runs with when the
 // agent is root: procmond reads every process's /proc entries, resolves
-// its exe link and hashes the executable.
-func kindCaps(kind string) []uintptr {
+// its exe link and hashes the executable; with --source ebpf or auto (the
+// default) it also loads the eBPF process sensor, which needs CAP_BPF and
+// CAP_PERFMON. With --source poll it gets neither.
+func kindCaps(kind string, args []string) []uintptr {
 	switch kind {
 	case "procmond":
-		return []uintptr{capDACReadSearch, capSysPtrace}
+		if procmondSource(args) == "poll" {
+			return []uintptr{capDACReadSearch, capSysPtrace}
+		}
+		return []uintptr{capDACReadSearch, capSysPtrace, capBPF, capPerfmon}
 	}
 	return nil
+}
+
+// procmondSource returns the value of the last --source flag in procmond's
+// args ("auto" when there is none), as its flag parsing would see it.
+func procmondSource(args []string) string {
+	src := "auto"
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "source" {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			i++
+			value = args[i]
+		}
+		src = value
+	}
+	return src
 }
 
 // handover is what one collector process gets: its end of the socketpair
@@ -106,7 +136,7 @@ func (a *Agent) handover(spec CollectorSpec) (*handover, error) {
 	h := &handover{conn: nc, files: []*os.File{theirs, exe}, path: "/proc/self/fd/4"}
 	if os.Geteuid() == 0 {
 		h.cred = &syscall.Credential{Uid: a.opts.CollectorUID, Gid: a.opts.CollectorGID, Groups: []uint32{}}
-		h.caps = kindCaps(spec.Kind)
+		h.caps = kindCaps(spec.Kind, spec.Args)
 		if err := executableBy(exe, h.cred); err != nil {
 			h.close()
 			nc.Close()
@@ -146,13 +176,14 @@ func (h *handover) close() {
 }
 
 // confineCollector is what collector mode does first: no_new_privs on
-// every thread, then the seccomp filter (confineSyscalls). The collector
-// does not run if either fails.
-func confineCollector() error {
+// every thread, then the seccomp filter (confineSyscalls), which lets
+// procmond call bpf only when its args (without the program name) ask for
+// the eBPF sensor. The collector does not run if either fails.
+func confineCollector(args []string) error {
 	if err := noNewPrivs(); err != nil {
 		return err
 	}
-	return confineSyscalls()
+	return confineSyscalls(procmondSource(args) != "poll")
 }
 
 // noNewPrivs sets no_new_privs on every thread of this process: nothing

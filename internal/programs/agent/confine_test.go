@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -453,5 +454,30 @@ func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 	}
 	if n := a.srv.Stats().DeniedPublishes; n != 0 {
 		t.Errorf("%d denied publishes: the CLI tried control.collector.* directly", n)
+	}
+}
+
+// procmond's capabilities follow its --source: CAP_BPF and CAP_PERFMON only
+// for ebpf and auto (the default).
+func TestKindCaps(t *testing.T) {
+	read := []uintptr{capDACReadSearch, capSysPtrace}
+	sense := []uintptr{capDACReadSearch, capSysPtrace, capBPF, capPerfmon}
+	for _, tc := range []struct {
+		args []string
+		want []uintptr
+	}{
+		{nil, sense},
+		{[]string{"--interval", "1s"}, sense},
+		{[]string{"--source", "poll"}, read},
+		{[]string{"--source=poll"}, read},
+		{[]string{"-source", "poll"}, read},
+		{[]string{"--source", "poll", "--source", "ebpf"}, sense},
+		{[]string{"--source", "auto"}, sense},
+		{[]string{"--no-hash", "--source=ebpf"}, sense},
+		{[]string{"--", "--source", "poll"}, sense},
+	} {
+		if got := kindCaps("procmond", tc.args); !slices.Equal(got, tc.want) {
+			t.Errorf("kindCaps(procmond, %q) = %v, want %v", tc.args, got, tc.want)
+		}
 	}
 }

@@ -91,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "daemoneye-agent: unknown collector %q (procmond is the one there is)\n", args[1])
 			return 2
 		}
-		if err := confineCollector(); err != nil {
+		if err := confineCollector(args[2:]); err != nil {
 			fmt.Fprintf(stderr, "daemoneye-agent: collector %s: %v\n", args[1], err)
 			return 1
 		}

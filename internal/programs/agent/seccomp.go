@@ -29,7 +29,9 @@ import (
 //     descriptor opened for writing. openat2 passes its flags in a struct
 //     the filter cannot read, so it fails with ENOSYS, the answer for a
 //     kernel without it, and Go and libc fall back to openat;
-//   - io_uring (its operations bypass the filter), bpf, perf_event_open,
+//   - io_uring (its operations bypass the filter), bpf (unless procmond
+//     runs with --source ebpf or auto: the eBPF sensor loads its programs
+//     and reads its loss counters with it), perf_event_open,
 //     userfaultfd, the keyring calls, module and kexec loading, namespaces
 //     (setns, unshare, clone with a CLONE_NEW* flag; clone3, whose flags
 //     are in a struct, gets ENOSYS), and mounting, chroot, swap and reboot.
@@ -50,7 +52,7 @@ var seccompDenied = append([]uint32{
 	unix.SYS_PIDFD_GETFD, unix.SYS_KCMP, unix.SYS_PROCESS_MADVISE,
 	unix.SYS_OPEN_BY_HANDLE_AT,
 	unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER,
-	unix.SYS_BPF, unix.SYS_PERF_EVENT_OPEN, unix.SYS_USERFAULTFD,
+	unix.SYS_PERF_EVENT_OPEN, unix.SYS_USERFAULTFD,
 	unix.SYS_KEYCTL, unix.SYS_ADD_KEY, unix.SYS_REQUEST_KEY,
 	unix.SYS_INIT_MODULE, unix.SYS_FINIT_MODULE, unix.SYS_DELETE_MODULE,
 	unix.SYS_KEXEC_LOAD, unix.SYS_KEXEC_FILE_LOAD,
@@ -107,7 +109,7 @@ func bpfJump(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 // self-contained block that either returns or falls through to the next
 // with the syscall number still in the accumulator, so no jump crosses a
 // block.
-func seccompProgram() []unix.SockFilter {
+func seccompProgram(allowBPF bool) []unix.SockFilter {
 	const (
 		ldW  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
 		jeq  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
@@ -124,7 +126,11 @@ func seccompProgram() []unix.SockFilter {
 	if x32Bit != 0 { // the x32 ABI shares AUDIT_ARCH_X86_64 and sets this bit in nr
 		p = append(p, bpfJump(jset, x32Bit, 0, 1), bpfStmt(ret, retKill))
 	}
-	for _, nr := range seccompDenied {
+	denied := seccompDenied
+	if !allowBPF {
+		denied = append(denied[:len(denied):len(denied)], unix.SYS_BPF)
+	}
+	for _, nr := range denied {
 		p = append(p, bpfJump(jeq, nr, 0, 1), bpfStmt(ret, retEPERM))
 	}
 	for _, nr := range seccompNoSys {
@@ -147,9 +153,10 @@ func seccompProgram() []unix.SockFilter {
 var errSeccomp = errors.New("install the collector's seccomp filter (needs Linux 3.17 or later with CONFIG_SECCOMP_FILTER)")
 
 // confineSyscalls installs the collector's seccomp filter on every thread
-// of this process. no_new_privs must already be set (noNewPrivs).
-func confineSyscalls() error {
-	prog := seccompProgram()
+// of this process. no_new_privs must already be set (noNewPrivs). bpf is
+// refused unless allowBPF (procmond with the eBPF sensor).
+func confineSyscalls(allowBPF bool) error {
+	prog := seccompProgram(allowBPF)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
 	switch {

@@ -11,7 +11,13 @@ import (
 // The filter is well formed: every jump lands inside the program, and it
 // ends in a return.
 func TestSeccompProgram(t *testing.T) {
-	p := seccompProgram()
+	for _, allowBPF := range []bool{false, true} {
+		checkSeccompProgram(t, seccompProgram(allowBPF))
+	}
+}
+
+func checkSeccompProgram(t *testing.T, p []unix.SockFilter) {
+	t.Helper()
 	if len(p) > 4096 {
 		t.Fatalf("%d instructions, over BPF_MAXINSNS", len(p))
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,6 +25,9 @@ import (
 // does, then tries what a compromised procmond would against the process
 // whose pid the variable holds, and prints one line per attempt.
 const seccompChildEnv = "DAEMONEYE_TEST_SECCOMP_TARGET"
+
+// seccompSourceEnv is procmond's --source in the child.
+const seccompSourceEnv = "DAEMONEYE_TEST_SECCOMP_SOURCE"
 
 // seccompChild is the child's side; it returns the exit code.
 func seccompChild(target string) int {
@@ -44,7 +48,7 @@ func seccompChild(target string) int {
 			done <- err
 		}()
 	}
-	if err := confineCollector(); err != nil {
+	if err := confineCollector([]string{"--source", os.Getenv(seccompSourceEnv)}); err != nil {
 		fmt.Println("confine", err)
 		return 1
 	}
@@ -91,6 +95,16 @@ func seccompChild(target string) int {
 	report("read-exe", err)
 	_, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	report("read-status", err)
+	// The eBPF sensor: with --source ebpf or auto only.
+	s, err := sensor.Open(sensor.Options{})
+	if err == nil {
+		s.Stats()
+		err = s.Close()
+	}
+	if err != nil {
+		err = errors.New("failed")
+	}
+	report("sensor", err)
 	return 0
 }
 
@@ -116,8 +130,15 @@ func report(name string, err error) {
 // A collector-mode process with procmond's user and capabilities (the
 // same SysProcAttr as spawn) cannot attach to a root process, write its
 // memory or take its descriptors, from any thread; it still reads the
-// process's exe link and executable.
+// process's exe link and executable; it can open the eBPF sensor with
+// --source ebpf, and not with --source poll.
 func TestCollectorSeccomp(t *testing.T) {
+	for _, tc := range []struct{ source, sensor string }{{"poll", "failed"}, {"ebpf", "ok"}} {
+		t.Run(tc.source, func(t *testing.T) { testCollectorSeccomp(t, tc.source, tc.sensor) })
+	}
+}
+
+func testCollectorSeccomp(t *testing.T, source, wantSensor string) {
 	if os.Geteuid() != 0 {
 		t.Skip("collectors get CAP_SYS_PTRACE only under a root agent; run as root to test what the seccomp filter refuses")
 	}
@@ -146,10 +167,10 @@ func TestCollectorSeccomp(t *testing.T) {
 	defer exe.Close()
 	cmd := exec.CommandContext(ctx, "/proc/self/fd/3")
 	cmd.ExtraFiles = []*os.File{exe}
-	cmd.Env = append(os.Environ(), seccompChildEnv+"="+strconv.Itoa(target.Process.Pid))
+	cmd.Env = append(os.Environ(), seccompChildEnv+"="+strconv.Itoa(target.Process.Pid), seccompSourceEnv+"="+source)
 	cmd.Stderr = os.Stderr
 	cred := &syscall.Credential{Uid: DefaultCollectorUID, Gid: DefaultCollectorGID, Groups: []uint32{}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: cred, AmbientCaps: kindCaps("procmond")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: cred, AmbientCaps: kindCaps("procmond", []string{"--source", source})}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("the collector-mode child: %v\n%s", err, out)
@@ -162,7 +183,15 @@ func TestCollectorSeccomp(t *testing.T) {
 	want := map[string]string{
 		"ptrace": "EPERM", "open-mem-rdwr": "EPERM", "openat2": "ENOSYS",
 		"process_vm_writev": "EPERM", "process_vm_readv": "EPERM", "pidfd_getfd": "EPERM", "unshare": "EPERM",
-		"readlink-exe": "ok", "read-exe": "ok", "read-status": "ok",
+		"readlink-exe": "ok", "read-exe": "ok", "read-status": "ok", "sensor": wantSensor,
+	}
+	if wantSensor == "ok" {
+		if s, err := sensor.Open(sensor.Options{}); err != nil {
+			t.Logf("the eBPF sensor cannot run here, even as root: %v", err)
+			want["sensor"] = "failed"
+		} else {
+			s.Close()
+		}
 	}
 	for i := range 4 {
 		want[fmt.Sprintf("process_vm_readv-thread-%d", i)] = "EPERM"

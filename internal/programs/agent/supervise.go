@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,8 +74,27 @@ func (p *proc) status(now time.Time) CollectorStatus {
 		Restarts: p.restarts, Since: p.started, LastHeartbeat: p.lastBeat, LastExit: p.lastExit, Reason: p.reason}
 	if p.counters != nil {
 		st.Published, st.Dropped = p.counters.GetEventsPublished(), p.counters.GetEventsDropped()
+		st.Detail = customDetail(p.counters.GetCustom())
 	}
 	return st
+}
+
+// customDetail turns a heartbeat's custom counters into a status's
+// detail: "source.NAME": 1 becomes "source": NAME (procmond's event
+// source), the others their decimal values. Nil for none.
+func customDetail(custom map[string]uint64) map[string]string {
+	if len(custom) == 0 {
+		return nil
+	}
+	d := make(map[string]string, len(custom))
+	for k, v := range custom {
+		if name, ok := strings.CutPrefix(k, "source."); ok && v == 1 {
+			d["source"] = name
+			continue
+		}
+		d[k] = strconv.FormatUint(v, 10)
+	}
+	return d
 }
 
 func (p *proc) healthLocked(now time.Time) string {

@@ -88,10 +88,14 @@ type CollectorStatus struct {
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	LastExit      string    `json:"last_exit,omitempty"`
 	// Reason says why the collector is failed, and what to do.
-	Reason    string            `json:"reason,omitempty"`
-	Published uint64            `json:"events_published"`
-	Dropped   uint64            `json:"events_dropped"`
-	Detail    map[string]string `json:"detail,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Published uint64 `json:"events_published"`
+	Dropped   uint64 `json:"events_dropped"`
+	// Detail is what the collector's last heartbeat reported of itself
+	// (its custom counters): for procmond, "source" (ebpf or poll) and
+	// the eBPF sensor's "sensor_events", "sensor_lost" and
+	// "sensor_unenriched".
+	Detail map[string]string `json:"detail,omitempty"`
 }
 
 // AlertStats counts the detection engine's work and the sinks'. Fired

@@ -69,7 +69,7 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 		fmt.Fprintf(stdout, "restarting %s\n", id)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "COLLECTOR\tKIND\tSTATE\tHEALTH\tPID\tRESTARTS\tUP\tLAST HEARTBEAT\tEVENTS\tDROPPED\tLAST EXIT\n")
+	fmt.Fprintf(tw, "COLLECTOR\tKIND\tSOURCE\tSTATE\tHEALTH\tPID\tRESTARTS\tUP\tLAST HEARTBEAT\tEVENTS\tDROPPED\tLAST EXIT\n")
 	now := time.Now()
 	for _, s := range reply.Collectors {
 		up, beat := "-", "-"
@@ -79,7 +79,7 @@ func runAgentAdmin(ctx context.Context, g *global, op string, args []string, std
 		if !s.LastHeartbeat.IsZero() {
 			beat = now.Sub(s.LastHeartbeat).Round(100*time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.Kind, s.State, s.Health, s.PID, s.Restarts, up, beat,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.Kind, orDash(s.Detail["source"]), s.State, s.Health, s.PID, s.Restarts, up, beat,
 			s.Published, s.Dropped, orDash(s.LastExit))
 	}
 	if err := tw.Flush(); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector/process"
+	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	"github.com/daemoneye/daemoneye/internal/programs/command"
 )
 
@@ -40,6 +41,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	interval := fs.Duration("interval", process.DefaultInterval, "time between scans (at least 100ms)")
 	heartbeat := fs.Duration("heartbeat", process.DefaultHeartbeatInterval, "time between heartbeats")
 	noHash := fs.Bool("no-hash", false, "do not hash executables")
+	source := fs.String("source", string(process.SourceAuto), "where new processes are learnt of: ebpf (the kernel reports every exec and exit at once; needs root, or CAP_BPF and CAP_PERFMON, and kernel BTF), poll (the /proc scan only: misses processes shorter than --interval), or auto (ebpf when possible, else poll)")
 	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
 	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor")
 	connFD := fs.Int("conn-fd", -1, "use the connected socket on this inherited file descriptor instead of dialling (the agent passes it); when it breaks, procmond exits")
@@ -48,6 +50,21 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	log := command.Logger(stderr, *verbose).With("collector", *id)
+	src, err := process.ParseSource(*source)
+	if err != nil {
+		log.Error("procmond: --source: " + err.Error())
+		return 2
+	}
+	if src == process.SourceEBPF {
+		// Fail before waiting for a broker: the collector opens the sensor
+		// again when it runs.
+		s, err := sensor.Open(sensor.Options{Logger: log})
+		if err != nil {
+			log.Error("procmond: --source ebpf: " + err.Error() + "; run procmond as root, or with CAP_BPF and CAP_PERFMON, or use --source auto or poll")
+			return 2
+		}
+		s.Close()
+	}
 	token, err := readToken(*tokenFile, *tokenFD)
 	if err != nil {
 		log.Error("procmond: " + err.Error())
@@ -99,7 +116,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	defer conn.Close()
 	c, err := process.New(conn, process.Options{ID: *id, Interval: *interval, HeartbeatInterval: *heartbeat, NoHash: *noHash,
-		SoftwareVersion: Version, Logger: log})
+		SoftwareVersion: Version, Logger: log, Source: src})
 	if err != nil {
 		log.Error("procmond: " + err.Error())
 		return 2
@@ -115,6 +132,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 0
 	}
 	log.Error("procmond: " + err.Error())
+	if errors.Is(err, process.ErrSource) {
+		return 2
+	}
 	return 1
 }
 

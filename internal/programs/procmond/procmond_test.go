@@ -48,9 +48,12 @@ func TestProcmondProcess(t *testing.T) {
 		}
 		return string(out)
 	}
+	// procmond serves its control operations once its source is open,
+	// some time after it says "collecting".
 	wait.For(t, 10*time.Second, "procmond to be healthy", func() error {
-		if health := run("collectors", "health", "procmond"); !strings.Contains(health, "procmond: healthy, running") {
-			return fmt.Errorf("health:\n%s", health)
+		health, err := exec.Command(cli, "--socket", sock, "collectors", "health", "procmond").CombinedOutput()
+		if err != nil || !strings.Contains(string(health), "procmond: healthy, running") {
+			return fmt.Errorf("health (%v):\n%s", err, health)
 		}
 		return nil
 	})

@@ -1,0 +1,274 @@
+package procmond
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/collector/process/sensor"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"google.golang.org/protobuf/proto"
+)
+
+// shortRuns is how many times TestSourceSeesShortProcesses runs a
+// short-lived binary.
+const shortRuns = 400
+
+// canSense reports why the eBPF sensor cannot be opened here, or "".
+func canSense(t *testing.T) string {
+	t.Helper()
+	s, err := sensor.Open(sensor.Options{})
+	if err != nil {
+		return err.Error()
+	}
+	s.Close()
+	return ""
+}
+
+// copyBinary copies the binary src into a new private directory, as an
+// intruder's dropper would, and returns its path.
+func copyBinary(t *testing.T, src string) string {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Skipf("no %s: %v", src, err)
+	}
+	defer in.Close()
+	dst := filepath.Join(t.TempDir(), "dropped")
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o700)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// procmond as its own process with each --source, publishing to a broker:
+// 400 sequential runs of a copy of /bin/true in a private directory. With
+// ebpf each run is published as CREATED with its path (at least 399 of
+// 400) and as TERMINATED; with poll most are missed, which is only
+// logged.
+func TestSourceSeesShortProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	testproc.StartBroker(t, broker, sock)
+	why := canSense(t)
+
+	for _, tc := range []struct {
+		source, started string
+		min             int // created events of the runs expected, at least
+		terminated      bool
+		wait            time.Duration // for the events after the runs
+	}{
+		{"ebpf", "using the eBPF process sensor", shortRuns - 1, true, 15 * time.Second},
+		{"poll", "polling /proc only", 0, false, 3 * time.Second}, // more than a scan interval
+	} {
+		t.Run(tc.source, func(t *testing.T) {
+			if tc.source == "ebpf" && why != "" {
+				t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+			}
+			watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer watch.Close()
+			events, err := watch.Subscribe(t.Context(), "events.process.lifecycle.#", 1<<16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pm := exec.Command(bin, "--socket", sock, "--source", tc.source)
+			stderr, _ := pm.StderrPipe()
+			if err := pm.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { pm.Process.Kill(); pm.Wait() }()
+			logs := testproc.Lines(stderr)
+			testproc.ExpectLine(t, logs, "procmond", "collecting")
+			testproc.ExpectLine(t, logs, "procmond", tc.started)
+
+			prog := copyBinary(t, "/bin/true")
+			pids := map[uint32]bool{}
+			start := time.Now()
+			for range shortRuns {
+				cmd := exec.Command(prog)
+				if err := cmd.Run(); err != nil {
+					t.Fatal(err)
+				}
+				pids[uint32(cmd.Process.Pid)] = true
+			}
+			ran := time.Since(start)
+
+			created, terminated, enriched := map[uint32]bool{}, map[uint32]bool{}, 0
+			deadline := time.After(tc.wait)
+		collect:
+			for len(created) < shortRuns || (tc.terminated && len(terminated) < shortRuns) {
+				select {
+				case m := <-events.C():
+					e := new(eventbusv1.EventBusMessage)
+					if err := proto.Unmarshal(m.Payload, e); err != nil {
+						t.Fatal(err)
+					}
+					d := e.GetCollectionEvent().GetProcess()
+					p := d.GetProcess()
+					if !pids[p.GetPid()] || p.GetExecutablePath() != prog {
+						continue
+					}
+					switch d.GetSubtype() {
+					case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED:
+						if created[p.GetPid()] {
+							t.Errorf("pid %d published as created twice", p.GetPid())
+						}
+						if m.Topic != "events.process.lifecycle.created" || len(p.GetCommandLine()) != 1 || p.GetCommandLine()[0] != prog {
+							t.Errorf("created on %q: %v", m.Topic, p)
+						}
+						created[p.GetPid()] = true
+						if p.GetAccessible() {
+							enriched++
+						}
+					case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED:
+						terminated[p.GetPid()] = true
+					}
+				case <-deadline:
+					break collect
+				}
+			}
+			t.Logf("--source %s: %d runs in %v; created %d/%d (%d enriched from /proc), terminated %d/%d",
+				tc.source, shortRuns, ran.Round(time.Millisecond), len(created), shortRuns, enriched, len(terminated), shortRuns)
+			if len(created) < tc.min {
+				t.Errorf("--source %s: %d of %d runs published as created, want at least %d", tc.source, len(created), shortRuns, tc.min)
+			}
+			if tc.terminated && len(terminated) < tc.min {
+				t.Errorf("--source %s: %d of %d runs published as terminated, want at least %d", tc.source, len(terminated), shortRuns, tc.min)
+			}
+		})
+	}
+}
+
+// --source ebpf where the sensor cannot be opened (as nobody, without
+// capabilities) fails at once with exit code 2 and says what to do; auto
+// falls back to polling and says why.
+func TestSourceEBPFForcedFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run procmond as nobody")
+	}
+	dir := t.TempDir()
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	for _, d := range []string{dir, filepath.Dir(dir)} { // nobody must reach the binary
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin, "--source", "ebpf", "--socket", filepath.Join(dir, "none.sock"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if cmd.ProcessState.ExitCode() != 2 {
+			t.Errorf("procmond --source ebpf as nobody: %v, want exit code 2", err)
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("procmond --source ebpf as nobody still runs after 15 s: it should fail at once")
+	}
+	for _, want := range []string{"--source ebpf", "cannot run here", "CAP_BPF"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// With --source ebpf, a process that lives through several scans is
+// published once as created and once as terminated: the scan does not
+// publish again what the sensor did. Heartbeats come from the goroutine
+// that scans, after the scan's events: three of them after the process
+// ended mean at least two scans published what they had.
+func TestSourceEBPFPublishesOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if why := canSense(t); why != "" {
+		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	testproc.StartBroker(t, broker, sock)
+	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	all, err := watch.Subscribe(t.Context(), "#", 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := exec.Command(bin, "--socket", sock, "--source", "ebpf", "--interval", "100ms", "--heartbeat", "100ms")
+	stderr, _ := pm.StderrPipe()
+	if err := pm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { pm.Process.Kill(); pm.Wait() }()
+	logs := testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+
+	prog := copyBinary(t, "/bin/sleep")
+	cmd := exec.Command(prog, "0.5") // five scans
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	counts := map[eventbusv1.ProcessEventSubtype]int{}
+	beats := 0
+	for timeout := time.After(15 * time.Second); beats < 3; {
+		select {
+		case m := <-all.C():
+			e := new(eventbusv1.EventBusMessage)
+			if err := proto.Unmarshal(m.Payload, e); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(m.Topic, "control.health.heartbeat.") {
+				if counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED] > 0 {
+					beats++
+				}
+				continue
+			}
+			if p := e.GetCollectionEvent().GetProcess(); p.GetProcess().GetPid() == pid && p.GetProcess().GetExecutablePath() == prog {
+				counts[p.GetSubtype()]++
+			}
+		case <-timeout:
+			t.Fatalf("events of pid %d within 15 s: %v, heartbeats after its end: %d", pid, counts, beats)
+		}
+	}
+	if counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED] != 1 || counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED] != 1 {
+		t.Errorf("pid %d published %v, want one created and one terminated", pid, counts)
+	}
+}
