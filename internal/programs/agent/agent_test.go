@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,19 +86,7 @@ func gone(pid int) bool {
 func TestAgentEndToEnd(t *testing.T) {
 	agentBin, cli, dir := binaries(t)
 	sock := filepath.Join(dir, "run", "eventbus.sock")
-	ag := exec.Command(agentBin, "--socket", sock, "--interval", "200ms")
-	stdout, _ := ag.StdoutPipe()
-	stderr, _ := ag.StderrPipe()
-	if err := ag.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
-	alerts, logs := testproc.Lines(stdout), testproc.Lines(stderr)
-	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
-	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
-		c := status(t, cli, sock).Collectors[0]
-		return c.State == StateRunning && c.Health == HealthHealthy
-	})
+	ag, alerts, logs := startAgent(t, agentBin, cli, sock, "--interval", "200ms")
 
 	bin := copyExe(t, t.TempDir(), "sleep")
 	sleeper := exec.Command(bin, "30")
@@ -183,7 +170,10 @@ func TestAgentEndToEnd(t *testing.T) {
 	child := status(t, cli, sock).Collectors[0].PID
 	ag.Process.Signal(syscall.SIGTERM)
 	testproc.ExpectLine(t, logs, "the agent", "collector stopped")
-	go io.Copy(io.Discard, stdout)
+	go func() {
+		for range alerts {
+		}
+	}() // drain the alerts until the agent exits
 	if err := ag.Wait(); err != nil {
 		t.Errorf("the agent exited with %v after SIGTERM", err)
 	}
@@ -214,4 +204,26 @@ func TestAgentKilledLeavesNoOrphan(t *testing.T) {
 	ag.Process.Kill()
 	ag.Wait()
 	wait.Until(t, 15*time.Second, "procmond gone after the agent was killed", func() bool { return gone(child) })
+}
+
+// startAgent starts agentBin on sock with args, and returns once it says
+// it watches the processes and procmond is running and healthy; the
+// agent is killed when t ends. It returns the agent's command and the
+// lines of its stdout (alerts) and stderr (logs).
+func startAgent(t *testing.T, agentBin, cli, sock string, args ...string) (ag *exec.Cmd, alerts, logs <-chan string) {
+	t.Helper()
+	ag = exec.Command(agentBin, append([]string{"--socket", sock}, args...)...)
+	stdout, _ := ag.StdoutPipe()
+	stderr, _ := ag.StderrPipe()
+	if err := ag.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	alerts, logs = testproc.Lines(stdout), testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
+	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
+		c := status(t, cli, sock).Collectors[0]
+		return c.State == StateRunning && c.Health == HealthHealthy
+	})
+	return ag, alerts, logs
 }

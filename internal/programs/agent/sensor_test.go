@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
-	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
@@ -52,19 +51,7 @@ func TestAgentAlertsOnShortProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "run", "eventbus.sock")
-	ag := exec.Command(agentBin, "--socket", sock, "--rules", rules, "--no-builtin-rules")
-	stdout, _ := ag.StdoutPipe()
-	stderr, _ := ag.StderrPipe()
-	if err := ag.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
-	alerts, logs := testproc.Lines(stdout), testproc.Lines(stderr)
-	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
-	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
-		c := status(t, cli, sock).Collectors[0]
-		return c.State == StateRunning && c.Health == HealthHealthy
-	})
+	_, alerts, _ := startAgent(t, agentBin, cli, sock, "--rules", rules, "--no-builtin-rules")
 	wait.Until(t, 15*time.Second, "collectors list to name the eBPF source", func() bool {
 		return status(t, cli, sock).Collectors[0].Detail["source"] == "ebpf"
 	})
