@@ -1,0 +1,51 @@
+package sensor
+
+import (
+	"log/slog"
+	"time"
+)
+
+// DefaultRingBytes is Options.RingBytes when it is 0: 2 MiB, about 10,000
+// exec events of a short command line.
+const DefaultRingBytes = 2 << 20
+
+// DefaultWakeup is Options.Wakeup when it is 0.
+const DefaultWakeup = 10 * time.Millisecond
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// RingBytes is the size of the BPF ring buffer that carries events to
+	// user space: a power of two and a multiple of the page size (4 KiB
+	// on amd64); 0 means DefaultRingBytes. An event that does not fit while
+	// the reader is behind is lost and counted (Stats). Below 16 KiB the
+	// largest exec events (long argv, path and cwd) never fit.
+	RingBytes int
+	// Wakeup bounds how long an event may wait in the ring buffer before
+	// Run sees it. With a positive value the kernel does not wake the
+	// reader for each event, which costs more than the rest of a fork or
+	// exit program (about 10 µs per event on a VM): the reader polls every
+	// Wakeup instead, and the kernel wakes it only once a quarter of the
+	// ring buffer is unread. A negative value makes the kernel wake the
+	// reader for every event it writes while the reader waits: the lowest
+	// latency, at that cost. 0 means DefaultWakeup.
+	Wakeup time.Duration
+	// MaxArgs bounds Exec.Args; 0 means DefaultMaxArgs.
+	MaxArgs int
+	// Logger receives what the sensor attached, and malformed records (at
+	// warning level). Nil: nothing is logged.
+	Logger *slog.Logger
+}
+
+// Stats are the sensor's counters since Open. Lost* come from the kernel:
+// ring-buffer writes that failed because the buffer was full.
+type Stats struct {
+	// Lost is LostExec + LostFork + LostExit.
+	Lost uint64
+	// LostExec, LostFork and LostExit are the events of each kind lost.
+	LostExec, LostFork, LostExit uint64
+	// Events is how many events Run and Read delivered.
+	Events uint64
+	// Malformed is how many records could not be decoded (a bug: they are
+	// also logged).
+	Malformed uint64
+}
