@@ -22,13 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Two processes exchange messages through a third: the broker.
 func TestPubSubAcrossProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and runs processes")
-	}
-	dir := t.TempDir()
-	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
-	sock := filepath.Join(dir, "run", "eventbus.sock")
+	_, brokerBin, cliBin, sock := binaries(t)
 
 	broker := exec.Command(brokerBin, "--socket", sock)
 	var brokerLog bytes.Buffer
@@ -117,13 +111,7 @@ func TestPubSubAcrossProcesses(t *testing.T) {
 // grant: the operator here may publish under events.ok only, and stats
 // count the refusal.
 func TestACLFromConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and runs processes")
-	}
-	dir := t.TempDir()
-	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
-	sock := filepath.Join(dir, "run", "eventbus.sock")
+	dir, brokerBin, cliBin, sock := binaries(t)
 	cfg := filepath.Join(dir, "broker.yaml")
 	me := "uid:" + strconv.Itoa(os.Getuid())
 	yaml := "acl:\n  \"" + me + "\":\n    publish: [events.ok.#]\n    request: [control.broker.#]\n    subscribe: [\"#\"]\n"
@@ -159,4 +147,18 @@ func TestACLFromConfig(t *testing.T) {
 	if st.DeniedPublishes != 1 {
 		t.Errorf("denied_publishes %d, want 1", st.DeniedPublishes)
 	}
+}
+
+// binaries builds daemoneye-broker and daemoneye-cli into a temporary
+// directory, and returns it, their paths and a socket path in it; it
+// skips the test under -short.
+func binaries(t *testing.T) (dir, brokerBin, cliBin, sock string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	dir = t.TempDir()
+	brokerBin = testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	cliBin = testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
+	return dir, brokerBin, cliBin, filepath.Join(dir, "run", "eventbus.sock")
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -18,13 +17,7 @@ import (
 // reconnect by themselves; what the publisher buffered meanwhile reaches the
 // new broker, and the subscriber's subscription is restored.
 func TestBrokerKilledAndRestarted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and runs processes")
-	}
-	dir := t.TempDir()
-	brokerBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	cliBin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-cli")
-	sock := filepath.Join(dir, "run", "eventbus.sock")
+	_, brokerBin, cliBin, sock := binaries(t)
 
 	startBroker := func() *exec.Cmd {
 		b := exec.Command(brokerBin, "--socket", sock)
