@@ -11,10 +11,10 @@ import (
 // version is that of the protobuf package, daemoneye.eventbus.v1.
 const (
 	VersionMajor = 1
-	VersionMinor = 1
+	VersionMinor = 2
 	VersionPatch = 0
 	// Version is the human-readable form of the three numbers.
-	Version = "1.1.0"
+	Version = "1.2.0"
 )
 
 // CurrentVersion returns a new MessageVersion for VersionMajor,

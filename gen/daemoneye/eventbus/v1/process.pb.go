@@ -159,6 +159,67 @@ func (ProcessEventSubtype) EnumDescriptor() ([]byte, []int) {
 	return file_daemoneye_eventbus_v1_process_proto_rawDescGZIP(), []int{1}
 }
 
+// ProcessKernelEvent says which kernel event a process event came from.
+type ProcessKernelEvent int32
+
+const (
+	// None: the event was learned from an enumeration (a /proc scan), which
+	// cannot tell how the process started or ended.
+	ProcessKernelEvent_PROCESS_KERNEL_EVENT_UNSPECIFIED ProcessKernelEvent = 0
+	// An execve or execveat that succeeded: the process now runs a new image.
+	// Published as PROCESS_EVENT_SUBTYPE_CREATED.
+	ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC ProcessKernelEvent = 1
+	// The process (its last thread) exited. Published as
+	// PROCESS_EVENT_SUBTYPE_TERMINATED.
+	ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT ProcessKernelEvent = 2
+	// A new process was forked (or cloned without sharing its thread group)
+	// and has not exec'd.
+	ProcessKernelEvent_PROCESS_KERNEL_EVENT_FORK ProcessKernelEvent = 3
+)
+
+// Enum value maps for ProcessKernelEvent.
+var (
+	ProcessKernelEvent_name = map[int32]string{
+		0: "PROCESS_KERNEL_EVENT_UNSPECIFIED",
+		1: "PROCESS_KERNEL_EVENT_EXEC",
+		2: "PROCESS_KERNEL_EVENT_EXIT",
+		3: "PROCESS_KERNEL_EVENT_FORK",
+	}
+	ProcessKernelEvent_value = map[string]int32{
+		"PROCESS_KERNEL_EVENT_UNSPECIFIED": 0,
+		"PROCESS_KERNEL_EVENT_EXEC":        1,
+		"PROCESS_KERNEL_EVENT_EXIT":        2,
+		"PROCESS_KERNEL_EVENT_FORK":        3,
+	}
+)
+
+func (x ProcessKernelEvent) Enum() *ProcessKernelEvent {
+	p := new(ProcessKernelEvent)
+	*p = x
+	return p
+}
+
+func (x ProcessKernelEvent) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProcessKernelEvent) Descriptor() protoreflect.EnumDescriptor {
+	return file_daemoneye_eventbus_v1_process_proto_enumTypes[2].Descriptor()
+}
+
+func (ProcessKernelEvent) Type() protoreflect.EnumType {
+	return &file_daemoneye_eventbus_v1_process_proto_enumTypes[2]
+}
+
+func (x ProcessKernelEvent) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProcessKernelEvent.Descriptor instead.
+func (ProcessKernelEvent) EnumDescriptor() ([]byte, []int) {
+	return file_daemoneye_eventbus_v1_process_proto_rawDescGZIP(), []int{2}
+}
+
 // ProcessRecord is one process as a collector saw it at collection_time.
 // A (pid, start_time) pair identifies a process across pid reuse.
 type ProcessRecord struct {
@@ -206,8 +267,49 @@ type ProcessRecord struct {
 	ExecutableDeleted bool `protobuf:"varint,17,opt,name=executable_deleted,json=executableDeleted" json:"executable_deleted,omitempty"`
 	// When the collector read this record.
 	CollectionTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=collection_time,json=collectionTime" json:"collection_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Working directory, absolute, relative to the process's root directory
+	// (Linux: the /proc/PID/cwd link, or the kernel's path at exec). Empty
+	// when it could not be read.
+	Cwd string `protobuf:"bytes,19,opt,name=cwd" json:"cwd,omitempty"`
+	// Controlling terminal as a name relative to /dev, such as "pts/3",
+	// "tty1" or "ttyS0"; "char/MAJOR:MINOR" for a terminal whose name is not
+	// known. Empty for none (daemons, most services) or when unknown.
+	Tty string `protobuf:"bytes,20,opt,name=tty" json:"tty,omitempty"`
+	// Audit login uid (Linux: /proc/PID/loginuid): the uid of the user who
+	// logged in, kept across su and sudo. Unset when the process has none
+	// (the kernel's 4294967295: started outside a login session, or no
+	// audit support) or it could not be read.
+	LoginUid *uint32 `protobuf:"varint,21,opt,name=login_uid,json=loginUid" json:"login_uid,omitempty"`
+	// Inode number of the process's pid namespace (Linux: /proc/PID/ns/pid,
+	// "pid:[INODE]"); 0 when unknown. Processes in the same namespace share it.
+	PidNamespace uint64 `protobuf:"varint,22,opt,name=pid_namespace,json=pidNamespace" json:"pid_namespace,omitempty"`
+	// Inode number of the process's mount namespace (/proc/PID/ns/mnt); 0
+	// when unknown.
+	MountNamespace uint64 `protobuf:"varint,23,opt,name=mount_namespace,json=mountNamespace" json:"mount_namespace,omitempty"`
+	// The process id inside its own (innermost) pid namespace; equal to pid
+	// in the host's namespace. Unset when unknown.
+	NamespacePid *uint32 `protobuf:"varint,24,opt,name=namespace_pid,json=namespacePid" json:"namespace_pid,omitempty"`
+	// cgroup v2 id: the inode number of the process's cgroup directory in the
+	// cgroup2 file system; 0 when unknown (or cgroup v1 only).
+	CgroupId uint64 `protobuf:"varint,25,opt,name=cgroup_id,json=cgroupId" json:"cgroup_id,omitempty"`
+	// cgroup v2 path of the process, relative to the cgroup2 root as in
+	// /proc/PID/cgroup ("/system.slice/sshd.service"); empty when unknown.
+	CgroupPath string `protobuf:"bytes,26,opt,name=cgroup_path,json=cgroupPath" json:"cgroup_path,omitempty"`
+	// Container id derived from cgroup_path for Docker, containerd, CRI-O and
+	// Podman naming (64 lowercase hex digits, as their CLIs print in full);
+	// empty when the process is not in a recognised container cgroup.
+	ContainerId string `protobuf:"bytes,27,opt,name=container_id,json=containerId" json:"container_id,omitempty"`
+	// True when command_line was cut: the argument vector was longer than the
+	// collector's limit (the eBPF sensor: 4 KiB or 256 strings), and the last
+	// string may be cut too.
+	CommandLineTruncated bool `protobuf:"varint,28,opt,name=command_line_truncated,json=commandLineTruncated" json:"command_line_truncated,omitempty"`
+	// True when the running image is a memfd_create(2) file (executable_path
+	// "/memfd:NAME"), never a file on disk: fileless execution.
+	// executable_deleted is also true for it, as it always was (the kernel
+	// reports memfd images as deleted).
+	ExecutableMemfd bool `protobuf:"varint,29,opt,name=executable_memfd,json=executableMemfd" json:"executable_memfd,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProcessRecord) Reset() {
@@ -366,6 +468,83 @@ func (x *ProcessRecord) GetCollectionTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ProcessRecord) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetTty() string {
+	if x != nil {
+		return x.Tty
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetLoginUid() uint32 {
+	if x != nil && x.LoginUid != nil {
+		return *x.LoginUid
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetPidNamespace() uint64 {
+	if x != nil {
+		return x.PidNamespace
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetMountNamespace() uint64 {
+	if x != nil {
+		return x.MountNamespace
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetNamespacePid() uint32 {
+	if x != nil && x.NamespacePid != nil {
+		return *x.NamespacePid
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetCgroupId() uint64 {
+	if x != nil {
+		return x.CgroupId
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetCgroupPath() string {
+	if x != nil {
+		return x.CgroupPath
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetCommandLineTruncated() bool {
+	if x != nil {
+		return x.CommandLineTruncated
+	}
+	return false
+}
+
+func (x *ProcessRecord) GetExecutableMemfd() bool {
+	if x != nil {
+		return x.ExecutableMemfd
+	}
+	return false
+}
+
 // ProcessEventData is a process event from procmond.
 type ProcessEventData struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -383,6 +562,24 @@ type ProcessEventData struct {
 	// changed, as paths relative to ProcessRecord ("cpu_percent",
 	// "executable_hash"). Empty for the other subtypes.
 	ChangedFields *fieldmaskpb.FieldMask `protobuf:"bytes,6,opt,name=changed_fields,json=changedFields" json:"changed_fields,omitempty"`
+	// The kernel event this event was published for: EXEC for a CREATED event
+	// from the eBPF sensor, EXIT for a TERMINATED one; UNSPECIFIED for what
+	// an enumeration found.
+	KernelEvent ProcessKernelEvent `protobuf:"varint,7,opt,name=kernel_event,json=kernelEvent,enum=daemoneye.eventbus.v1.ProcessKernelEvent" json:"kernel_event,omitempty"`
+	// For an EXEC: true when the exec replaced the image of a process that
+	// had already exec'd since it was forked (a shell's `exec cmd`, or a
+	// program that execs another in place), false for the first exec after a
+	// fork (fork+exec, how most processes start). The pid, parent and start
+	// time stay those of the process whose image was replaced.
+	ImageReplaced bool `protobuf:"varint,8,opt,name=image_replaced,json=imageReplaced" json:"image_replaced,omitempty"`
+	// For a TERMINATED event from the kernel: the exit code (0-255) when the
+	// process exited normally. Unset when it was killed by a signal or the
+	// status is unknown (an enumeration saw it gone).
+	ExitCode *int32 `protobuf:"varint,9,opt,name=exit_code,json=exitCode" json:"exit_code,omitempty"`
+	// For a TERMINATED event from the kernel: the signal number that killed
+	// the process (9 for SIGKILL). Unset when it exited normally or the
+	// status is unknown.
+	ExitSignal    *int32 `protobuf:"varint,10,opt,name=exit_signal,json=exitSignal" json:"exit_signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,6 +654,34 @@ func (x *ProcessEventData) GetChangedFields() *fieldmaskpb.FieldMask {
 		return x.ChangedFields
 	}
 	return nil
+}
+
+func (x *ProcessEventData) GetKernelEvent() ProcessKernelEvent {
+	if x != nil {
+		return x.KernelEvent
+	}
+	return ProcessKernelEvent_PROCESS_KERNEL_EVENT_UNSPECIFIED
+}
+
+func (x *ProcessEventData) GetImageReplaced() bool {
+	if x != nil {
+		return x.ImageReplaced
+	}
+	return false
+}
+
+func (x *ProcessEventData) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *ProcessEventData) GetExitSignal() int32 {
+	if x != nil && x.ExitSignal != nil {
+		return *x.ExitSignal
+	}
+	return 0
 }
 
 // ProcessAncestor is one process on the path from a process to the root.
@@ -938,7 +1163,7 @@ var File_daemoneye_eventbus_v1_process_proto protoreflect.FileDescriptor
 
 const file_daemoneye_eventbus_v1_process_proto_rawDesc = "" +
 	"\n" +
-	"#daemoneye/eventbus/v1/process.proto\x12\x15daemoneye.eventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x05\n" +
+	"#daemoneye/eventbus/v1/process.proto\x12\x15daemoneye.eventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\b\n" +
 	"\rProcessRecord\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\rR\x04ppid\x12\x12\n" +
@@ -963,14 +1188,32 @@ const file_daemoneye_eventbus_v1_process_proto_rawDesc = "" +
 	"\vfile_exists\x18\x10 \x01(\bR\n" +
 	"fileExists\x12-\n" +
 	"\x12executable_deleted\x18\x11 \x01(\bR\x11executableDeleted\x12C\n" +
-	"\x0fcollection_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\"\xd0\x03\n" +
+	"\x0fcollection_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\x12\x10\n" +
+	"\x03cwd\x18\x13 \x01(\tR\x03cwd\x12\x10\n" +
+	"\x03tty\x18\x14 \x01(\tR\x03tty\x12\"\n" +
+	"\tlogin_uid\x18\x15 \x01(\rB\x05\xaa\x01\x02\b\x01R\bloginUid\x12#\n" +
+	"\rpid_namespace\x18\x16 \x01(\x04R\fpidNamespace\x12'\n" +
+	"\x0fmount_namespace\x18\x17 \x01(\x04R\x0emountNamespace\x12*\n" +
+	"\rnamespace_pid\x18\x18 \x01(\rB\x05\xaa\x01\x02\b\x01R\fnamespacePid\x12\x1b\n" +
+	"\tcgroup_id\x18\x19 \x01(\x04R\bcgroupId\x12\x1f\n" +
+	"\vcgroup_path\x18\x1a \x01(\tR\n" +
+	"cgroupPath\x12!\n" +
+	"\fcontainer_id\x18\x1b \x01(\tR\vcontainerId\x124\n" +
+	"\x16command_line_truncated\x18\x1c \x01(\bR\x14commandLineTruncated\x12)\n" +
+	"\x10executable_memfd\x18\x1d \x01(\bR\x0fexecutableMemfd\"\x91\x05\n" +
 	"\x10ProcessEventData\x12>\n" +
 	"\aprocess\x18\x01 \x01(\v2$.daemoneye.eventbus.v1.ProcessRecordR\aprocess\x12D\n" +
 	"\asubtype\x18\x02 \x01(\x0e2*.daemoneye.eventbus.v1.ProcessEventSubtypeR\asubtype\x12L\n" +
 	"\ftree_context\x18\x03 \x01(\v2).daemoneye.eventbus.v1.ProcessTreeContextR\vtreeContext\x12Q\n" +
 	"\x10security_context\x18\x04 \x01(\v2&.daemoneye.eventbus.v1.SecurityContextR\x0fsecurityContext\x12R\n" +
 	"\vperformance\x18\x05 \x01(\v20.daemoneye.eventbus.v1.ProcessPerformanceMetricsR\vperformance\x12A\n" +
-	"\x0echanged_fields\x18\x06 \x01(\v2\x1a.google.protobuf.FieldMaskR\rchangedFields\"\x9b\x01\n" +
+	"\x0echanged_fields\x18\x06 \x01(\v2\x1a.google.protobuf.FieldMaskR\rchangedFields\x12L\n" +
+	"\fkernel_event\x18\a \x01(\x0e2).daemoneye.eventbus.v1.ProcessKernelEventR\vkernelEvent\x12%\n" +
+	"\x0eimage_replaced\x18\b \x01(\bR\rimageReplaced\x12\"\n" +
+	"\texit_code\x18\t \x01(\x05B\x05\xaa\x01\x02\b\x01R\bexitCode\x12&\n" +
+	"\vexit_signal\x18\n" +
+	" \x01(\x05B\x05\xaa\x01\x02\b\x01R\n" +
+	"exitSignal\"\x9b\x01\n" +
 	"\x0fProcessAncestor\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
@@ -1024,7 +1267,12 @@ const file_daemoneye_eventbus_v1_process_proto_rawDesc = "" +
 	"\x1dPROCESS_EVENT_SUBTYPE_CREATED\x10\x01\x12!\n" +
 	"\x1dPROCESS_EVENT_SUBTYPE_UPDATED\x10\x02\x12$\n" +
 	" PROCESS_EVENT_SUBTYPE_TERMINATED\x10\x03\x12\"\n" +
-	"\x1ePROCESS_EVENT_SUBTYPE_OBSERVED\x10\x04BLZCgithub.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1;eventbusv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x1ePROCESS_EVENT_SUBTYPE_OBSERVED\x10\x04*\x97\x01\n" +
+	"\x12ProcessKernelEvent\x12$\n" +
+	" PROCESS_KERNEL_EVENT_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19PROCESS_KERNEL_EVENT_EXEC\x10\x01\x12\x1d\n" +
+	"\x19PROCESS_KERNEL_EVENT_EXIT\x10\x02\x12\x1d\n" +
+	"\x19PROCESS_KERNEL_EVENT_FORK\x10\x03BLZCgithub.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1;eventbusv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_daemoneye_eventbus_v1_process_proto_rawDescOnce sync.Once
@@ -1038,44 +1286,46 @@ func file_daemoneye_eventbus_v1_process_proto_rawDescGZIP() []byte {
 	return file_daemoneye_eventbus_v1_process_proto_rawDescData
 }
 
-var file_daemoneye_eventbus_v1_process_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_daemoneye_eventbus_v1_process_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_daemoneye_eventbus_v1_process_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_daemoneye_eventbus_v1_process_proto_goTypes = []any{
 	(HashAlgorithm)(0),                // 0: daemoneye.eventbus.v1.HashAlgorithm
 	(ProcessEventSubtype)(0),          // 1: daemoneye.eventbus.v1.ProcessEventSubtype
-	(*ProcessRecord)(nil),             // 2: daemoneye.eventbus.v1.ProcessRecord
-	(*ProcessEventData)(nil),          // 3: daemoneye.eventbus.v1.ProcessEventData
-	(*ProcessAncestor)(nil),           // 4: daemoneye.eventbus.v1.ProcessAncestor
-	(*ProcessTreeContext)(nil),        // 5: daemoneye.eventbus.v1.ProcessTreeContext
-	(*SecurityContext)(nil),           // 6: daemoneye.eventbus.v1.SecurityContext
-	(*ProcessPerformanceMetrics)(nil), // 7: daemoneye.eventbus.v1.ProcessPerformanceMetrics
-	(*ProcessSnapshot)(nil),           // 8: daemoneye.eventbus.v1.ProcessSnapshot
-	(*timestamppb.Timestamp)(nil),     // 9: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),     // 10: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),       // 11: google.protobuf.Duration
+	(ProcessKernelEvent)(0),           // 2: daemoneye.eventbus.v1.ProcessKernelEvent
+	(*ProcessRecord)(nil),             // 3: daemoneye.eventbus.v1.ProcessRecord
+	(*ProcessEventData)(nil),          // 4: daemoneye.eventbus.v1.ProcessEventData
+	(*ProcessAncestor)(nil),           // 5: daemoneye.eventbus.v1.ProcessAncestor
+	(*ProcessTreeContext)(nil),        // 6: daemoneye.eventbus.v1.ProcessTreeContext
+	(*SecurityContext)(nil),           // 7: daemoneye.eventbus.v1.SecurityContext
+	(*ProcessPerformanceMetrics)(nil), // 8: daemoneye.eventbus.v1.ProcessPerformanceMetrics
+	(*ProcessSnapshot)(nil),           // 9: daemoneye.eventbus.v1.ProcessSnapshot
+	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),     // 11: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),       // 12: google.protobuf.Duration
 }
 var file_daemoneye_eventbus_v1_process_proto_depIdxs = []int32{
-	9,  // 0: daemoneye.eventbus.v1.ProcessRecord.start_time:type_name -> google.protobuf.Timestamp
+	10, // 0: daemoneye.eventbus.v1.ProcessRecord.start_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: daemoneye.eventbus.v1.ProcessRecord.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
-	9,  // 2: daemoneye.eventbus.v1.ProcessRecord.collection_time:type_name -> google.protobuf.Timestamp
-	2,  // 3: daemoneye.eventbus.v1.ProcessEventData.process:type_name -> daemoneye.eventbus.v1.ProcessRecord
+	10, // 2: daemoneye.eventbus.v1.ProcessRecord.collection_time:type_name -> google.protobuf.Timestamp
+	3,  // 3: daemoneye.eventbus.v1.ProcessEventData.process:type_name -> daemoneye.eventbus.v1.ProcessRecord
 	1,  // 4: daemoneye.eventbus.v1.ProcessEventData.subtype:type_name -> daemoneye.eventbus.v1.ProcessEventSubtype
-	5,  // 5: daemoneye.eventbus.v1.ProcessEventData.tree_context:type_name -> daemoneye.eventbus.v1.ProcessTreeContext
-	6,  // 6: daemoneye.eventbus.v1.ProcessEventData.security_context:type_name -> daemoneye.eventbus.v1.SecurityContext
-	7,  // 7: daemoneye.eventbus.v1.ProcessEventData.performance:type_name -> daemoneye.eventbus.v1.ProcessPerformanceMetrics
-	10, // 8: daemoneye.eventbus.v1.ProcessEventData.changed_fields:type_name -> google.protobuf.FieldMask
-	9,  // 9: daemoneye.eventbus.v1.ProcessAncestor.start_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: daemoneye.eventbus.v1.ProcessTreeContext.ancestors:type_name -> daemoneye.eventbus.v1.ProcessAncestor
-	11, // 11: daemoneye.eventbus.v1.ProcessPerformanceMetrics.cpu_user_time:type_name -> google.protobuf.Duration
-	11, // 12: daemoneye.eventbus.v1.ProcessPerformanceMetrics.cpu_system_time:type_name -> google.protobuf.Duration
-	2,  // 13: daemoneye.eventbus.v1.ProcessSnapshot.processes:type_name -> daemoneye.eventbus.v1.ProcessRecord
-	9,  // 14: daemoneye.eventbus.v1.ProcessSnapshot.collected_at:type_name -> google.protobuf.Timestamp
-	11, // 15: daemoneye.eventbus.v1.ProcessSnapshot.collection_duration:type_name -> google.protobuf.Duration
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 5: daemoneye.eventbus.v1.ProcessEventData.tree_context:type_name -> daemoneye.eventbus.v1.ProcessTreeContext
+	7,  // 6: daemoneye.eventbus.v1.ProcessEventData.security_context:type_name -> daemoneye.eventbus.v1.SecurityContext
+	8,  // 7: daemoneye.eventbus.v1.ProcessEventData.performance:type_name -> daemoneye.eventbus.v1.ProcessPerformanceMetrics
+	11, // 8: daemoneye.eventbus.v1.ProcessEventData.changed_fields:type_name -> google.protobuf.FieldMask
+	2,  // 9: daemoneye.eventbus.v1.ProcessEventData.kernel_event:type_name -> daemoneye.eventbus.v1.ProcessKernelEvent
+	10, // 10: daemoneye.eventbus.v1.ProcessAncestor.start_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: daemoneye.eventbus.v1.ProcessTreeContext.ancestors:type_name -> daemoneye.eventbus.v1.ProcessAncestor
+	12, // 12: daemoneye.eventbus.v1.ProcessPerformanceMetrics.cpu_user_time:type_name -> google.protobuf.Duration
+	12, // 13: daemoneye.eventbus.v1.ProcessPerformanceMetrics.cpu_system_time:type_name -> google.protobuf.Duration
+	3,  // 14: daemoneye.eventbus.v1.ProcessSnapshot.processes:type_name -> daemoneye.eventbus.v1.ProcessRecord
+	10, // 15: daemoneye.eventbus.v1.ProcessSnapshot.collected_at:type_name -> google.protobuf.Timestamp
+	12, // 16: daemoneye.eventbus.v1.ProcessSnapshot.collection_duration:type_name -> google.protobuf.Duration
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_process_proto_init() }
@@ -1088,7 +1338,7 @@ func file_daemoneye_eventbus_v1_process_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_daemoneye_eventbus_v1_process_proto_rawDesc), len(file_daemoneye_eventbus_v1_process_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
