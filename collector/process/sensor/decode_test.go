@@ -169,10 +169,10 @@ func TestDecodeExec(t *testing.T) {
 	}, {
 		name: "all kernel flags",
 		mod: func(r *execRecord) {
-			r.flags = kArgsTrunc | kPathTrunc | kCwdTrunc | kPathUnlinked | kCwdUnlinked | kFilenameTrunc
+			r.flags = kArgsTrunc | kPathTrunc | kCwdTrunc | kPathUnlinked | kCwdUnlinked | kFilenameTrunc | kImageReplaced
 		},
 		check: func(t *testing.T, e *Event) {
-			want := ArgsTruncated | PathTruncated | CwdTruncated | Deleted | CwdDeleted | FilenameTruncated
+			want := ArgsTruncated | PathTruncated | CwdTruncated | Deleted | CwdDeleted | FilenameTruncated | ImageReplaced
 			if e.Exec.Flags != want {
 				t.Errorf("flags %v, want %v", e.Exec.Flags, want)
 			}
@@ -320,6 +320,7 @@ func TestFlagsString(t *testing.T) {
 		MemFD | Detached:                  "MemFD|Detached",
 		ArgsTruncated | FilenameTruncated: "ArgsTruncated|FilenameTruncated",
 		CwdDeleted | 1<<10:                "CwdDeleted|0x400",
+		ImageReplaced | MemFD:             "MemFD|ImageReplaced",
 	} {
 		if got := f.String(); got != want {
 			t.Errorf("%#x: %q, want %q", uint32(f), got, want)

@@ -66,10 +66,17 @@ const (
 	CwdDeleted
 	// FilenameTruncated: Filename filled MaxFilenameBytes and may be cut.
 	FilenameTruncated
+	// ImageReplaced: the process had already exec'd since it was forked,
+	// and this exec replaced that image (a shell's `exec cmd`), rather than
+	// being the first exec of a new process (fork+exec). The kernel's
+	// exec counters tell (task->self_exec_id against parent_exec_id). A
+	// process cloned with CLONE_PARENT by a parent that had exec'd is
+	// reported as ImageReplaced on its first exec (rare).
+	ImageReplaced
 )
 
 var flagNames = [...]string{"ArgsTruncated", "PathTruncated", "CwdTruncated", "Deleted", "MemFD",
-	"Detached", "CwdDeleted", "FilenameTruncated"}
+	"Detached", "CwdDeleted", "FilenameTruncated", "ImageReplaced"}
 
 // String returns the names of the flags set, joined by "|" ("Deleted",
 // "MemFD|Detached"), "0" for none, and unknown bits in hexadecimal.
@@ -244,6 +251,7 @@ const (
 	kPathDetached  = 0x10
 	kCwdUnlinked   = 0x20
 	kFilenameTrunc = 0x40
+	kImageReplaced = 0x80
 )
 
 // decoder turns ring-buffer records into Events. Its zero value is not
@@ -378,6 +386,9 @@ func (d *decoder) decodeExec(raw []byte, x *Exec) error {
 	}
 	if kflags&kFilenameTrunc != 0 {
 		f |= FilenameTruncated
+	}
+	if kflags&kImageReplaced != 0 {
+		f |= ImageReplaced
 	}
 
 	// argv: NUL-terminated strings; the last one lacks its NUL when cut.

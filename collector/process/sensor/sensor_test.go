@@ -516,8 +516,8 @@ func TestExec(t *testing.T) {
 		execs: 2,
 		check: func(t *testing.T, dir, token string, cmd *exec.Cmd, e *Event) {
 			x := &e.Exec
-			if x.Cwd != filepath.Join(dir, "gone") || x.Flags != CwdDeleted {
-				t.Errorf("cwd %q flags %v: want the removed directory, CwdDeleted", x.Cwd, x.Flags)
+			if x.Cwd != filepath.Join(dir, "gone") || x.Flags != CwdDeleted|ImageReplaced {
+				t.Errorf("cwd %q flags %v: want the removed directory, CwdDeleted|ImageReplaced (the shell's exec)", x.Cwd, x.Flags)
 			}
 		},
 	}}
@@ -571,6 +571,55 @@ func bootNow(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return ts.Nano()
+}
+
+// TestImageReplaced checks that an exec replacing the image of a process
+// that had exec'd already (a shell's exec) is flagged ImageReplaced, and
+// that the first exec after a fork is not, also for the child of a shell
+// that was itself an image replacement.
+func TestImageReplaced(t *testing.T) {
+	s := live(t, Options{})
+	for _, tc := range []struct {
+		name string
+		args []string // run with the token appended as the last argument
+		// want lists, for each exec event whose argv holds the token (in
+		// order), whether it must be flagged; pids says whether each is
+		// the started process (true) or a child of it.
+		want []bool
+		own  []bool
+	}{
+		{"fork and exec", []string{"/bin/true"}, []bool{false}, []bool{true}},
+		{"shell exec", []string{"/bin/sh", "-c", `exec /bin/true "$0"`}, []bool{false, true}, []bool{true, true}},
+		{"exec twice", []string{"/bin/sh", "-c", `exec /bin/sh -c 'exec /bin/true "$0"' "$0"`},
+			[]bool{false, true, true}, []bool{true, true, true}},
+		{"child of a replaced image", []string{"/bin/sh", "-c", `exec /bin/sh -c '/bin/true "$0"; exit 0' "$0"`},
+			[]bool{false, true, false}, []bool{true, true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			token := fmt.Sprintf("daemoneye-sensor-%d-replaced-%s", os.Getpid(), strings.ReplaceAll(tc.name, " ", "-"))
+			cmd := exec.Command(tc.args[0], append(tc.args[1:], token)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := uint32(cmd.Process.Pid)
+			kept := collect(t, s, 20*time.Second, func(e *Event) bool {
+				return e.Kind == KindExit && e.PID == pid || e.Kind == KindExec && slices.Contains(e.Exec.Args, token)
+			}, func(kept []Event) bool { return kept[len(kept)-1].Kind == KindExit })
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("%v: %v", cmd.Args, err)
+			}
+			execs := kept[:len(kept)-1]
+			if len(execs) != len(tc.want) {
+				t.Fatalf("got %d exec events, want %d: %+v", len(execs), len(tc.want), execs)
+			}
+			for i, e := range execs {
+				if got := e.Exec.Flags&ImageReplaced != 0; got != tc.want[i] || (e.PID == pid) != tc.own[i] {
+					t.Errorf("exec %d of %q (pid %d, started %d): flags %v, want ImageReplaced %v, own pid %v",
+						i, e.Exec.Args, e.PID, pid, e.Exec.Flags, tc.want[i], tc.own[i])
+				}
+			}
+		})
+	}
 }
 
 // TestExit checks exit codes and signals against what wait(2) says.

@@ -190,6 +190,10 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	struct signal_struct *signal;
 	kuid_t loginuid;
+	/* Bumped by each exec (u64 since Linux 5.7); a fork copies it and sets
+	 * parent_exec_id to the parent's self_exec_id. */
+	u64 parent_exec_id;
+	u64 self_exec_id;
 } __attribute__((preserve_access_index));
 
 #endif

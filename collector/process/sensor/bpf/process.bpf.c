@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define F_PATH_DETACHED 0x10   // the walk ended outside the process's root (memfd, pseudo files)
 #define F_CWD_UNLINKED 0x20    // the cwd was removed
 #define F_FILENAME_TRUNC 0x40  // bprm->filename filled FILENAME_MAX bytes
+#define F_IMAGE_REPLACED 0x80  // the process had exec'd before since its fork
 
 #define DATA_SIZE 16384          // power of two: offsets are masked with DATA_MASK
 #define DATA_MASK (DATA_SIZE - 1)
@@ -236,6 +237,16 @@ int sched_process_exec(u64 *ctx)
 	CORE_READ_INTO(e->pid, task->tgid);
 	CORE_READ_INTO(e->tid, task->pid);
 	CORE_READ_INTO(e->start, task->start_boottime);
+
+	// begin_new_exec has bumped self_exec_id by now; a fork set the child's
+	// parent_exec_id to the parent's self_exec_id, which the child copied.
+	// So the first exec after a fork leaves self == parent + 1, and more
+	// means this process had already exec'd: the exec replaced an image.
+	u64 self_exec = 0, parent_exec = 0;
+	CORE_READ_INTO(self_exec, task->self_exec_id);
+	CORE_READ_INTO(parent_exec, task->parent_exec_id);
+	if (self_exec - parent_exec > 1)
+		e->flags |= F_IMAGE_REPLACED;
 
 	struct task_struct *parent = NULL;
 	CORE_READ_INTO(parent, task->real_parent);
