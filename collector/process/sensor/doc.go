@@ -44,7 +44,8 @@
 // limits); a ring buffer of a few MiB holds thousands of ordinary ones.
 //
 // Event, Exec, Fork and Exit document each field; Flags mark truncated
-// values, deleted files and memfd images.
+// values, deleted files, memfd images, and an exec that replaced the image
+// of a process that had exec'd already (ImageReplaced).
 //
 // # Concurrency and cost
 //
