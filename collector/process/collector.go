@@ -73,8 +73,9 @@ type Collector struct {
 	conn    *client.Conn
 	opts    Options
 	log     *slog.Logger
-	scanner *Scanner   // Run's, from its start to its end
-	hashes  *HashCache // used while hashOn
+	scanner *Scanner    // Run's, from its start to its end
+	hashes  *HashCache  // used while hashOn
+	cgroups cgroupCache // the sensor's cgroup ids resolved to paths
 	cfg     *collector.Config
 	started time.Time
 
@@ -360,6 +361,7 @@ func (c *Collector) publishAt(ch Change, parent *eventbusv1.ProcessTreeContext, 
 	if len(ch.Changed) > 0 {
 		data.ChangedFields = &fieldmaskpb.FieldMask{Paths: ch.Changed}
 	}
+	ch.fill(data)
 	msg := envelope.New(topic, now, &eventbusv1.CollectionEvent{Event: &eventbusv1.CollectionEvent_Process{Process: data}})
 	msg.Metadata.SourceId = c.opts.ID
 	msg.Metadata.Priority = eventbusv1.Priority(prio)

@@ -17,6 +17,14 @@ type Change struct {
 	Record *eventbusv1.ProcessRecord
 	// Changed names the ProcessRecord fields that changed, for UPDATED.
 	Changed []string
+	// KernelEvent is the kernel event a change from the eBPF sensor came
+	// from; UNSPECIFIED for a change a scan found.
+	KernelEvent eventbusv1.ProcessKernelEvent
+	// ImageReplaced: for an EXEC, the exec replaced the image of a process
+	// that had exec'd already.
+	ImageReplaced bool
+	// ExitStatus is the raw wait status of an EXIT.
+	ExitStatus uint32
 }
 
 // Diff compares two scans (keyed by pid and start time, so a reused pid

@@ -17,6 +17,7 @@ import (
 type procStat struct {
 	comm         []byte // a sub-slice of the buffer read
 	ppid         int64
+	ttyNr        uint64 // controlling terminal, encoded as the kernel's new_encode_dev; 0: none
 	flags        uint64
 	utime, stime uint64 // clock ticks
 	starttime    uint64 // clock ticks after boot
@@ -60,6 +61,10 @@ func parseStat(b []byte) (procStat, error) {
 		switch field {
 		case 4:
 			st.ppid, err = parseInt(tok)
+		case 7:
+			var nr int64 // printed as a signed int
+			nr, err = parseInt(tok)
+			st.ttyNr = uint64(uint32(nr))
 		case 9:
 			st.flags, err = parseUint(tok)
 		case 14:
@@ -120,6 +125,38 @@ func parseStatusIDs(b []byte) (uid, gid uint32, err error) {
 		return 0, 0, errMalformed
 	}
 	return uint32(u), uint32(g), nil
+}
+
+// parseNSPid returns the last number of /proc/<pid>/status's "NSpid:"
+// line: the process id in its innermost pid namespace (Linux 4.1 and
+// later). ok is false when there is no such line or it does not parse.
+func parseNSPid(b []byte) (pid uint32, ok bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		v, found := bytes.CutPrefix(line, []byte("NSpid:"))
+		if !found {
+			continue
+		}
+		var last []byte
+		for {
+			var tok []byte
+			if tok, v = nextField(v); tok == nil {
+				break
+			}
+			last = tok
+		}
+		n, err := parseUint(last)
+		if err != nil || n > 1<<32-1 {
+			return 0, false
+		}
+		return uint32(n), true
+	}
+	return 0, false
 }
 
 // statusField returns the first number after key at the start of a line.

@@ -18,6 +18,7 @@ import (
 
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -61,6 +62,7 @@ type Scanner struct {
 	rootID     [2]uint64 // this process's root directory (device, inode)
 	mntNS      [2]uint64 // and mount namespace
 	rootOK     bool      // both known
+	cgroupRoot string    // the cgroup2 mount, "" if none
 }
 
 // tracked is what a Scanner remembers of one process.
@@ -80,6 +82,7 @@ type tracked struct {
 	onDisk  string // where to look its path up (see checkPath)
 	linkErr error
 	rawCmd  []byte
+	ttyNr   uint64                    // stat's tty_nr behind rec.Tty
 	rec     *eventbusv1.ProcessRecord // the last record
 }
 
@@ -171,6 +174,7 @@ func NewScanner(opts ScannerOptions) (*Scanner, error) {
 		dents: make([]byte, 32<<10), buf: make([]byte, 8<<10),
 	}
 	s.rootID, s.mntNS = statID("/"), statID(opts.ProcRoot+"/self/ns/mnt")
+	s.cgroupRoot = cgroup2Root()
 	s.rootOK = s.rootID != [2]uint64{} && s.mntNS != [2]uint64{}
 	return s, nil
 }
@@ -360,6 +364,8 @@ type recordBox struct {
 	rec      eventbusv1.ProcessRecord
 	rss, vms uint64
 	cpu      float64
+	loginUID uint32
+	nspid    uint32
 }
 
 // record builds one process's record, sharing what did not change with
@@ -387,6 +393,7 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	// changes, differ, or the kernel hides those (start of stack 0).
 	// Kernel threads never exec.
 	execed := t.rec == nil || r.Name != prev.Name || (!kthread && (st.image[2] == 0 || st.image != t.image))
+	s.context(t, prev, box, st, execed && !kthread)
 	owner, ok := s.owner(t)
 	if ok && !execed && !s.due(t, statusRefresh, 0) && prev.Uid != nil && prev.Gid != nil && owner == t.owner && owner == [2]uint32{*prev.Uid, *prev.Gid} {
 		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName
@@ -395,6 +402,12 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	} else if uid, gid, err := parseStatusIDs(b); err != nil {
 		r.Accessible = false
 	} else {
+		if execed && !kthread {
+			if nspid, ok := parseNSPid(b); ok {
+				box.nspid = nspid
+				r.NamespacePid = &box.nspid
+			}
+		}
 		t.owner = owner
 		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName
 		if prev.Uid == nil || *prev.Uid != uid {
@@ -428,6 +441,94 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	}
 	s.executable(t, prev, r, execed, s.due(t, pathRefresh, 2))
 	return box
+}
+
+// context fills the context fields (cwd, tty, login uid, namespaces,
+// cgroup): the terminal from stat at every scan; the others from /proc
+// when read (a new process, or one that may have exec'd), else carried
+// over from prev. Failures leave fields empty without marking the record
+// inaccessible: they are extras, read after the process's identity.
+func (s *Scanner) context(t *tracked, prev *eventbusv1.ProcessRecord, box *recordBox, st procStat, read bool) {
+	r := &box.rec
+	if t.rec != nil && st.ttyNr == t.ttyNr {
+		r.Tty = prev.Tty
+	} else {
+		r.Tty, t.ttyNr = ttyOfStat(st.ttyNr), st.ttyNr
+	}
+	if !read {
+		r.Cwd, r.LoginUid, r.NamespacePid = prev.Cwd, prev.LoginUid, prev.NamespacePid
+		r.PidNamespace, r.MountNamespace = prev.PidNamespace, prev.MountNamespace
+		r.CgroupId, r.CgroupPath, r.ContainerId = prev.CgroupId, prev.CgroupPath, prev.ContainerId
+		return
+	}
+	if n, err := s.readlinkIn(t, "cwd"); err == nil {
+		r.Cwd = string(s.buf[:n])
+	}
+	if b, err := s.readExtra(t, "loginuid"); err == nil {
+		if v, err := parseUint(bytes.TrimSpace(b)); err == nil && v < 1<<32-1 {
+			box.loginUID = uint32(v)
+			r.LoginUid = &box.loginUID
+		}
+	}
+	r.PidNamespace = s.nsInode(t, "ns/pid")
+	r.MountNamespace = s.nsInode(t, "ns/mnt")
+	if b, err := s.readExtra(t, "cgroup"); err == nil {
+		r.CgroupPath, r.ContainerId = parseCgroup(b)
+		r.CgroupId = cgroupID(s.cgroupRoot, r.CgroupPath)
+	}
+	// NamespacePid: from status, by record.
+}
+
+// readlinkIn reads a link in a process's /proc directory into s.buf.
+func (s *Scanner) readlinkIn(t *tracked, name string) (int, error) {
+	for {
+		var n int
+		var err error
+		if t.fds[fileDir] >= 0 {
+			n, err = unix.Readlinkat(t.fds[fileDir], name, s.buf)
+		} else {
+			n, err = unix.Readlinkat(s.dirfd, t.dir+name, s.buf)
+		}
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// readExtra reads a file of a process's /proc directory that is not kept
+// open, into s.buf.
+func (s *Scanner) readExtra(t *tracked, name string) ([]byte, error) {
+	dirfd, path := s.dirfd, t.dir+name
+	if t.fds[fileDir] >= 0 {
+		dirfd, path = t.fds[fileDir], name
+	}
+	fd, err := syscall.Openat(dirfd, path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	b, buf, err := preadAll(fd, s.buf)
+	s.buf = buf
+	return b, err
+}
+
+// nsInode returns the inode of a namespace link ("pid:[4026531836]"), 0
+// if it cannot be read.
+func (s *Scanner) nsInode(t *tracked, name string) uint64 {
+	n, err := s.readlinkIn(t, name)
+	if err != nil {
+		return 0
+	}
+	l := s.buf[:n]
+	i, j := bytes.IndexByte(l, '['), bytes.LastIndexByte(l, ']')
+	if i < 0 || j < i {
+		return 0
+	}
+	v, err := parseUint(l[i+1 : j])
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // kthreadName is a kernel thread's stable name: a workqueue worker's

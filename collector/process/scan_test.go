@@ -94,6 +94,18 @@ func compareWithProcfs(t *testing.T, pfs procfs.FS, pid int, r *eventbusv1.Proce
 	} else if got != want {
 		t.Errorf("pid %d:\n got %s\nwant %s", pid, got, want)
 	}
+	if n := len(status.NSpids); n > 0 && r.GetNamespacePid() != uint32(status.NSpids[n-1]) {
+		t.Errorf("pid %d: namespace pid %d, procfs %v", pid, r.GetNamespacePid(), status.NSpids)
+	}
+	if wd, err := p.Cwd(); err == nil && r.GetCwd() != wd {
+		t.Errorf("pid %d: cwd %q, procfs %q", pid, r.GetCwd(), wd)
+	}
+	if r.GetTty() != ttyOfStat(uint64(st.TTY)) {
+		t.Errorf("pid %d: tty %q, procfs %d", pid, r.GetTty(), st.TTY)
+	}
+	if ns, err := p.Namespaces(); err == nil && (uint64(ns["pid"].Inode) != r.GetPidNamespace() || uint64(ns["mnt"].Inode) != r.GetMountNamespace()) {
+		t.Errorf("pid %d: namespaces pid %d mnt %d, procfs %+v", pid, r.GetPidNamespace(), r.GetMountNamespace(), ns)
+	}
 	if !r.GetAccessible() || r.GetStartTime() == nil || (pid != os.Getpid() && r.GetMemoryVmsBytes() != uint64(st.VSize)) {
 		t.Errorf("pid %d: accessible %v, start %v, vms %d (procfs %d)", pid, r.GetAccessible(), r.GetStartTime(), r.GetMemoryVmsBytes(), st.VSize)
 	}
@@ -312,7 +324,7 @@ var decimal = regexp.MustCompile(`^(0|-?[1-9][0-9]*)$`)
 // naive split as well.
 func FuzzProcFiles(f *testing.F) {
 	f.Add([]byte("4242 (sleepy (x)) S 1 4242 4242 0 -1 4194560 97 0 0 0 1 2 0 0 20 0 1 0 123456 8192000 250 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
-		[]byte("Name:\tsleepy\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\n"), []byte("sleepy\x0030\x00"))
+		[]byte("Name:\tsleepy\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nNSpid:\t4242\t1\n"), []byte("sleepy\x0030\x00"))
 	f.Add([]byte("1 () R 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"), []byte("Uid: 0\nGid: 0"), []byte("\x00"))
 	root := f.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "1"), 0o755); err != nil {
@@ -357,7 +369,8 @@ func FuzzProcFiles(f *testing.F) {
 				return v
 			}
 			if string(got.comm) != string(stat[bytes.IndexByte(stat, '(')+1:end]) || num(4) != got.ppid ||
-				uint64(num(14)) != got.utime || uint64(num(22)) != got.starttime || num(24) != got.rss || uint64(num(28)) != got.image[2] {
+				uint64(num(14)) != got.utime || uint64(num(22)) != got.starttime || num(24) != got.rss || uint64(num(28)) != got.image[2] ||
+				got.ttyNr != uint64(uint32(num(7))) {
 				t.Errorf("parseStat(%q) = %+v; fields %q", stat, got, fields)
 			}
 		}
@@ -374,7 +387,8 @@ func FuzzProcFiles(f *testing.F) {
 				}
 				if string(got.comm) != want.Comm || got.ppid != int64(want.PPID) || got.flags != uint64(want.Flags) || got.utime != uint64(want.UTime) ||
 					got.stime != uint64(want.STime) || got.starttime != want.Starttime || got.vsize != uint64(want.VSize) || got.rss != int64(want.RSS) ||
-					got.image[0] != want.StartCode || got.image[1] != want.EndCode || got.image[2] != want.StartStack {
+					got.image[0] != want.StartCode || got.image[1] != want.EndCode || got.image[2] != want.StartStack ||
+					got.ttyNr != uint64(uint32(want.TTY)) {
 					t.Errorf("parseStat(%q) = %+v; procfs %+v", stat, got, want)
 				}
 			}
@@ -387,6 +401,13 @@ func FuzzProcFiles(f *testing.F) {
 			if uint64(uid) != want.UIDs[0] || uint64(gid) != want.GIDs[0] {
 				t.Errorf("parseStatusIDs(%q) = %d, %d; procfs %d, %d", status, uid, gid, want.UIDs[0], want.GIDs[0])
 			}
+			// procfs takes the last NSpid line, parseNSPid the first (the
+			// kernel writes one); compare when there is one.
+			if nspid, ok := parseNSPid(status); ok && bytes.Count(status, []byte("\nNSpid:"))+btoi(bytes.HasPrefix(status, []byte("NSpid:"))) == 1 {
+				if n := len(want.NSpids); n == 0 || want.NSpids[n-1] != uint64(nspid) {
+					t.Errorf("parseNSPid(%q) = %d; procfs %v", status, nspid, want.NSpids)
+				}
+			}
 		}
 
 		wantCmd, perr := write(t, "cmdline", cmdline).CmdLine()
@@ -397,6 +418,13 @@ func FuzzProcFiles(f *testing.F) {
 			t.Errorf("splitCmdline(%q) = %q; procfs %q", cmdline, got, wantCmd)
 		}
 	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // A file bind-mounted over a running executable's path is seen as a

@@ -133,7 +133,8 @@ func (c *Collector) onExec(e *sensor.Event) {
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
 	c.sensorCreated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r}, parent, e.Time)
+	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r,
+		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC, ImageReplaced: x.Flags&sensor.ImageReplaced != 0}, parent, e.Time)
 }
 
 // onExit publishes TERMINATED for a process the sensor published or the
@@ -159,7 +160,8 @@ func (c *Collector) onExit(e *sensor.Event) {
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
 	c.sensorTerminated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r}, parent, e.Time)
+	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r,
+		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT, ExitStatus: e.Exit.Status}, parent, e.Time)
 }
 
 // parentLocked returns the tree context of a process whose parent is ppid.
@@ -192,11 +194,18 @@ func (c *Collector) execRecord(e *sensor.Event, key Key, hash bool) *eventbusv1.
 	if r.CommandLine == nil {
 		r.CommandLine = []string{}
 	}
+	setExecContext(r, x)
+	cg, cgKnown := c.cgroups.get(x.CgroupID)
+	r.CgroupPath, r.ContainerId = cg.path, cg.container
 	dir := filepath.Join(c.opts.ProcRoot, strconv.FormatUint(uint64(e.PID), 10))
 	st, ok := c.statOf(dir, key)
 	if !ok {
 		c.enrichMissed.Add(1)
 		return r
+	}
+	var cgRead []byte // the cgroup path's source, used once the pid is known not reused
+	if !cgKnown && x.CgroupID != 0 {
+		cgRead, _ = os.ReadFile(filepath.Join(dir, "cgroup"))
 	}
 	rss, vms := uint64(max(st.rss, 0))*uint64(os.Getpagesize()), st.vsize
 	r.MemoryRssBytes, r.MemoryVmsBytes = &rss, &vms
@@ -220,6 +229,10 @@ func (c *Collector) execRecord(e *sensor.Event, key Key, hash bool) *eventbusv1.
 		return r
 	}
 	r.Accessible = true
+	if len(cgRead) > 0 {
+		r.CgroupPath, r.ContainerId = parseCgroup(cgRead)
+		c.cgroups.put(x.CgroupID, cgroupInfo{r.CgroupPath, r.ContainerId})
+	}
 	return r
 }
 
