@@ -194,3 +194,85 @@ func TestLoadFileSizeLimit(t *testing.T) {
 		})
 	}
 }
+
+// The kernel's side of an event and the process's context, as rules see
+// them; the rule of an existing file keeps working on both sources.
+func TestKernelAndContextVariables(t *testing.T) {
+	const (
+		execK = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC
+		exitK = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT
+	)
+	i32 := func(v int32) *int32 { return &v }
+	u32 := func(v uint32) *uint32 { return &v }
+	ctx := proc(20, "sh", "/usr/bin/dash", "sh")
+	ctx.Cwd, ctx.Tty, ctx.LoginUid, ctx.ContainerId = "/root", "pts/3", u32(1000), "3f4e"
+	ctx.PidNamespace, ctx.NamespacePid, ctx.CgroupPath = 4026531836, u32(1), "/docker/3f4e"
+	ctx.CommandLineTruncated, ctx.ExecutableMemfd = true, true
+	noLogin := proc(21, "sh", "/usr/bin/dash", "sh")
+	for _, tc := range []struct {
+		name, expr string
+		data       *eventbusv1.ProcessEventData
+		want       bool
+	}{
+		{"existing rule, from the sensor", `event == "created" && process.executable_path.startsWith("/tmp/x/")`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/tmp/x/a"), KernelEvent: execK}, true},
+		{"existing rule, from a scan", `event == "created" && process.executable_path.startsWith("/tmp/x/")`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/tmp/x/a")}, true},
+		{"kernel exec", `kernel_event == "exec" && !image_replaced`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/a"), KernelEvent: execK}, true},
+		{"a scan has no kernel event", `kernel_event == ""`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/a")}, true},
+		{"image replaced", `event == "created" && image_replaced`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/a"), KernelEvent: execK, ImageReplaced: true}, true},
+		{"fork+exec is no replacement", `event == "created" && image_replaced`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: proc(1, "a", "/a"), KernelEvent: execK}, false},
+		{"exit code", `kernel_event == "exit" && exit_code == 3 && exit_signal == 0`,
+			&eventbusv1.ProcessEventData{Subtype: terminated, Process: proc(1, "a", "/a"), KernelEvent: exitK, ExitCode: i32(3)}, true},
+		{"exit 0 is known", `exit_code == 0`,
+			&eventbusv1.ProcessEventData{Subtype: terminated, Process: proc(1, "a", "/a"), KernelEvent: exitK, ExitCode: i32(0)}, true},
+		{"killed", `event == "terminated" && exit_signal == 9 && exit_code == -1`,
+			&eventbusv1.ProcessEventData{Subtype: terminated, Process: proc(1, "a", "/a"), KernelEvent: exitK, ExitSignal: i32(9)}, true},
+		{"exit unknown from a scan", `exit_code == -1 && exit_signal == 0`,
+			&eventbusv1.ProcessEventData{Subtype: terminated, Process: proc(1, "a", "/a")}, true},
+		{"context", `process.cwd == "/root" && process.tty == "pts/3" && has(process.login_uid) && process.login_uid == 1000u &&
+			process.container_id != "" && process.cgroup_path.startsWith("/docker/") && process.namespace_pid == 1u &&
+			process.pid_namespace == 4026531836u && process.command_line_truncated && process.executable_memfd`,
+			&eventbusv1.ProcessEventData{Subtype: created, Process: ctx, KernelEvent: execK}, true},
+		{"no login uid", `has(process.login_uid)`, &eventbusv1.ProcessEventData{Subtype: created, Process: noLogin}, false},
+		{"no container", `process.container_id != "" || process.tty != ""`, &eventbusv1.ProcessEventData{Subtype: created, Process: noLogin}, false},
+	} {
+		rules, err := Parse(strings.NewReader("rules:\n  - id: r\n    title: R\n    severity: low\n    expression: '"+tc.expr+"'\n"), "test.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		e := NewEngine(rules, Options{})
+		m := envelope.New(topics.ProcessLifecycle, time.Now(), &eventbusv1.CollectionEvent{Event: &eventbusv1.CollectionEvent_Process{Process: tc.data}})
+		got := len(e.Evaluate(m, time.Now())) == 1
+		if got != tc.want || e.Stats().Failed != 0 {
+			t.Errorf("%s: %s fired %v, want %v (%d failed)", tc.name, tc.expr, got, tc.want, e.Stats().Failed)
+		}
+	}
+}
+
+// The rules files shown in docs/detection.md parse (the first shows a
+// disabled rule whose title is "...").
+func TestDocumentedRulesParse(t *testing.T) {
+	doc, err := os.ReadFile("../docs/detection.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := 0
+	for _, part := range strings.Split(string(doc), "```yaml\n")[1:] {
+		src, _, _ := strings.Cut(part, "```")
+		if !strings.HasPrefix(src, "rules:") {
+			continue
+		}
+		blocks++
+		if _, err := Parse(strings.NewReader(src), "docs/detection.md"); err != nil {
+			t.Errorf("block %d: %v", blocks, err)
+		}
+	}
+	if blocks < 2 {
+		t.Errorf("%d rules blocks in docs/detection.md, want at least 2", blocks)
+	}
+}

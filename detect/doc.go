@@ -7,19 +7,30 @@
 // expression that does not compile to a boolean is refused with the rule's
 // id and the CEL error); Builtin returns the rules DaemonEye ships.
 //
-// An expression sees four variables:
+// An expression sees these variables:
 //
-//	process  daemoneye.eventbus.v1.ProcessRecord: pid, ppid, name,
-//	         executable_path, command_line, uid, user_name,
-//	         executable_deleted, file_exists, executable_hash, ...
-//	parent   daemoneye.eventbus.v1.ProcessTreeContext: parent_name,
-//	         parent_executable_path (empty when unknown)
-//	event    "observed", "created", "updated" or "terminated"
-//	changed  for "updated": the ProcessRecord fields that changed
+//	process         daemoneye.eventbus.v1.ProcessRecord: pid, ppid, name,
+//	                executable_path, command_line, uid, user_name,
+//	                executable_deleted, file_exists, executable_hash,
+//	                cwd, tty, login_uid, container_id, ...
+//	parent          daemoneye.eventbus.v1.ProcessTreeContext: parent_name,
+//	                parent_executable_path (empty when unknown)
+//	event           "observed", "created", "updated" or "terminated"
+//	changed         for "updated": the ProcessRecord fields that changed
+//	kernel_event    "exec" or "exit" for an event from the eBPF sensor,
+//	                "" for one a /proc scan found
+//	image_replaced  for an exec: it replaced the image of a process that
+//	                had exec'd already (a shell's exec), not a fork+exec
+//	exit_code       for an exit: the exit code; -1 when unknown or killed
+//	exit_signal     for an exit: the signal that killed it; 0 otherwise
 //
 // with CEL's standard functions and its string extensions, for example
 //
 //	event == "created" && process.executable_path.startsWith("/tmp/")
+//	event == "created" && process.container_id != "" && process.name == "sh"
+//
+// A field with explicit presence (process.login_uid, process.uid) reads as
+// 0 when unset: test has(process.login_uid) first.
 //
 // An Engine runs every rule on each event and returns an eventbusv1.Alert
 // for each that holds, carrying the process and the triggering event's

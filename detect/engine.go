@@ -89,6 +89,14 @@ func (e *Engine) Evaluate(m *eventbusv1.EventBusMessage, now time.Time) []*event
 		"parent":  parent,
 		"event":   subtypeName(data.GetSubtype()),
 		"changed": data.GetChangedFields().GetPaths(),
+		// The kernel's side of the event (see newEnv).
+		"kernel_event":   kernelEventName(data.GetKernelEvent()),
+		"image_replaced": data.GetImageReplaced(),
+		"exit_code":      int64(-1),
+		"exit_signal":    int64(data.GetExitSignal()),
+	}
+	if data.ExitCode != nil {
+		vars["exit_code"] = int64(data.GetExitCode())
 	}
 	if vars["changed"] == nil {
 		vars["changed"] = []string{}
@@ -164,4 +172,20 @@ func describe(r *Rule, p *eventbusv1.ProcessRecord) string {
 
 func subtypeName(s eventbusv1.ProcessEventSubtype) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "PROCESS_EVENT_SUBTYPE_"))
+}
+
+// kernelEventName is a rule's name of a kernel event: "exec", "exit",
+// "fork", or "" for none (an event a /proc scan found).
+func kernelEventName(k eventbusv1.ProcessKernelEvent) string {
+	switch k {
+	case eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC:
+		return "exec"
+	case eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT:
+		return "exit"
+	case eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_FORK:
+		return "fork"
+	case eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_UNSPECIFIED:
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(k.String(), "PROCESS_KERNEL_EVENT_"))
 }

@@ -156,6 +156,13 @@ func newEnv() (*cel.Env, error) {
 		cel.Variable("parent", cel.ObjectType("daemoneye.eventbus.v1.ProcessTreeContext")),
 		cel.Variable("event", cel.StringType),
 		cel.Variable("changed", cel.ListType(cel.StringType)),
+		// From ProcessEventData: "exec", "exit", "fork" or "" (a scan).
+		cel.Variable("kernel_event", cel.StringType),
+		cel.Variable("image_replaced", cel.BoolType),
+		// -1 when unknown or killed by a signal.
+		cel.Variable("exit_code", cel.IntType),
+		// 0 when unknown or exited normally.
+		cel.Variable("exit_signal", cel.IntType),
 		ext.Strings(),
 	)
 	if err != nil {
