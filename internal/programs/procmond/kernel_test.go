@@ -1,0 +1,170 @@
+package procmond
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/daemoneye/daemoneye/client"
+	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
+	"google.golang.org/protobuf/proto"
+)
+
+// With --source ebpf, what the kernel says reaches the events: a fork+exec
+// and an exec that replaced a shell's image are both created, with
+// kernel_event exec and image_replaced false and true; exits carry their
+// code or signal; records carry the exec's working directory and the
+// namespace and cgroup ids.
+func TestSourceEBPFKernelFields(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if why := canSense(t); why != "" {
+		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	testproc.StartBroker(t, broker, sock)
+	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	events, err := watch.Subscribe(t.Context(), "events.process.lifecycle.#", 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := exec.Command(bin, "--socket", sock, "--source", "ebpf")
+	stderr, _ := pm.StderrPipe()
+	if err := pm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { pm.Process.Kill(); pm.Wait() }()
+	logs := testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+
+	prog := copyBinary(t, "/bin/sleep") // its own path, to tell its events
+	work := t.TempDir()
+	pidNS, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		exec_ = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC
+		exit_ = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT
+	)
+	type want struct {
+		replaced     bool
+		code, signal int32 // -1: unset
+	}
+	cases := []struct {
+		name string
+		cmd  *exec.Cmd
+		kill bool
+		want want
+	}{
+		{"fork and exec", exec.Command(prog, "0"), false, want{false, 0, -1}},
+		{"shell exec", exec.Command("/bin/sh", "-c", `exec "$0" 0`, prog), false, want{true, 0, -1}},
+		{"exit code", exec.Command("/bin/sh", "-c", `exec "$0" x`, prog), false, want{true, 1, -1}}, // sleep: invalid time interval
+		{"killed", exec.Command(prog, "60"), true, want{false, -1, int32(syscall.SIGKILL)}},
+	}
+	byPID := map[uint32]int{}
+	for i, tc := range cases {
+		tc.cmd.Dir = work
+		if err := tc.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		byPID[uint32(tc.cmd.Process.Pid)] = i
+	}
+	got := make([]lifecycle, len(cases))
+	done := 0
+	for i, tc := range cases {
+		if tc.kill {
+			// Killed once its exec was published, so that the exec's
+			// record (cwd) is the one checked.
+			for got[i].created == nil {
+				select {
+				case m := <-events.C():
+					done += record(t, m, prog, byPID, got)
+				case <-time.After(15 * time.Second):
+					t.Fatalf("%s: no created event within 15 s", tc.name)
+				}
+			}
+			tc.cmd.Process.Kill()
+		}
+	}
+	for _, tc := range cases {
+		tc.cmd.Wait()
+	}
+	for timeout := time.After(15 * time.Second); done < 2*len(cases); {
+		select {
+		case m := <-events.C():
+			done += record(t, m, prog, byPID, got)
+		case <-timeout:
+			t.Fatalf("%d of %d events within 15 s: %+v", done, 2*len(cases), got)
+		}
+	}
+	opt := func(p *int32) int32 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	for i, tc := range cases {
+		c, x := got[i].created, got[i].terminated
+		p := c.GetProcess()
+		if c.GetKernelEvent() != exec_ || c.GetImageReplaced() != tc.want.replaced {
+			t.Errorf("%s: created with kernel event %v, image replaced %v; want EXEC, %v", tc.name, c.GetKernelEvent(), c.GetImageReplaced(), tc.want.replaced)
+		}
+		ctx := fmt.Sprintf("cwd=%q pidns=pid:[%d] nspid=%d cgroup=%v", p.GetCwd(), p.GetPidNamespace(), p.GetNamespacePid(), p.GetCgroupId() != 0)
+		if wantCtx := fmt.Sprintf("cwd=%q pidns=%s nspid=%d cgroup=true", work, pidNS, p.GetPid()); ctx != wantCtx || p.NamespacePid == nil {
+			t.Errorf("%s: created with %s, want %s", tc.name, ctx, wantCtx)
+		}
+		if x.GetKernelEvent() != exit_ || opt(x.ExitCode) != tc.want.code || opt(x.ExitSignal) != tc.want.signal {
+			t.Errorf("%s: terminated with kernel event %v, exit code %d, signal %d (-1: unset); want EXIT, %d, %d",
+				tc.name, x.GetKernelEvent(), opt(x.ExitCode), opt(x.ExitSignal), tc.want.code, tc.want.signal)
+		}
+	}
+}
+
+// lifecycle is the created and terminated events of one process.
+type lifecycle struct{ created, terminated *eventbusv1.ProcessEventData }
+
+// record keeps a process event of prog's processes in got, by the index
+// byPID gives, and returns 1 if it was one of them.
+func record(t *testing.T, m client.Msg, prog string, byPID map[uint32]int, got []lifecycle) int {
+	t.Helper()
+	e := new(eventbusv1.EventBusMessage)
+	if err := proto.Unmarshal(m.Payload, e); err != nil {
+		t.Fatal(err)
+	}
+	d := e.GetCollectionEvent().GetProcess()
+	i, ok := byPID[d.GetProcess().GetPid()]
+	if !ok || d.GetProcess().GetExecutablePath() != prog {
+		return 0
+	}
+	switch d.GetSubtype() {
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED:
+		if got[i].created != nil {
+			t.Errorf("pid %d created twice", d.GetProcess().GetPid())
+			return 0
+		}
+		got[i].created = d
+	case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED:
+		if got[i].terminated != nil {
+			t.Errorf("pid %d terminated twice", d.GetProcess().GetPid())
+			return 0
+		}
+		got[i].terminated = d
+	default:
+		return 0
+	}
+	return 1
+}
