@@ -157,7 +157,7 @@ func runPs(ctx context.Context, g *global, args []string, stdout, stderr io.Writ
 		return printProto(stdout, out)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "PID\tPPID\tUSER\tCPU%%\tRSS\tSTARTED\tCOMMAND\n")
+	fmt.Fprintf(tw, "PID\tPPID\tUSER\tTTY\tCPU%%\tRSS\tSTARTED\tCOMMAND\n")
 	for _, p := range all {
 		cpu, rss := "-", "-"
 		if p.CpuPercent != nil {
@@ -170,14 +170,24 @@ func runPs(ctx context.Context, g *global, args []string, stdout, stderr io.Writ
 		if cmd == "" {
 			cmd = "[" + p.GetName() + "]"
 		}
-		if p.GetExecutableDeleted() {
+		switch {
+		case p.GetExecutableMemfd():
+			cmd += "  (executable in memory: memfd)"
+		case p.GetExecutableDeleted():
 			cmd += "  (executable deleted)"
+		}
+		if p.GetContainerId() != "" {
+			cmd += "  (container " + p.GetContainerId()[:12] + ")"
 		}
 		user := p.GetUserName()
 		if user == "" && p.Uid != nil {
 			user = fmt.Sprint(p.GetUid())
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.GetPid(), p.GetPpid(), orDash(user), cpu, rss,
+		tty := p.GetTty()
+		if tty == "" {
+			tty = "?"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetPid(), p.GetPpid(), orDash(user), strings.ToValidUTF8(tty, "?"), cpu, rss,
 			p.GetStartTime().AsTime().Local().Format(time.TimeOnly), strings.ToValidUTF8(truncate(cmd, 120), "?"))
 	}
 	if err := tw.Flush(); err != nil {
