@@ -20,8 +20,14 @@
 // whether the executable still exists, whether the running image was
 // deleted or replaced on disk, and a SHA-256 of the image (read through
 // /proc/<pid>/exe, so a deleted binary is still hashed) cached by device,
-// inode, size and modification time. Without root, fields of other users'
-// processes cannot be read: the record says accessible=false.
+// inode, size and modification time. Its context (working directory,
+// login uid, pid and mount namespaces, namespace pid, cgroup id and path,
+// container id) is read when the scanner first sees a process and when it
+// sees it exec, and carried over otherwise (a chdir or a cgroup move
+// between execs is not followed); the terminal comes from stat at every
+// scan. Without root, fields of other users' processes cannot be read: the
+// record says accessible=false (the context fields are left empty
+// without it).
 //
 // Diff compares two scans keyed by pid and start time (a reused pid is a
 // new process): CREATED, TERMINATED, UPDATED (name, executable, user or
@@ -38,7 +44,9 @@
 //
 // Options.Source says where the Collector learns of new processes:
 // SourceEBPF publishes each exec as CREATED and each exit as TERMINATED as
-// the eBPF sensor (package sensor) reports them, enriched from /proc while
+// the eBPF sensor (package sensor) reports them (kernel_event EXEC or EXIT,
+// image_replaced, the exit code or signal, and the context the kernel
+// gave at the exec), enriched from /proc while
 // the process exists (accessible=false when it was already gone), and
 // keeps the scan to resync: the scan publishes only what the sensor did
 // not, matching processes by pid and start time in clock ticks.

@@ -393,7 +393,10 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 	// changes, differ, or the kernel hides those (start of stack 0).
 	// Kernel threads never exec.
 	execed := t.rec == nil || r.Name != prev.Name || (!kthread && (st.image[2] == 0 || st.image != t.image))
-	s.context(t, prev, box, st, execed && !kthread)
+	// The context is read at first sight and after an exec, not for every
+	// scan in which the kernel hides the addresses (a zombie, or a process
+	// this reader may not trace): execed is true for those.
+	s.context(t, prev, box, st, !kthread && (t.rec == nil || r.Name != prev.Name || (st.image[2] != 0 && st.image != t.image)))
 	owner, ok := s.owner(t)
 	if ok && !execed && !s.due(t, statusRefresh, 0) && prev.Uid != nil && prev.Gid != nil && owner == t.owner && owner == [2]uint32{*prev.Uid, *prev.Gid} {
 		r.Uid, r.Gid, r.UserName = prev.Uid, prev.Gid, prev.UserName

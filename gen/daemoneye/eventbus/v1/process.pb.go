@@ -269,7 +269,10 @@ type ProcessRecord struct {
 	CollectionTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=collection_time,json=collectionTime" json:"collection_time,omitempty"`
 	// Working directory, absolute, relative to the process's root directory
 	// (Linux: the /proc/PID/cwd link, or the kernel's path at exec). Empty
-	// when it could not be read.
+	// when it could not be read. Fields 19 to 27 are the process's context
+	// as of its exec (the eBPF sensor) or as of when the collector first
+	// read it or saw it exec (a /proc scan): a chdir, setns or cgroup move
+	// in between shows at the next exec (a scan follows tty at every scan).
 	Cwd string `protobuf:"bytes,19,opt,name=cwd" json:"cwd,omitempty"`
 	// Controlling terminal as a name relative to /dev, such as "pts/3",
 	// "tty1" or "ttyS0"; "char/MAJOR:MINOR" for a terminal whose name is not
