@@ -59,10 +59,11 @@ type Scanner struct {
 	gen        uint64
 	pids       []uint32
 	dents, buf []byte
-	rootID     [2]uint64 // this process's root directory (device, inode)
-	mntNS      [2]uint64 // and mount namespace
-	rootOK     bool      // both known
-	cgroupRoot string    // the cgroup2 mount, "" if none
+	rootID     [2]uint64         // this process's root directory (device, inode)
+	mntNS      [2]uint64         // and mount namespace
+	rootOK     bool              // both known
+	cgroupRoot string            // the cgroup2 mount, "" if none
+	cgroupIDs  map[string]uint64 // cgroup ids by path, for one scan (a cgroup may be made anew)
 }
 
 // tracked is what a Scanner remembers of one process.
@@ -216,6 +217,7 @@ func (s *Scanner) Scan(now time.Time) (map[Key]*eventbusv1.ProcessRecord, error)
 		return nil, fmt.Errorf("process: list %s: %w", s.root, err)
 	}
 	s.gen++
+	clear(s.cgroupIDs)
 	out := make(map[Key]*eventbusv1.ProcessRecord, len(s.pids))
 	stamp := timestamppb.New(now)
 	for _, pid := range s.pids {
@@ -477,7 +479,15 @@ func (s *Scanner) context(t *tracked, prev *eventbusv1.ProcessRecord, box *recor
 	r.MountNamespace = s.nsInode(t, "ns/mnt")
 	if b, err := s.readExtra(t, "cgroup"); err == nil {
 		r.CgroupPath, r.ContainerId = parseCgroup(b)
-		r.CgroupId = cgroupID(s.cgroupRoot, r.CgroupPath)
+		id, ok := s.cgroupIDs[r.CgroupPath]
+		if !ok {
+			id = cgroupID(s.cgroupRoot, r.CgroupPath)
+			if s.cgroupIDs == nil {
+				s.cgroupIDs = map[string]uint64{}
+			}
+			s.cgroupIDs[r.CgroupPath] = id
+		}
+		r.CgroupId = id
 	}
 	// NamespacePid: from status, by record.
 }
