@@ -56,6 +56,21 @@ func TestSourceEBPFKernelFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A cgroup named as Docker names a container's, when cgroup2 is here.
+	const cid = "3f4e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7"
+	cg := ""
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st syscall.Statfs_t
+		if syscall.Statfs(root, &st) == nil && st.Type == 0x63677270 && os.Mkdir(root+"/docker-"+cid+".scope", 0o755) == nil {
+			cg = root + "/docker-" + cid + ".scope"
+			t.Cleanup(func() {
+				if err := os.Remove(cg); err != nil {
+					t.Errorf("remove the test cgroup: %v", err)
+				}
+			})
+			break
+		}
+	}
 	const (
 		exec_ = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC
 		exit_ = eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT
@@ -63,17 +78,25 @@ func TestSourceEBPFKernelFields(t *testing.T) {
 	type want struct {
 		replaced     bool
 		code, signal int32 // -1: unset
+		container    string
 	}
-	cases := []struct {
+	type kcase struct {
 		name string
 		cmd  *exec.Cmd
-		kill bool
+		kill bool // once its exec was published
 		want want
-	}{
-		{"fork and exec", exec.Command(prog, "0"), false, want{false, 0, -1}},
-		{"shell exec", exec.Command("/bin/sh", "-c", `exec "$0" 0`, prog), false, want{true, 0, -1}},
-		{"exit code", exec.Command("/bin/sh", "-c", `exec "$0" x`, prog), false, want{true, 1, -1}}, // sleep: invalid time interval
-		{"killed", exec.Command(prog, "60"), true, want{false, -1, int32(syscall.SIGKILL)}},
+	}
+	cases := []kcase{
+		{"fork and exec", exec.Command(prog, "0"), false, want{false, 0, -1, ""}},
+		{"shell exec", exec.Command("/bin/sh", "-c", `exec "$0" 0`, prog), false, want{true, 0, -1, ""}},
+		{"exit code", exec.Command("/bin/sh", "-c", `exec "$0" x`, prog), false, want{true, 1, -1, ""}}, // sleep: invalid time interval
+		{"killed", exec.Command(prog, "60"), true, want{false, -1, int32(syscall.SIGKILL), ""}},
+	}
+	if cg != "" {
+		// It runs long enough to be read from /proc, which gives the path.
+		cases = append(cases, kcase{"container", exec.Command("/bin/sh", "-c", `echo $$ > "$1/cgroup.procs" && exec "$0" 0.3`, prog, cg), false, want{true, 0, -1, cid}})
+	} else {
+		t.Log("no cgroup2 file system to make a container's cgroup in: container ids not checked")
 	}
 	byPID := map[uint32]int{}
 	for i, tc := range cases {
@@ -126,6 +149,9 @@ func TestSourceEBPFKernelFields(t *testing.T) {
 		ctx := fmt.Sprintf("cwd=%q pidns=pid:[%d] nspid=%d cgroup=%v", p.GetCwd(), p.GetPidNamespace(), p.GetNamespacePid(), p.GetCgroupId() != 0)
 		if wantCtx := fmt.Sprintf("cwd=%q pidns=%s nspid=%d cgroup=true", work, pidNS, p.GetPid()); ctx != wantCtx || p.NamespacePid == nil {
 			t.Errorf("%s: created with %s, want %s", tc.name, ctx, wantCtx)
+		}
+		if p.GetContainerId() != tc.want.container || (tc.want.container != "" && p.GetCgroupPath() != "/docker-"+cid+".scope") {
+			t.Errorf("%s: created in cgroup %q, container %q; want container %q", tc.name, p.GetCgroupPath(), p.GetContainerId(), tc.want.container)
 		}
 		if x.GetKernelEvent() != exit_ || opt(x.ExitCode) != tc.want.code || opt(x.ExitSignal) != tc.want.signal {
 			t.Errorf("%s: terminated with kernel event %v, exit code %d, signal %d (-1: unset); want EXIT, %d, %d",
