@@ -2,7 +2,9 @@ package process
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,5 +254,72 @@ func TestScanReadsContext(t *testing.T) {
 			prev = cur
 		}
 		s.Close()
+	}
+}
+
+// A process run from a memfd is executable_memfd (and executable_deleted,
+// as before); one with a command line past maxRead is
+// command_line_truncated; a plain one is neither.
+func TestScanMemfdAndTruncation(t *testing.T) {
+	fd, err := unix.MemfdCreate("daemoneye-scan-test", unix.MFD_CLOEXEC|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) { // before Linux 6.3
+		fd, err = unix.MemfdCreate("daemoneye-scan-test", unix.MFD_CLOEXEC)
+	}
+	if err != nil {
+		t.Skipf("memfd_create: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd")
+	defer f.Close()
+	src, err := os.Open(copySleep(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(f, src)
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	memfd := exec.Command("/proc/self/fd/3", "30")
+	memfd.ExtraFiles = []*os.File{f}
+	args := []string{"-c", "read x", "sh"} // waits on its standard input
+	for range maxRead/(100<<10) + 1 {      // an argument holds at most 128 KiB
+		args = append(args, strings.Repeat("x", 100<<10))
+	}
+	long := exec.Command("/bin/sh", args...)
+	if _, err := long.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	plain := startChild(t, copySleep(t, t.TempDir()))
+	for _, c := range []*exec.Cmd{memfd, long} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	}
+	s, err := NewScanner(ScannerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for scan := range cmdlineRefresh + 2 {
+		cur := mustScan(t, s)
+		for _, tc := range []struct {
+			name                      string
+			cmd                       *exec.Cmd
+			memfd, deleted, truncated bool
+		}{
+			{"memfd", memfd, true, true, false},
+			{"long command line", long, false, false, true},
+			{"plain", plain, false, false, false},
+		} {
+			r := find(cur, tc.cmd.Process.Pid)
+			if r == nil {
+				t.Fatalf("scan %d: %s missing", scan, tc.name)
+			}
+			if r.GetExecutableMemfd() != tc.memfd || r.GetExecutableDeleted() != tc.deleted || r.GetCommandLineTruncated() != tc.truncated {
+				t.Errorf("scan %d: %s (%q): memfd %v deleted %v truncated %v, want %v %v %v", scan, tc.name, r.GetExecutablePath(),
+					r.GetExecutableMemfd(), r.GetExecutableDeleted(), r.GetCommandLineTruncated(), tc.memfd, tc.deleted, tc.truncated)
+			}
+		}
 	}
 }

@@ -427,11 +427,13 @@ func (s *Scanner) record(t *tracked, st procStat) *recordBox {
 		r.CommandLine = []string{}
 		return box
 	}
+	r.CommandLineTruncated = prev.CommandLineTruncated
 	if !execed && !s.due(t, cmdlineRefresh, 5) && prev.CommandLine != nil {
 		r.CommandLine = prev.CommandLine
 	} else if b, err := s.readFile(t, fileCmdline); err != nil {
 		r.Accessible = false
 	} else {
+		r.CommandLineTruncated = len(b) >= maxRead
 		if len(b) > 0 {
 			// Empty: a zombie, or an exec under way (its arguments not yet
 			// in place); read it again next scan.
@@ -612,6 +614,8 @@ func (s *Scanner) executable(t *tracked, prev, r *eventbusv1.ProcessRecord, rech
 	if s.hashes == nil {
 		r.ExecutableHash, r.HashAlgorithm = nil, eventbusv1.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED
 	}
+	// A memfd image: the link reads "/memfd:NAME (deleted)".
+	r.ExecutableMemfd = r.ExecutableDeleted && strings.HasPrefix(t.link, "/memfd:") && strings.IndexByte(t.link[1:], '/') < 0
 }
 
 // readlink reads the link at path into buf (which bounds its length).
