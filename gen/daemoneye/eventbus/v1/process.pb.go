@@ -303,8 +303,8 @@ type ProcessRecord struct {
 	// empty when the process is not in a recognised container cgroup.
 	ContainerId string `protobuf:"bytes,27,opt,name=container_id,json=containerId" json:"container_id,omitempty"`
 	// True when command_line was cut: the argument vector was longer than the
-	// collector's limit (the eBPF sensor: 4 KiB or 256 strings), and the last
-	// string may be cut too.
+	// collector's limit (the eBPF sensor: 4 KiB or 256 strings; a /proc
+	// scan: 1 MiB), and the last string may be cut too.
 	CommandLineTruncated bool `protobuf:"varint,28,opt,name=command_line_truncated,json=commandLineTruncated" json:"command_line_truncated,omitempty"`
 	// True when the running image is a memfd_create(2) file (executable_path
 	// "/memfd:NAME"), never a file on disk: fileless execution.
