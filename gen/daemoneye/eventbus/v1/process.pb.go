@@ -173,7 +173,8 @@ const (
 	// PROCESS_EVENT_SUBTYPE_TERMINATED.
 	ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT ProcessKernelEvent = 2
 	// A new process was forked (or cloned without sharing its thread group)
-	// and has not exec'd.
+	// and has not exec'd. Reserved for fork events: procmond does not
+	// publish them yet (a fork without exec is seen by the scan only).
 	ProcessKernelEvent_PROCESS_KERNEL_EVENT_FORK ProcessKernelEvent = 3
 )
 
@@ -573,7 +574,9 @@ type ProcessEventData struct {
 	// had already exec'd since it was forked (a shell's `exec cmd`, or a
 	// program that execs another in place), false for the first exec after a
 	// fork (fork+exec, how most processes start). The pid, parent and start
-	// time stay those of the process whose image was replaced.
+	// time stay those of the process whose image was replaced. (Linux: the
+	// task's exec counters; a child cloned with CLONE_PARENT by a parent that
+	// had exec'd reads as replaced on its first exec, a rare case.)
 	ImageReplaced bool `protobuf:"varint,8,opt,name=image_replaced,json=imageReplaced" json:"image_replaced,omitempty"`
 	// For a TERMINATED event from the kernel: the exit code (0-255) when the
 	// process exited normally. Unset when it was killed by a signal or the
