@@ -299,3 +299,69 @@ func TestSourceEBPFPublishesOnce(t *testing.T) {
 		t.Errorf("pid %d published %v, want one created and one terminated", pid, counts)
 	}
 }
+
+// --source auto falls back one step at a time, saying why: as nobody with
+// CAP_NET_ADMIN only, from eBPF to the process connector; as nobody
+// without capabilities, on to polling.
+func TestSourceAutoFallsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run procmond as nobody with chosen capabilities")
+	}
+	if err := process.ProbeConnector(); err != nil {
+		t.Skip("the process connector cannot be used here (CI runs this as root): ", err)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // nobody must reach the binaries
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(run, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	nobody := func(caps ...uintptr) *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}, AmbientCaps: caps}
+	}
+	sock := filepath.Join(run, "eventbus.sock")
+	b := exec.Command(broker, "--socket", sock)
+	b.SysProcAttr = nobody() // procmond connects as the broker's own user
+	stderr, _ := b.StderrPipe()
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Process.Kill(); b.Wait() })
+	testproc.ExpectLine(t, testproc.Lines(stderr), "the broker", "listening")
+
+	const capNetAdmin = 12
+	for _, tc := range []struct {
+		name  string
+		caps  []uintptr
+		wants []string
+	}{
+		{"CAP_NET_ADMIN", []uintptr{capNetAdmin}, []string{"the eBPF process sensor cannot run here; trying the netlink process connector", "using the netlink process connector"}},
+		{"no capabilities", nil, []string{"the eBPF process sensor cannot run here; trying the netlink process connector", "the netlink process connector cannot run here either; polling /proc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pm := exec.Command(bin, "--socket", sock, "--source", "auto")
+			pm.SysProcAttr = nobody(tc.caps...)
+			stderr, _ := pm.StderrPipe()
+			if err := pm.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { pm.Process.Kill(); pm.Wait() }()
+			logs := testproc.Lines(stderr)
+			for _, want := range tc.wants {
+				testproc.ExpectLine(t, logs, "procmond", want)
+			}
+		})
+	}
+}
