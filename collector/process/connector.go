@@ -164,8 +164,8 @@ func nextEvent(b []byte) (ev cnEvent, ok bool, rest []byte) {
 // appendMcastOp appends the message that subscribes (procCnMcastListen)
 // or unsubscribes (procCnMcastIgnore) a socket, with seq as its sequence
 // number and acknowledgement number (the kernel answers with seq+1 as its
-// acknowledgement number: since Linux 5.x it replaces the sequence number
-// with its own). opLen is the length of the operation: 4, or another to have the kernel
+// acknowledgement number, and its own sequence number, at least on Linux
+// 6.18). opLen is the length of the operation: 4, or another to have the kernel
 // ignore it.
 func appendMcastOp(b []byte, op, seq uint32, opLen int) []byte {
 	ne := binary.NativeEndian
