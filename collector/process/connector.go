@@ -259,11 +259,11 @@ func openConnector(o connectorOptions) (*connector, error) {
 	}
 	cn := &connector{f: f, rc: rc, seq: uint32(time.Now().UnixNano()) ^ uint32(os.Getpid())<<16, buf: make([]byte, 8<<10), forks: map[uint32]cnFork{}}
 	cn.readFn = cn.read
-	var mono, real, boot unix.Timespec
+	var mono, wall, boot unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-	unix.ClockGettime(unix.CLOCK_REALTIME, &real)
+	unix.ClockGettime(unix.CLOCK_REALTIME, &wall)
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
-	cn.wallOffset, cn.bootOffset = real.Nano()-mono.Nano(), boot.Nano()-mono.Nano()
+	cn.wallOffset, cn.bootOffset = wall.Nano()-mono.Nano(), boot.Nano()-mono.Nano()
 	opLen := 4
 	if o.badListen {
 		opLen = 3
@@ -554,6 +554,16 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 		}
 	}
 	c.mu.Lock()
+	if !r.GetAccessible() {
+		if sk := c.scannedLocked(pid, key, ev.Time, at); sk != nil && !c.isPublishedLocked(*sk) {
+			// The scan read this process and published it, with more
+			// than this record has (unless it read it between its fork
+			// and its exec, a window of microseconds to a scan's
+			// milliseconds).
+			c.mu.Unlock()
+			return
+		}
+	}
 	s, pub := c.sensorRecs[key]
 	old, scanned := c.cur[key]
 	if (pub && r.GetAccessible() && sameImage(s.rec, r)) || (scanned && !pub && sameImage(old, r)) {
@@ -568,6 +578,33 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 	c.mu.Unlock()
 	c.sensorCreated.Add(1)
 	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r, Key: key}, parent, at)
+}
+
+// scannedLocked returns the key under which the latest scan knows the
+// process pid that executed at execTime (CLOCK_MONOTONIC; at in wall
+// time), whose fork key knows (Start 0: not seen), or nil. A record of the
+// pid is that process when its start is within a tick of the fork's, or
+// when the scan began after the exec (a pid is not reused while its
+// process lives). c.mu is held.
+func (c *Collector) scannedLocked(pid uint32, key Key, execTime uint64, at time.Time) *Key {
+	sp := c.byPID[pid]
+	if sp == nil {
+		return nil
+	}
+	k := c.keyOf(sp)
+	after := sp.GetCollectionTime().AsTime().After(at)
+	nearFork := key.Start != 0 && k.Start+1 >= key.Start && k.Start <= key.Start+1
+	if k.Start > c.cn.ticks(execTime)+1 || (!nearFork && !after) {
+		return nil
+	}
+	return &k
+}
+
+// isPublishedLocked reports whether this source published the process
+// key. c.mu is held.
+func (c *Collector) isPublishedLocked(key Key) bool {
+	_, ok := c.sensorRecs[key]
+	return ok
 }
 
 // sameImage reports whether two records of a process show the same

@@ -140,8 +140,10 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 					d := e.GetCollectionEvent().GetProcess()
 					p := d.GetProcess()
 					// The connector's records of processes gone before /proc
-					// was read have their pid only.
-					if !pids[p.GetPid()] || (p.GetExecutablePath() != prog && (tc.source != "connector" || p.GetAccessible())) {
+					// was read have their pid and parent only (the parent
+					// tells them from others that reused the pid).
+					unread := tc.source == "connector" && p.GetExecutablePath() == "" && p.GetPpid() == uint32(os.Getpid())
+					if !pids[p.GetPid()] || (p.GetExecutablePath() != prog && !unread) {
 						continue
 					}
 					switch d.GetSubtype() {
