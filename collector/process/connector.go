@@ -71,6 +71,9 @@ const (
 	// connectorMaxForks bounds the forks remembered for the parent and
 	// start time of a child that executes and ends before /proc is read.
 	connectorMaxForks = 8192
+	// forkSlack is how many clock ticks (10 ms each) a fork event may
+	// come after the child's start.
+	forkSlack = 10
 )
 
 // connectorOptions are the connector's settings; the zero value is the
@@ -535,17 +538,24 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 	var r *eventbusv1.ProcessRecord
 	var key Key
 	// A process that started after the exec is another that reused the pid.
-	if t != nil && t.key.Start <= cn.ticks(ev.Time)+1 && t.rec.GetExecutablePath() != "" {
+	if t != nil && t.key.Start <= cn.ticks(ev.Time)+1 {
 		r, key = t.rec, t.key
 		r.CollectionTime = timestamppb.New(at)
+		if r.GetExecutablePath() == "" {
+			// A zombie already: its name, ids, parent and start time
+			// are still there, its image and arguments are not.
+			r.Accessible = false
+		}
 	}
 	if t != nil {
 		cn.scanner.forget(t)
 		delete(cn.scanner.procs, pid)
 	}
-	if r == nil {
-		// Gone (or a zombie already): what the events told.
+	if r == nil || !r.GetAccessible() {
 		cn.unreadable.Add(1)
+	}
+	if r == nil {
+		// Gone: what the events told.
 		r = &eventbusv1.ProcessRecord{Pid: pid, CommandLine: []string{}, CollectionTime: timestamppb.New(at)}
 		key = Key{PID: pid}
 		if f, ok := cn.forks[pid]; ok {
@@ -583,9 +593,10 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 // scannedLocked returns the key under which the latest scan knows the
 // process pid that executed at execTime (CLOCK_MONOTONIC; at in wall
 // time), whose fork key knows (Start 0: not seen), or nil. A record of the
-// pid is that process when its start is within a tick of the fork's, or
-// when the scan began after the exec (a pid is not reused while its
-// process lives). c.mu is held.
+// pid is that process when it started at most forkSlack ticks before the
+// fork event's time (the event comes after the start, later on a loaded
+// machine) and not after it, or when the scan began after the exec (a pid
+// is not reused while its process lives). c.mu is held.
 func (c *Collector) scannedLocked(pid uint32, key Key, execTime uint64, at time.Time) *Key {
 	sp := c.byPID[pid]
 	if sp == nil {
@@ -593,7 +604,7 @@ func (c *Collector) scannedLocked(pid uint32, key Key, execTime uint64, at time.
 	}
 	k := c.keyOf(sp)
 	after := sp.GetCollectionTime().AsTime().After(at)
-	nearFork := key.Start != 0 && k.Start+1 >= key.Start && k.Start <= key.Start+1
+	nearFork := key.Start != 0 && k.Start+forkSlack >= key.Start && k.Start <= key.Start+1
 	if k.Start > c.cn.ticks(execTime)+1 || (!nearFork && !after) {
 		return nil
 	}
