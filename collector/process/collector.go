@@ -331,6 +331,7 @@ func (c *Collector) scanOnce(now time.Time) {
 	c.cur, c.lastScan, c.byPID = cur, now, byPID
 	c.scans++
 	changes = c.resyncLocked(changes, cur)
+	c.noteScanCreatedLocked(changes, now)
 	c.mu.Unlock()
 	for _, ch := range changes {
 		c.publish(ch, byPID, now)

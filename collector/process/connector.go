@@ -216,6 +216,10 @@ type connector struct {
 	forks   map[uint32]cnFork
 	scanner *Scanner // the reader's /proc reader, nothing kept open
 
+	// Under the collector's mu: what recent scans published as created,
+	// by pid (noteScanCreatedLocked).
+	scanCreated map[uint32]scanCreated
+
 	// events read, ENOBUFS errors (each followed by a rescan), and execs
 	// whose process was gone from /proc before it could be read.
 	events, enobufs, unreadable atomic.Uint64
@@ -260,7 +264,7 @@ func openConnector(o connectorOptions) (*connector, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %w", ErrConnector, err)
 	}
-	cn := &connector{f: f, rc: rc, seq: uint32(time.Now().UnixNano()) ^ uint32(os.Getpid())<<16, buf: make([]byte, 8<<10), forks: map[uint32]cnFork{}}
+	cn := &connector{f: f, rc: rc, seq: uint32(time.Now().UnixNano()) ^ uint32(os.Getpid())<<16, buf: make([]byte, 8<<10), forks: map[uint32]cnFork{}, scanCreated: map[uint32]scanCreated{}}
 	cn.readFn = cn.read
 	var mono, wall, boot unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
@@ -598,17 +602,57 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 // machine) and not after it, or when the scan began after the exec (a pid
 // is not reused while its process lives). c.mu is held.
 func (c *Collector) scannedLocked(pid uint32, key Key, execTime uint64, at time.Time) *Key {
-	sp := c.byPID[pid]
-	if sp == nil {
-		return nil
+	match := func(k Key, read time.Time) *Key {
+		nearFork := key.Start != 0 && k.Start+forkSlack >= key.Start && k.Start <= key.Start+1
+		if k.Start > c.cn.ticks(execTime)+1 || (!nearFork && !read.After(at)) {
+			return nil
+		}
+		return &k
 	}
-	k := c.keyOf(sp)
-	after := sp.GetCollectionTime().AsTime().After(at)
-	nearFork := key.Start != 0 && k.Start+forkSlack >= key.Start && k.Start <= key.Start+1
-	if k.Start > c.cn.ticks(execTime)+1 || (!nearFork && !after) {
-		return nil
+	if sp := c.byPID[pid]; sp != nil {
+		if k := match(c.keyOf(sp), sp.GetCollectionTime().AsTime()); k != nil {
+			return k
+		}
 	}
-	return &k
+	// A scan since ended: the reader may lag several scans behind.
+	if sc, ok := c.cn.scanCreated[pid]; ok {
+		return match(sc.key, sc.at)
+	}
+	return nil
+}
+
+// scanCreated is a process a scan published as created.
+type scanCreated struct {
+	key Key
+	at  time.Time // the scan's time
+	gen uint64    // c.scans then
+}
+
+// Bounds of connector.scanCreated: the scans it covers, and its size.
+const (
+	scanCreatedScans = 64
+	scanCreatedMax   = 16384
+)
+
+// noteScanCreatedLocked remembers, for a while, the processes a scan
+// published as created, so that an exec the reader handles after a
+// later scan no longer shows the process is not published twice. c.mu is
+// held.
+func (c *Collector) noteScanCreatedLocked(changes []Change, at time.Time) {
+	if c.cn == nil {
+		return
+	}
+	m := c.cn.scanCreated
+	for pid, sc := range m {
+		if sc.gen+scanCreatedScans < c.scans || len(m) >= scanCreatedMax {
+			delete(m, pid)
+		}
+	}
+	for _, ch := range changes {
+		if ch.Subtype == eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED && len(m) < scanCreatedMax {
+			m[ch.Key.PID] = scanCreated{key: ch.Key, at: at, gen: c.scans}
+		}
+	}
 }
 
 // isPublishedLocked reports whether this source published the process

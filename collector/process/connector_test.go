@@ -533,9 +533,14 @@ func TestScannedLocked(t *testing.T) {
 		{"fork not seen, scanned after the exec", rec(490, after), 0, &Key{7, 490}},
 		{"scanned after the exec", rec(490, after), 490, &Key{7, 490}},
 		{"a newer process with the pid", rec(execTicks+5, after), 0, nil},
+		{"gone from the latest scan, created by an earlier one", nil, 490, &Key{7, 489}},
 	} {
 		// Boot time and CLOCK_BOOTTIME's zero coincide: ticks(ns) = ns/tick.
-		c := &Collector{bootTime: boot, cn: &connector{}, byPID: map[uint32]*eventbusv1.ProcessRecord{}}
+		c := &Collector{bootTime: boot, cn: &connector{scanCreated: map[uint32]scanCreated{}}, byPID: map[uint32]*eventbusv1.ProcessRecord{}}
+		if strings.HasPrefix(tc.name, "gone") {
+			c.scans = 3
+			c.noteScanCreatedLocked([]Change{{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Key: Key{7, 489}}}, before)
+		}
 		if tc.scanned != nil {
 			c.byPID[7] = tc.scanned
 		}
