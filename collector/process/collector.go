@@ -59,8 +59,10 @@ type Options struct {
 	// Logger receives the collector's notices. Default: silent.
 	Logger *slog.Logger
 	// Source is where new and ended processes are learnt of: SourceAuto
-	// (the default), SourceEBPF or SourcePoll.
+	// (the default), SourceEBPF, SourceConnector or SourcePoll.
 	Source Source
+
+	connector connectorOptions // tests: the process connector's buffer and subscription
 }
 
 // Collector is procmond: it scans the processes every interval, publishes
@@ -107,7 +109,10 @@ type Collector struct {
 	byPID       map[uint32]*eventbusv1.ProcessRecord
 	scans       uint64
 	resynced    uint64
-	sensorErr   error
+	sensorErr   error // the sensor's or the connector's reader stopped with it
+
+	cn     *connector    // the process connector (connector.go); nil unless it is the source
+	rescan chan struct{} // a scan asked for now (requestScan)
 
 	published, dropped, errs, handled, heartbeats atomic.Uint64
 	// The sensor's events published, and exec events whose process could
@@ -142,7 +147,7 @@ func New(conn *client.Conn, opts Options) (*Collector, error) {
 	}
 	opts.Source = src
 	c := &Collector{conn: conn, opts: opts, log: log, started: time.Now(), state: eventbusv1.CollectorState_COLLECTOR_STATE_STARTING,
-		shutdown: make(chan struct{}), reconf: make(chan struct{}, 1), users: map[uint32]string{},
+		shutdown: make(chan struct{}), reconf: make(chan struct{}, 1), rescan: make(chan struct{}, 1), users: map[uint32]string{},
 		sensorRecs: map[Key]sensorRec{}, sensorByPID: map[uint32]*eventbusv1.ProcessRecord{}, exited: map[Key]struct{}{}}
 	c.hashes, c.hashOn = &HashCache{}, !opts.NoHash
 	if opts.ProcRoot == "" {
@@ -184,8 +189,9 @@ func validateConfig(s *structpb.Struct) []*eventbusv1.FieldViolation {
 
 // Run serves the control operations and scans until ctx ends (it returns
 // nil) or a shutdown is requested over RPC (it returns ErrShutdown). It
-// flushes what it published before it returns. With SourceEBPF it fails
-// with an error wrapping ErrSource when the sensor cannot be opened.
+// flushes what it published before it returns. With SourceEBPF or
+// SourceConnector it fails with an error wrapping ErrSource when the
+// source cannot be opened.
 // Run may be called once.
 func (c *Collector) Run(ctx context.Context) error {
 	var err error
@@ -202,6 +208,9 @@ func (c *Collector) Run(ctx context.Context) error {
 		srv.Close()
 		if c.sensor != nil {
 			c.sensor.Close()
+		}
+		if c.cn != nil {
+			c.closeConnector()
 		}
 		return err
 	}
@@ -232,6 +241,10 @@ func (c *Collector) Run(ctx context.Context) error {
 		})
 		defer stopSensor() // on a panic
 	}
+	if c.cn != nil {
+		stopSensor = c.startConnector(ctx)
+		defer stopSensor()
+	}
 	c.scanOnce(time.Now())
 	scan := time.NewTicker(c.interval())
 	defer scan.Stop()
@@ -249,6 +262,8 @@ loop:
 			break loop
 		case now := <-scan.C:
 			c.scanOnce(now)
+		case <-c.rescan:
+			c.scanOnce(time.Now())
 		case <-beat.C:
 			c.heartbeat()
 		case <-c.reconf:
@@ -306,7 +321,7 @@ func (c *Collector) scanOnce(now time.Time) {
 	c.noteInaccessible(cur)
 	changes := Diff(c.cur, cur) // c.cur is written only here: no lock to read it
 	var byPID map[uint32]*eventbusv1.ProcessRecord
-	if len(changes) > 0 || c.sensor != nil {
+	if len(changes) > 0 || c.sensor != nil || c.cn != nil {
 		byPID = make(map[uint32]*eventbusv1.ProcessRecord, len(cur))
 		for _, r := range cur {
 			byPID[r.GetPid()] = r
@@ -317,6 +332,7 @@ func (c *Collector) scanOnce(now time.Time) {
 	c.cur, c.lastScan, c.byPID = cur, now, byPID
 	c.scans++
 	changes = c.resyncLocked(changes, cur)
+	c.noteScanCreatedLocked(changes, now)
 	c.mu.Unlock()
 	for _, ch := range changes {
 		c.publish(ch, byPID, now)
@@ -410,6 +426,7 @@ func (c *Collector) heartbeat() {
 		hb.Counters.Custom["sensor_events"], hb.Counters.Custom["sensor_lost"] = st.Events, st.Lost
 		hb.Counters.Custom["sensor_unenriched"] = c.enrichMissed.Load()
 	}
+	c.connectorCounters(hb.Counters.Custom)
 	topic := topics.HealthHeartbeat + "." + c.opts.ID
 	msg := envelope.New(topic, time.Now(), hb)
 	msg.Metadata.SourceId = c.opts.ID

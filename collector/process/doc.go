@@ -50,9 +50,15 @@
 // the process exists (accessible=false when it was already gone), and
 // keeps the scan to resync: the scan publishes only what the sensor did
 // not, matching processes by pid and start time in clock ticks.
-// SourcePoll only scans; SourceAuto is SourceEBPF when the sensor opens.
+// SourceConnector does the same from the netlink process connector
+// (connector.go), whose events carry pids only: each exec's process is
+// read from /proc at once, and one already gone is published with its
+// pid, parent and start time from its fork, accessible=false; a socket
+// overflow (ENOBUFS) is counted and makes the collector scan at once.
+// SourcePoll only scans; SourceAuto is SourceEBPF when the sensor opens,
+// else SourceConnector when the connector subscribes, else SourcePoll.
 //
 // The Collector's goroutines are its caller's (Run), the rpc.Server's, and
-// with the sensor its reader (which publishes what it reads); Run waits for
-// them before it returns.
+// with the sensor or the connector its reader (which publishes what it
+// reads); Run waits for them before it returns.
 package process

@@ -23,8 +23,9 @@ type Source string
 
 // The sources. SourceAuto is the default.
 const (
-	// SourceAuto uses the eBPF sensor when it can be opened, and polling
-	// otherwise, saying why once in the log.
+	// SourceAuto uses the eBPF sensor when it can be opened, else the
+	// process connector, else polling, saying once in the log why each
+	// step fell back.
 	SourceAuto Source = "auto"
 	// SourceEBPF uses the eBPF process sensor (collector/process/sensor):
 	// every exec is published as CREATED and every exit of a process it
@@ -33,25 +34,34 @@ const (
 	// did not (processes that existed before it, and anything it missed).
 	// Run fails if the sensor cannot be opened.
 	SourceEBPF Source = "ebpf"
+	// SourceConnector uses the netlink process connector (connector.go):
+	// the kernel reports every fork, exec and exit by pid, and the
+	// collector reads each exec's process from /proc at once, so a process
+	// gone before that is published with its pid, parent and start time
+	// only (accessible=false). An overflow of its socket (ENOBUFS) loses
+	// events; it is counted and followed by a scan at once. The scan
+	// resyncs as with SourceEBPF. It needs CAP_NET_ADMIN in the initial
+	// user and pid namespaces; Run fails if it cannot subscribe.
+	SourceConnector Source = "connector"
 	// SourcePoll only scans /proc every interval: a process that starts
 	// and ends between two scans is never seen.
 	SourcePoll Source = "poll"
 )
 
 // ErrSource is returned by New for a Source that is none of the above,
-// and wrapped by Run when SourceEBPF is forced and the sensor cannot be
-// opened.
+// and wrapped by Run when SourceEBPF or SourceConnector is forced and
+// cannot be opened.
 var ErrSource = errors.New("process: source unavailable")
 
-// ParseSource parses "auto", "ebpf" or "poll" ("" is auto).
+// ParseSource parses "auto", "ebpf", "connector" or "poll" ("" is auto).
 func ParseSource(s string) (Source, error) {
 	switch Source(s) {
 	case "", SourceAuto:
 		return SourceAuto, nil
-	case SourceEBPF, SourcePoll:
+	case SourceEBPF, SourceConnector, SourcePoll:
 		return Source(s), nil
 	}
-	return "", fmt.Errorf("%w: unknown source %q (auto, ebpf or poll)", ErrSource, s)
+	return "", fmt.Errorf("%w: unknown source %q (auto, ebpf, connector or poll)", ErrSource, s)
 }
 
 // maxComm is the length of a process's comm (TASK_COMM_LEN less its NUL).
@@ -63,27 +73,44 @@ func ticksOf(d time.Duration) uint64 {
 	return uint64(d) / uint64(time.Second/userHZ)
 }
 
-// openSource opens the sensor for SourceAuto and SourceEBPF. For
-// SourceAuto a failure is logged once and the collector polls; for
-// SourceEBPF it is returned.
+// openSource opens the source: for SourceAuto the sensor, else the
+// process connector, else none (polling), each failure logged once; a
+// forced SourceEBPF or SourceConnector that cannot be opened is an error.
 func (c *Collector) openSource() error {
 	if c.opts.Source == SourcePoll {
 		c.source, c.sourceNote = SourcePoll, "forced with --source poll"
 		c.log.Info("procmond: polling /proc only, as asked; processes that live shorter than the interval are missed", "interval", c.interval())
 		return nil
 	}
-	s, err := sensor.Open(sensor.Options{Logger: c.log})
-	if err != nil {
+	var why string
+	if c.opts.Source != SourceConnector {
+		s, err := sensor.Open(sensor.Options{Logger: c.log})
+		if err == nil {
+			c.sensor, c.source, c.sourceNote = s, SourceEBPF, "eBPF process sensor attached"
+			c.log.Info("procmond: using the eBPF process sensor; the /proc scan resyncs every interval", "interval", c.interval())
+			return nil
+		}
 		if c.opts.Source == SourceEBPF {
 			return fmt.Errorf("%w: --source ebpf: %w (run procmond as root, or with CAP_BPF and CAP_PERFMON, or use --source auto or poll)", ErrSource, err)
 		}
-		c.source, c.sourceNote = SourcePoll, "the eBPF sensor is unavailable: "+err.Error()
-		c.log.Warn("procmond: the eBPF process sensor cannot run here; polling /proc instead, which misses processes that live shorter than the interval",
-			"err", err, "interval", c.interval())
+		why = "the eBPF sensor is unavailable: " + err.Error()
+		c.log.Warn("procmond: the eBPF process sensor cannot run here; trying the netlink process connector", "err", err)
+	}
+	err := c.openConnector()
+	if err == nil {
+		c.source, c.sourceNote = SourceConnector, "netlink process connector subscribed"
+		if why != "" {
+			c.sourceNote += " (" + why + ")"
+		}
+		c.log.Info("procmond: using the netlink process connector; each exec is read from /proc at once, and the /proc scan resyncs every interval", "interval", c.interval())
 		return nil
 	}
-	c.sensor, c.source, c.sourceNote = s, SourceEBPF, "eBPF process sensor attached"
-	c.log.Info("procmond: using the eBPF process sensor; the /proc scan resyncs every interval", "interval", c.interval())
+	if c.opts.Source == SourceConnector {
+		return fmt.Errorf("%w: --source connector: %w (run procmond as root, or with CAP_NET_ADMIN, in the host's pid namespace, or use --source auto or poll)", ErrSource, err)
+	}
+	c.source, c.sourceNote = SourcePoll, why+"; "+err.Error()
+	c.log.Warn("procmond: the netlink process connector cannot run here either; polling /proc instead, which misses processes that live shorter than the interval",
+		"err", err, "interval", c.interval())
 	return nil
 }
 
@@ -283,7 +310,7 @@ func (c *Collector) userName(uid uint32) string {
 // published, and forgets what the sensor published that the scan now
 // knows or that ended. c.mu is held.
 func (c *Collector) resyncLocked(changes []Change, cur map[Key]*eventbusv1.ProcessRecord) []Change {
-	if c.sensor == nil {
+	if c.sensor == nil && c.cn == nil {
 		return changes
 	}
 	out := changes[:0]
@@ -328,6 +355,9 @@ func (c *Collector) resyncLocked(changes []Change, cur map[Key]*eventbusv1.Proce
 // sensor make it degraded.
 func (c *Collector) sourceHealth(now time.Time, metrics bool) *eventbusv1.ComponentHealth {
 	h := &eventbusv1.ComponentHealth{Name: "source", Status: eventbusv1.HealthStatus_HEALTH_STATUS_HEALTHY, LastCheck: timestamppb.New(now)}
+	if c.cn != nil {
+		return c.connectorHealth(h, metrics)
+	}
 	if c.sensor == nil {
 		h.Message = string(c.source) + ": " + c.sourceNote
 		if metrics {
@@ -356,8 +386,8 @@ func (c *Collector) sourceHealth(now time.Time, metrics bool) *eventbusv1.Compon
 	return h
 }
 
-// sourceDegradedLocked reports whether the sensor lost events or stopped. c.mu
-// is held.
+// sourceDegradedLocked reports whether the sensor lost events or stopped,
+// or the connector overflowed or stopped. c.mu is held.
 func (c *Collector) sourceDegradedLocked() bool {
-	return c.sensor != nil && (c.sensorErr != nil || c.sensor.Stats().Lost > 0)
+	return c.sensor != nil && (c.sensorErr != nil || c.sensor.Stats().Lost > 0) || c.connectorDegradedLocked()
 }

@@ -23,7 +23,7 @@ func TestTicksOf(t *testing.T) {
 }
 
 func TestParseSource(t *testing.T) {
-	for in, want := range map[string]Source{"": SourceAuto, "auto": SourceAuto, "ebpf": SourceEBPF, "poll": SourcePoll, "netlink": ""} {
+	for in, want := range map[string]Source{"": SourceAuto, "auto": SourceAuto, "ebpf": SourceEBPF, "poll": SourcePoll, "connector": SourceConnector, "netlink": ""} {
 		got, err := ParseSource(in)
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("ParseSource(%q) = %q, %v; want %q", in, got, err, want)

@@ -59,24 +59,40 @@ const (
 const (
 	capDACReadSearch = 2  // read any file and search any directory: /proc/<pid>/ files of others, executables to hash
 	capSysPtrace     = 19 // ptrace-read access: /proc/<pid>/exe, cwd and the like of every process
+	capNetAdmin      = 12 // join the netlink process connector's group and raise its receive buffer (SO_RCVBUFFORCE)
 	capPerfmon       = 38 // with CAP_BPF: load and attach tracing programs (the eBPF process sensor)
 	capBPF           = 39
 )
 
 // kindCaps are the capabilities each collector kind runs with when the
 // agent is root: procmond reads every process's /proc entries, resolves
-// its exe link and hashes the executable; with --source ebpf or auto (the
-// default) it also loads the eBPF process sensor, which needs CAP_BPF and
-// CAP_PERFMON. With --source poll it gets neither.
+// its exe link and hashes the executable; with --source ebpf it also
+// loads the eBPF process sensor, which needs CAP_BPF and CAP_PERFMON; with
+// --source connector it subscribes to the netlink process connector, which
+// needs CAP_NET_ADMIN; auto (the default) tries both, so it gets all three.
+// With --source poll it gets none of them.
 func kindCaps(kind string, args []string) []uintptr {
 	switch kind {
 	case "procmond":
-		if procmondSource(args) == "poll" {
-			return []uintptr{capDACReadSearch, capSysPtrace}
+		read := []uintptr{capDACReadSearch, capSysPtrace}
+		switch procmondSource(args) {
+		case "poll":
+			return read
+		case "ebpf":
+			return append(read, capBPF, capPerfmon)
+		case "connector":
+			return append(read, capNetAdmin)
 		}
-		return []uintptr{capDACReadSearch, capSysPtrace, capBPF, capPerfmon}
+		return append(read, capBPF, capPerfmon, capNetAdmin)
 	}
 	return nil
+}
+
+// procmondUsesBPF reports whether procmond with these args may open the
+// eBPF sensor (--source ebpf or auto), and so needs the bpf call.
+func procmondUsesBPF(args []string) bool {
+	src := procmondSource(args)
+	return src != "poll" && src != "connector"
 }
 
 // procmondSource returns the value of the last --source flag in procmond's
@@ -183,7 +199,7 @@ func confineCollector(args []string) error {
 	if err := noNewPrivs(); err != nil {
 		return err
 	}
-	return confineSyscalls(procmondSource(args) != "poll")
+	return confineSyscalls(procmondUsesBPF(args))
 }
 
 // noNewPrivs sets no_new_privs on every thread of this process: nothing

@@ -457,27 +457,37 @@ func TestCLICallsCollectorsThroughAgent(t *testing.T) {
 	}
 }
 
-// procmond's capabilities follow its --source: CAP_BPF and CAP_PERFMON only
-// for ebpf and auto (the default).
+// procmond's capabilities follow its --source: CAP_BPF and CAP_PERFMON for
+// ebpf, CAP_NET_ADMIN for connector, all three for auto (the default); and
+// its seccomp filter lets bpf through for ebpf and auto only.
 func TestKindCaps(t *testing.T) {
 	read := []uintptr{capDACReadSearch, capSysPtrace}
 	sense := []uintptr{capDACReadSearch, capSysPtrace, capBPF, capPerfmon}
+	connect := []uintptr{capDACReadSearch, capSysPtrace, capNetAdmin}
+	auto := []uintptr{capDACReadSearch, capSysPtrace, capBPF, capPerfmon, capNetAdmin}
 	for _, tc := range []struct {
 		args []string
 		want []uintptr
+		bpf  bool
 	}{
-		{nil, sense},
-		{[]string{"--interval", "1s"}, sense},
-		{[]string{"--source", "poll"}, read},
-		{[]string{"--source=poll"}, read},
-		{[]string{"-source", "poll"}, read},
-		{[]string{"--source", "poll", "--source", "ebpf"}, sense},
-		{[]string{"--source", "auto"}, sense},
-		{[]string{"--no-hash", "--source=ebpf"}, sense},
-		{[]string{"--", "--source", "poll"}, sense},
+		{nil, auto, true},
+		{[]string{"--interval", "1s"}, auto, true},
+		{[]string{"--source", "poll"}, read, false},
+		{[]string{"--source=poll"}, read, false},
+		{[]string{"-source", "poll"}, read, false},
+		{[]string{"--source", "poll", "--source", "ebpf"}, sense, true},
+		{[]string{"--source", "auto"}, auto, true},
+		{[]string{"--source="}, auto, true},
+		{[]string{"--no-hash", "--source=ebpf"}, sense, true},
+		{[]string{"--source", "connector"}, connect, false},
+		{[]string{"--source=ebpf", "-source=connector"}, connect, false},
+		{[]string{"--", "--source", "poll"}, auto, true},
 	} {
 		if got := kindCaps("procmond", tc.args); !slices.Equal(got, tc.want) {
 			t.Errorf("kindCaps(procmond, %q) = %v, want %v", tc.args, got, tc.want)
+		}
+		if got := procmondUsesBPF(tc.args); got != tc.bpf {
+			t.Errorf("procmondUsesBPF(%q) = %v, want %v", tc.args, got, tc.bpf)
 		}
 	}
 }

@@ -42,7 +42,10 @@ import (
 //
 // Everything else is allowed: it is a deny list, so a call it does not
 // name is decided by the kernel's ordinary checks, which the collector's
-// user and its two capabilities pass for reading only. A call made through
+// user and its two capabilities pass for reading only. The process
+// connector's calls (socket(AF_NETLINK), bind, setsockopt, write,
+// recvfrom) pass, and its group is joined with CAP_NET_ADMIN, which
+// procmond gets only with --source connector or auto. A call made through
 // another ABI than the binary's own (32-bit int 0x80 on amd64, or x32)
 // kills the process.
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/collector/process"
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	"golang.org/x/sys/unix"
 )
@@ -105,6 +106,14 @@ func seccompChild(target string) int {
 		err = errors.New("failed")
 	}
 	report("sensor", err)
+	// The process connector: with --source connector or auto only (its
+	// socket, bind, setsockopt and recvfrom pass the filter; joining the
+	// group needs CAP_NET_ADMIN).
+	if err := process.ProbeConnector(); err != nil {
+		fmt.Println("connector failed:", err)
+	} else {
+		fmt.Println("connector ok")
+	}
 	return 0
 }
 
@@ -131,14 +140,17 @@ func report(name string, err error) {
 // same SysProcAttr as spawn) cannot attach to a root process, write its
 // memory or take its descriptors, from any thread; it still reads the
 // process's exe link and executable; it can open the eBPF sensor with
-// --source ebpf, and not with --source poll.
+// --source ebpf or auto, and not with --source poll or connector; it can
+// subscribe to the process connector with --source connector or auto only.
 func TestCollectorSeccomp(t *testing.T) {
-	for _, tc := range []struct{ source, sensor string }{{"poll", "failed"}, {"ebpf", "ok"}} {
-		t.Run(tc.source, func(t *testing.T) { testCollectorSeccomp(t, tc.source, tc.sensor) })
+	for _, tc := range []struct{ source, sensor, connector string }{
+		{"poll", "failed", "failed"}, {"ebpf", "ok", "failed"}, {"connector", "failed", "ok"}, {"auto", "ok", "ok"},
+	} {
+		t.Run(tc.source, func(t *testing.T) { testCollectorSeccomp(t, tc.source, tc.sensor, tc.connector) })
 	}
 }
 
-func testCollectorSeccomp(t *testing.T, source, wantSensor string) {
+func testCollectorSeccomp(t *testing.T, source, wantSensor, wantConnector string) {
 	if os.Geteuid() != 0 {
 		t.Skip("collectors get CAP_SYS_PTRACE only under a root agent; run as root to test what the seccomp filter refuses")
 	}
@@ -183,7 +195,7 @@ func testCollectorSeccomp(t *testing.T, source, wantSensor string) {
 	want := map[string]string{
 		"ptrace": "EPERM", "open-mem-rdwr": "EPERM", "openat2": "ENOSYS",
 		"process_vm_writev": "EPERM", "process_vm_readv": "EPERM", "pidfd_getfd": "EPERM", "unshare": "EPERM",
-		"readlink-exe": "ok", "read-exe": "ok", "read-status": "ok", "sensor": wantSensor,
+		"readlink-exe": "ok", "read-exe": "ok", "read-status": "ok", "sensor": wantSensor, "connector": wantConnector,
 	}
 	if wantSensor == "ok" {
 		if s, err := sensor.Open(sensor.Options{}); err != nil {
@@ -193,8 +205,17 @@ func testCollectorSeccomp(t *testing.T, source, wantSensor string) {
 			s.Close()
 		}
 	}
+	if wantConnector == "ok" {
+		if err := process.ProbeConnector(); err != nil {
+			t.Logf("the process connector cannot be used here, even as root: %v", err)
+			want["connector"] = "failed"
+		}
+	}
 	for i := range 4 {
 		want[fmt.Sprintf("process_vm_readv-thread-%d", i)] = "EPERM"
+	}
+	if c, _, _ := strings.Cut(got["connector"], " "); c == "failed:" {
+		got["connector"] = "failed" // and why, in the report
 	}
 	for k, v := range want {
 		if got[k] != v {

@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	interval := fs.Duration("interval", process.DefaultInterval, "time between scans (at least 100ms)")
 	heartbeat := fs.Duration("heartbeat", process.DefaultHeartbeatInterval, "time between heartbeats")
 	noHash := fs.Bool("no-hash", false, "do not hash executables")
-	source := fs.String("source", string(process.SourceAuto), "where new processes are learnt of: ebpf (the kernel reports every exec and exit at once; needs root, or CAP_BPF and CAP_PERFMON, and kernel BTF), poll (the /proc scan only: misses processes shorter than --interval), or auto (ebpf when possible, else poll)")
+	source := fs.String("source", string(process.SourceAuto), "where new processes are learnt of: ebpf (the kernel reports every exec and exit at once, with its data; needs root, or CAP_BPF and CAP_PERFMON, and kernel BTF), connector (the netlink process connector reports every fork, exec and exit by pid, and /proc is read at once: processes gone before that keep only pid, parent and start time; needs root or CAP_NET_ADMIN), poll (the /proc scan only: misses processes shorter than --interval), or auto (ebpf, else connector, else poll)")
 	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
 	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor")
 	connFD := fs.Int("conn-fd", -1, "use the connected socket on this inherited file descriptor instead of dialling (the agent passes it); when it breaks, procmond exits")
@@ -64,6 +64,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 			return 2
 		}
 		s.Close()
+	}
+	if src == process.SourceConnector {
+		if err := process.ProbeConnector(); err != nil {
+			log.Error("procmond: --source connector: " + err.Error() + "; run procmond as root, or with CAP_NET_ADMIN, in the host's pid namespace, or use --source auto or poll")
+			return 2
+		}
 	}
 	token, err := readToken(*tokenFile, *tokenFD)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
+	"github.com/daemoneye/daemoneye/collector/process"
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
@@ -59,8 +60,10 @@ func copyBinary(t *testing.T, src string) string {
 // procmond as its own process with each --source, publishing to a broker:
 // 400 sequential runs of a copy of /bin/true in a private directory. With
 // ebpf each run is published as CREATED with its path (at least 399 of
-// 400) and as TERMINATED; with poll most are missed, which is only
-// logged.
+// 400) and as TERMINATED; with connector each is published as CREATED
+// (with its path when /proc could still be read, else by pid with
+// accessible=false) and as TERMINATED; with poll most are missed, which
+// is only logged.
 func TestSourceSeesShortProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes")
@@ -71,6 +74,10 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 	sock := filepath.Join(dir, "run", "eventbus.sock")
 	testproc.StartBroker(t, broker, sock)
 	why := canSense(t)
+	connWhy := ""
+	if err := process.ProbeConnector(); err != nil {
+		connWhy = err.Error()
+	}
 
 	for _, tc := range []struct {
 		source, started string
@@ -79,11 +86,15 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 		wait            time.Duration // for the events after the runs
 	}{
 		{"ebpf", "using the eBPF process sensor", shortRuns - 1, true, 15 * time.Second},
+		{"connector", "using the netlink process connector", shortRuns, true, 15 * time.Second},
 		{"poll", "polling /proc only", 0, false, 3 * time.Second}, // more than a scan interval
 	} {
 		t.Run(tc.source, func(t *testing.T) {
 			if tc.source == "ebpf" && why != "" {
 				t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+			}
+			if tc.source == "connector" && connWhy != "" {
+				t.Skip("the process connector cannot be used here (CI runs this as root): " + connWhy)
 			}
 			watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
 			if err != nil {
@@ -128,7 +139,11 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 					}
 					d := e.GetCollectionEvent().GetProcess()
 					p := d.GetProcess()
-					if !pids[p.GetPid()] || p.GetExecutablePath() != prog {
+					// The connector's records of processes gone before /proc
+					// was read have their pid and parent only (the parent
+					// tells them from others that reused the pid).
+					unread := tc.source == "connector" && p.GetExecutablePath() == "" && p.GetPpid() == uint32(os.Getpid())
+					if !pids[p.GetPid()] || (p.GetExecutablePath() != prog && !unread) {
 						continue
 					}
 					switch d.GetSubtype() {
@@ -136,7 +151,7 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 						if created[p.GetPid()] {
 							t.Errorf("pid %d published as created twice", p.GetPid())
 						}
-						if m.Topic != "events.process.lifecycle.created" || len(p.GetCommandLine()) != 1 || p.GetCommandLine()[0] != prog {
+						if m.Topic != "events.process.lifecycle.created" || (p.GetExecutablePath() == prog && (len(p.GetCommandLine()) != 1 || p.GetCommandLine()[0] != prog)) {
 							t.Errorf("created on %q: %v", m.Topic, p)
 						}
 						created[p.GetPid()] = true
@@ -144,6 +159,9 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 							enriched++
 						}
 					case eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED:
+						if terminated[p.GetPid()] {
+							t.Errorf("pid %d published as terminated twice", p.GetPid())
+						}
 						terminated[p.GetPid()] = true
 					}
 				case <-deadline:
@@ -162,10 +180,9 @@ func TestSourceSeesShortProcesses(t *testing.T) {
 	}
 }
 
-// --source ebpf where the sensor cannot be opened (as nobody, without
-// capabilities) fails at once with exit code 2 and says what to do; auto
-// falls back to polling and says why.
-func TestSourceEBPFForcedFails(t *testing.T) {
+// --source ebpf or connector where it cannot be opened (as nobody, without
+// capabilities) fails at once with exit code 2 and says what to do.
+func TestSourceForcedFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes")
 	}
@@ -179,7 +196,19 @@ func TestSourceEBPFForcedFails(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, "--source", "ebpf", "--socket", filepath.Join(dir, "none.sock"))
+	for _, tc := range []struct {
+		source string
+		want   []string
+	}{
+		{"ebpf", []string{"--source ebpf", "cannot run here", "CAP_BPF"}},
+		{"connector", []string{"--source connector", "process connector is unavailable", "CAP_NET_ADMIN"}},
+	} {
+		t.Run(tc.source, func(t *testing.T) { testSourceForcedFails(t, bin, dir, tc.source, tc.want) })
+	}
+}
+
+func testSourceForcedFails(t *testing.T, bin, dir, source string, wants []string) {
+	cmd := exec.Command(bin, "--source", source, "--socket", filepath.Join(dir, "none.sock"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -191,14 +220,14 @@ func TestSourceEBPFForcedFails(t *testing.T) {
 	select {
 	case err := <-done:
 		if cmd.ProcessState.ExitCode() != 2 {
-			t.Errorf("procmond --source ebpf as nobody: %v, want exit code 2", err)
+			t.Errorf("procmond --source %s as nobody: %v, want exit code 2", source, err)
 		}
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
 		<-done
-		t.Fatal("procmond --source ebpf as nobody still runs after 15 s: it should fail at once")
+		t.Fatalf("procmond --source %s as nobody still runs after 15 s: it should fail at once", source)
 	}
-	for _, want := range []string{"--source ebpf", "cannot run here", "CAP_BPF"} {
+	for _, want := range wants {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
@@ -270,5 +299,71 @@ func TestSourceEBPFPublishesOnce(t *testing.T) {
 	}
 	if counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED] != 1 || counts[eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED] != 1 {
 		t.Errorf("pid %d published %v, want one created and one terminated", pid, counts)
+	}
+}
+
+// --source auto falls back one step at a time, saying why: as nobody with
+// CAP_NET_ADMIN only, from eBPF to the process connector; as nobody
+// without capabilities, on to polling.
+func TestSourceAutoFallsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run procmond as nobody with chosen capabilities")
+	}
+	if err := process.ProbeConnector(); err != nil {
+		t.Skip("the process connector cannot be used here (CI runs this as root): ", err)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // nobody must reach the binaries
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(run, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	nobody := func(caps ...uintptr) *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}, AmbientCaps: caps}
+	}
+	sock := filepath.Join(run, "eventbus.sock")
+	b := exec.Command(broker, "--socket", sock)
+	b.SysProcAttr = nobody() // procmond connects as the broker's own user
+	stderr, _ := b.StderrPipe()
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Process.Kill(); b.Wait() })
+	testproc.ExpectLine(t, testproc.Lines(stderr), "the broker", "listening")
+
+	const capNetAdmin = 12
+	for _, tc := range []struct {
+		name  string
+		caps  []uintptr
+		wants []string
+	}{
+		{"CAP_NET_ADMIN", []uintptr{capNetAdmin}, []string{"the eBPF process sensor cannot run here; trying the netlink process connector", "using the netlink process connector"}},
+		{"no capabilities", nil, []string{"the eBPF process sensor cannot run here; trying the netlink process connector", "the netlink process connector cannot run here either; polling /proc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pm := exec.Command(bin, "--socket", sock, "--source", "auto")
+			pm.SysProcAttr = nobody(tc.caps...)
+			stderr, _ := pm.StderrPipe()
+			if err := pm.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { pm.Process.Kill(); pm.Wait() }()
+			logs := testproc.Lines(stderr)
+			for _, want := range tc.wants {
+				testproc.ExpectLine(t, logs, "procmond", want)
+			}
+		})
 	}
 }
