@@ -72,7 +72,7 @@ func (c *Collector) openSource() error {
 		c.log.Info("procmond: polling /proc only, as asked; processes that live shorter than the interval are missed", "interval", c.interval())
 		return nil
 	}
-	s, err := sensor.Open(sensor.Options{Logger: c.log})
+	s, err := sensor.Open(sensor.Options{Logger: c.log, RingBytes: c.opts.SensorRingBytes})
 	if err != nil {
 		if c.opts.Source == SourceEBPF {
 			return fmt.Errorf("%w: --source ebpf: %w (run procmond as root, or with CAP_BPF and CAP_PERFMON, or use --source auto or poll)", ErrSource, err)
