@@ -97,7 +97,7 @@ func BenchmarkExecRate(b *testing.B) {
 		for _, sp := range []struct {
 			kind string
 			n    int
-		}{{"go", 1}, {"go", 2}, {"go", 4}, {"sh", 2}, {"sh", 4}} {
+		}{{"go", 1}, {"go", 4}, {"sh", 4}} {
 			for _, on := range []bool{true, false} {
 				name := fmt.Sprintf("prog=%s/spawner=%s/n=%d/sensor=%s", p.name, sp.kind, sp.n, map[bool]string{true: "on", false: "off"}[on])
 				b.Run(name, func(b *testing.B) {
