@@ -45,6 +45,30 @@ func cpuOf(b *testing.B, pid int) time.Duration {
 	return time.Duration(ut+st) * (time.Second / userHZ)
 }
 
+// switchesOf sums the context switches (voluntary and not) of the threads
+// process pid has now (/proc/<pid>/task/*/status).
+func switchesOf(b *testing.B, pid int) uint64 {
+	b.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n uint64
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		for line := range strings.Lines(string(data)) {
+			if _, v, ok := strings.Cut(line, "ctxt_switches:"); ok {
+				c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
+}
+
 // bpfPrograms opens the BPF programs process pid holds, found through the
 // prog_id of its descriptors (programs and links) in /proc/<pid>/fdinfo.
 func bpfPrograms(b *testing.B, pid int) []*ebpf.Program {
@@ -136,8 +160,9 @@ const pacedRate = 1000
 //   - broker-cpu-ms: the broker's, for information (not in the target).
 //
 // It also reports execs/s (this benchmark's) and host-execs/s, reached,
-// bpf-ns/run, and created/exec: the fraction of the runs published as
-// created.
+// bpf-ns/run, created/exec (the fraction of the runs published as
+// created), and procmond-switches/exec: procmond's context switches (its
+// threads', /proc/<pid>/task/*/status) per exec of the host.
 func BenchmarkSensorCPU(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds binaries and runs processes")
@@ -224,7 +249,7 @@ func benchSensorCPU(b *testing.B, data []byte) {
 			}
 		})
 	}
-	cpu0, broker0 := cpuOf(b, pm.Process.Pid), cpuOf(b, br.Process.Pid)
+	cpu0, broker0, sw0 := cpuOf(b, pm.Process.Pid), cpuOf(b, br.Process.Pid), switchesOf(b, pm.Process.Pid)
 	bpf0, runs0 := bpfRun(b, progs)
 	start := time.Now()
 	execs := 0
@@ -262,7 +287,7 @@ func benchSensorCPU(b *testing.B, data []byte) {
 		}
 		break
 	}
-	cpu, brokerCPU := cpuOf(b, pm.Process.Pid)-cpu0, cpuOf(b, br.Process.Pid)-broker0
+	cpu, brokerCPU, sw := cpuOf(b, pm.Process.Pid)-cpu0, cpuOf(b, br.Process.Pid)-broker0, switchesOf(b, pm.Process.Pid)-sw0
 	bpf, runs := bpfRun(b, progs)
 	bpf, runs = bpf-bpf0, runs-runs0
 
@@ -282,4 +307,5 @@ func benchSensorCPU(b *testing.B, data []byte) {
 		b.ReportMetric(float64(bpf)/float64(runs), "bpf-ns/run")
 	}
 	b.ReportMetric(float64(created-1)/float64(execs), "created/exec")
+	b.ReportMetric(float64(sw)/per/1000, "procmond-switches/exec")
 }
