@@ -61,6 +61,12 @@ type Options struct {
 	// Source is where new and ended processes are learnt of: SourceAuto
 	// (the default), SourceEBPF, SourceConnector or SourcePoll.
 	Source Source
+	// SensorRingBytes is the size of the eBPF sensor's ring buffer
+	// (sensor.Options.RingBytes: a power of two, a multiple of the page
+	// size); 0 means sensor.DefaultRingBytes, 2 MiB. A smaller ring loses
+	// events sooner when procmond falls behind; the losses are counted in
+	// health and heartbeats. Tests make it tiny to cause losses.
+	SensorRingBytes int
 
 	connector connectorOptions // tests: the process connector's buffer and subscription
 }

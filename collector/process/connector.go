@@ -591,7 +591,8 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
 	c.sensorCreated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r, Key: key}, parent, at)
+	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r, Key: key,
+		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC}, parent, at)
 }
 
 // scannedLocked returns the key under which the latest scan knows the
@@ -721,36 +722,9 @@ func (c *Collector) onConnectorExit(ev *cnEvent) {
 	c.exited[key] = struct{}{}
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
-	r = withExitStatus(r, exitStatusOf(ev.ExitCode))
 	c.sensorTerminated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r, Key: key}, parent, at)
-}
-
-// exitStatus is how a process ended: its exit code, or the signal that
-// killed it (Signal > 0; Code is then 0).
-type exitStatus struct {
-	Code, Signal int32
-	CoreDumped   bool
-}
-
-// exitStatusOf decodes a wait status (the kernel's task exit_code).
-func exitStatusOf(ws uint32) exitStatus {
-	if sig := int32(ws & 0x7f); sig != 0 {
-		return exitStatus{Signal: sig, CoreDumped: ws&0x80 != 0}
-	}
-	return exitStatus{Code: int32(ws>>8) & 0xff}
-}
-
-// withExitStatus returns the TERMINATED record of a process that ended
-// with st.
-//
-// EXIT FIELDS: the schema has no exit code or signal yet (issue 13,
-// Deliver 4 adds them). Until then the record is returned as it is; once
-// ProcessRecord has them, copy r (proto.Clone: the CREATED event shares
-// it) and set them from st here.
-func withExitStatus(r *eventbusv1.ProcessRecord, st exitStatus) *eventbusv1.ProcessRecord {
-	_ = st
-	return r
+	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r, Key: key,
+		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT, ExitStatus: ev.ExitCode}, parent, at)
 }
 
 // connectorHealth is the "source" component with the connector active.

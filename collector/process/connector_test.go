@@ -201,14 +201,6 @@ func TestAppendMcastOp(t *testing.T) {
 	}
 }
 
-func TestExitStatusOf(t *testing.T) {
-	for ws, want := range map[uint32]exitStatus{0: {}, 2 << 8: {Code: 2}, 255 << 8: {Code: 255}, 9: {Signal: 9}, 0x80 | 11: {Signal: 11, CoreDumped: true}} {
-		if got := exitStatusOf(ws); got != want {
-			t.Errorf("exitStatusOf(%#x) = %+v, want %+v", ws, got, want)
-		}
-	}
-}
-
 func BenchmarkNextEvent(b *testing.B) {
 	msg := cnMsg(8, 0, procEventExec, 200, 11, 11)
 	b.ReportAllocs()

@@ -84,7 +84,7 @@ func (c *Collector) openSource() error {
 	}
 	var why string
 	if c.opts.Source != SourceConnector {
-		s, err := sensor.Open(sensor.Options{Logger: c.log})
+		s, err := sensor.Open(sensor.Options{Logger: c.log, RingBytes: c.opts.SensorRingBytes})
 		if err == nil {
 			c.sensor, c.source, c.sourceNote = s, SourceEBPF, "eBPF process sensor attached"
 			c.log.Info("procmond: using the eBPF process sensor; the /proc scan resyncs every interval", "interval", c.interval())

@@ -210,7 +210,7 @@ func TestAgentKilledLeavesNoOrphan(t *testing.T) {
 // it watches the processes and procmond is running and healthy; the
 // agent is killed when t ends. It returns the agent's command and the
 // lines of its stdout (alerts) and stderr (logs).
-func startAgent(t *testing.T, agentBin, cli, sock string, args ...string) (ag *exec.Cmd, alerts, logs <-chan string) {
+func startAgent(t testing.TB, agentBin, cli, sock string, args ...string) (ag *exec.Cmd, alerts, logs <-chan string) {
 	t.Helper()
 	ag = exec.Command(agentBin, append([]string{"--socket", sock}, args...)...)
 	stdout, _ := ag.StdoutPipe()

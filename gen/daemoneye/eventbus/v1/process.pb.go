@@ -567,8 +567,8 @@ type ProcessEventData struct {
 	// "executable_hash"). Empty for the other subtypes.
 	ChangedFields *fieldmaskpb.FieldMask `protobuf:"bytes,6,opt,name=changed_fields,json=changedFields" json:"changed_fields,omitempty"`
 	// The kernel event this event was published for: EXEC for a CREATED event
-	// from the eBPF sensor, EXIT for a TERMINATED one; UNSPECIFIED for what
-	// an enumeration found.
+	// from the eBPF sensor or the process connector, EXIT for a TERMINATED
+	// one; UNSPECIFIED for what an enumeration found.
 	KernelEvent ProcessKernelEvent `protobuf:"varint,7,opt,name=kernel_event,json=kernelEvent,enum=daemoneye.eventbus.v1.ProcessKernelEvent" json:"kernel_event,omitempty"`
 	// For an EXEC: true when the exec replaced the image of a process that
 	// had already exec'd since it was forked (a shell's `exec cmd`, or a
