@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
-	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
@@ -137,33 +136,9 @@ const warmExecs = 2000
 // procmond (Rss of /proc/<pid>/smaps_rollup, which is VmRSS; the target
 // for the sum is 50 MiB) and the sum of their Pss (shared pages split).
 func BenchmarkExecToAlert(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("the agent gives procmond the eBPF sensor's capabilities only as root")
-	}
-	if s, err := sensor.Open(sensor.Options{}); err != nil {
-		b.Skip("the eBPF sensor cannot run here (CI runs this as root): " + err.Error())
-	} else {
-		s.Close()
-	}
+	needSensor(b)
 	agentBin, cli, dir := binaries(b)
-	private := b.TempDir()
-	data, err := os.ReadFile("/bin/true")
-	if err != nil {
-		b.Skip("no /bin/true")
-	}
-	prog := filepath.Join(private, "dropped")
-	if err := os.WriteFile(prog, data, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	rules := filepath.Join(dir, "rules.yaml")
-	if err := os.WriteFile(rules, fmt.Appendf(nil, `rules:
-  - id: run-from-private-dir
-    title: A binary ran from the private directory
-    severity: high
-    expression: event == "created" && process.executable_path.startsWith(%q)
-`, private+"/"), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	prog, rules := privateDirRule(b, dir)
 	sock := filepath.Join(dir, "run", "eventbus.sock")
 	ag, lines, logs := startAgent(b, agentBin, cli, sock, "--rules", rules, "--no-builtin-rules")
 	for _, ch := range []<-chan string{lines, logs} {

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/daemoneye/daemoneye/collector/process/sensor"
 )
 
 // demoRuns is how many times TestReadmeDemoTenMilliseconds runs the
@@ -21,14 +19,7 @@ const demoRuns = 10
 // the built-in exec-from-world-writable-dir alert through procmond's eBPF
 // sensor; the /proc scan alone, every 2 s, would miss nearly all of them.
 func TestReadmeDemoTenMilliseconds(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the agent gives procmond the eBPF sensor's capabilities only as root")
-	}
-	if s, err := sensor.Open(sensor.Options{}); err != nil {
-		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + err.Error())
-	} else {
-		s.Close()
-	}
+	needSensor(t)
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
 		t.Skip("no sleep binary")

@@ -14,6 +14,45 @@ import (
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 )
 
+// needSensor skips tb unless it runs as root where the eBPF sensor opens.
+func needSensor(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("the agent gives procmond the eBPF sensor's capabilities only as root")
+	}
+	if s, err := sensor.Open(sensor.Options{}); err != nil {
+		tb.Skip("the eBPF sensor cannot run here (CI runs this as root): " + err.Error())
+	} else {
+		s.Close()
+	}
+}
+
+// privateDirRule writes a copy of /bin/true to a private directory and,
+// in dir, a rules file whose one rule matches any exec there; it returns
+// both paths.
+func privateDirRule(tb testing.TB, dir string) (prog, rules string) {
+	tb.Helper()
+	private := tb.TempDir()
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		tb.Skip("no /bin/true")
+	}
+	prog = filepath.Join(private, "dropped")
+	if err := os.WriteFile(prog, data, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	rules = filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, fmt.Appendf(nil, `rules:
+  - id: run-from-private-dir
+    title: A binary ran from the private directory
+    severity: high
+    expression: event == "created" && process.executable_path.startsWith(%q)
+`, private+"/"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return prog, rules
+}
+
 // e2eRuns is how many times TestAgentAlertsOnShortProcesses runs a
 // short-lived binary.
 const e2eRuns = 400
@@ -23,33 +62,9 @@ const e2eRuns = 400
 // least 99% of 400 alerts, through procmond's eBPF sensor (the source
 // procmond's health names).
 func TestAgentAlertsOnShortProcesses(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the agent gives procmond the eBPF sensor's capabilities only as root")
-	}
-	if s, err := sensor.Open(sensor.Options{}); err != nil {
-		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + err.Error())
-	} else {
-		s.Close()
-	}
+	needSensor(t)
 	agentBin, cli, dir := binaries(t)
-	private := t.TempDir()
-	data, err := os.ReadFile("/bin/true")
-	if err != nil {
-		t.Skip("no /bin/true")
-	}
-	prog := filepath.Join(private, "dropped")
-	if err := os.WriteFile(prog, data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	rules := filepath.Join(dir, "rules.yaml")
-	if err := os.WriteFile(rules, fmt.Appendf(nil, `rules:
-  - id: run-from-private-dir
-    title: A binary ran from the private directory
-    severity: high
-    expression: event == "created" && process.executable_path.startsWith(%q)
-`, private+"/"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	prog, rules := privateDirRule(t, dir)
 	sock := filepath.Join(dir, "run", "eventbus.sock")
 	_, alerts, _ := startAgent(t, agentBin, cli, sock, "--rules", rules, "--no-builtin-rules")
 	wait.Until(t, 15*time.Second, "collectors list to name the eBPF source", func() bool {
