@@ -197,18 +197,27 @@ func TestMalformedBodies(t *testing.T) {
 
 // A declared length over the limit must be refused before any memory is
 // set aside for it: a 2 GiB header costs only the small error value.
+// MemStats counts every goroutine's allocations, so the least of a few
+// tries is taken: a background allocation cannot hide in all of them.
 func TestOversizeDoesNotAllocate(t *testing.T) {
 	b := frameWith(func(b []byte) []byte { binary.BigEndian.PutUint32(b, 0x7FFFFFFF); return b })
-	r := NewReader(bytes.NewReader(b), 0)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	_, err := r.ReadFrame()
-	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrFrameTooLarge) {
-		t.Fatal(err)
+	least := ^uint64(0)
+	for range 5 {
+		r := NewReader(bytes.NewReader(b), 0)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := r.ReadFrame()
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatal(err)
+		}
+		if len(r.buf) > 4096 {
+			t.Fatalf("buffer %d bytes after an oversize header", len(r.buf))
+		}
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
 	}
-	if n := after.TotalAlloc - before.TotalAlloc; n > 4096 || len(r.buf) > 4096 {
-		t.Errorf("allocated %d bytes, buffer %d bytes after an oversize header", n, len(r.buf))
+	if least > 4096 {
+		t.Errorf("allocated %d bytes after an oversize header", least)
 	}
 }
 
