@@ -545,9 +545,13 @@ func (c *Collector) onConnectorExec(ev *cnEvent) {
 	if t != nil && t.key.Start <= cn.ticks(ev.Time)+1 {
 		r, key = t.rec, t.key
 		r.CollectionTime = timestamppb.New(at)
-		if r.GetExecutablePath() == "" {
-			// A zombie already: its name, ids, parent and start time
-			// are still there, its image and arguments are not.
+		if r.GetExecutablePath() == "" || len(r.GetCommandLine()) == 0 {
+			// Exiting or a zombie already: its name, ids, parent and
+			// start time are still there, its arguments (its memory is
+			// gone) and maybe its image are not. A process that exec'd
+			// has its argv in memory until it exits (one exec'd with no
+			// arguments at all, as some exploits do, is published the
+			// same way: accessible=false).
 			r.Accessible = false
 		}
 	}

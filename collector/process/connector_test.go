@@ -390,8 +390,10 @@ func TestConnectorSeesShortProcesses(t *testing.T) {
 				}
 				created[p.GetPid()]++
 				switch {
-				case p.GetExecutablePath() != "":
-					if !slices.Equal(p.GetCommandLine(), []string{prog}) || !p.GetAccessible() {
+				case p.GetAccessible() && p.GetExecutablePath() != "":
+					// (A scan may still publish an exiting process as
+					// accessible with no image: a known gap.)
+					if p.GetExecutablePath() != prog || !slices.Equal(p.GetCommandLine(), []string{prog}) {
 						t.Errorf("created %v", p)
 					}
 					full++
