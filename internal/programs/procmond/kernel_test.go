@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,34 +19,7 @@ import (
 // code or signal; records carry the exec's working directory and the
 // namespace and cgroup ids.
 func TestSourceEBPFKernelFields(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and runs processes")
-	}
-	if why := canSense(t); why != "" {
-		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
-	}
-	dir := t.TempDir()
-	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
-	sock := filepath.Join(dir, "run", "eventbus.sock")
-	testproc.StartBroker(t, broker, sock)
-	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Close()
-	events, err := watch.Subscribe(t.Context(), "events.process.lifecycle.#", 1<<16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm := exec.Command(bin, "--socket", sock, "--source", "ebpf")
-	stderr, _ := pm.StderrPipe()
-	if err := pm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pm.Process.Kill(); pm.Wait() }()
-	logs := testproc.Lines(stderr)
-	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+	events := startEBPF(t, "events.process.lifecycle.#")
 
 	prog := copyBinary(t, "/bin/sleep") // its own path, to tell its events
 	work := t.TempDir()

@@ -24,6 +24,43 @@ import (
 const shortRuns = 400
 
 // canSense reports why the eBPF sensor cannot be opened here, or "".
+// startEBPF skips t unless the eBPF sensor can run here, and otherwise
+// starts a broker and procmond on it with --source ebpf and args, waits
+// until procmond uses the sensor, and returns a subscription to pattern
+// on that broker; all end with t.
+func startEBPF(t *testing.T, pattern string, args ...string) *client.Subscription {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	if why := canSense(t); why != "" {
+		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
+	}
+	dir := t.TempDir()
+	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
+	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
+	sock := filepath.Join(dir, "run", "eventbus.sock")
+	testproc.StartBroker(t, broker, sock)
+	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watch.Close() })
+	sub, err := watch.Subscribe(t.Context(), pattern, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := exec.Command(bin, append([]string{"--socket", sock, "--source", "ebpf"}, args...)...)
+	stderr, _ := pm.StderrPipe()
+	if err := pm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pm.Process.Kill(); pm.Wait() })
+	logs := testproc.Lines(stderr)
+	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+	return sub
+}
+
 func canSense(t *testing.T) string {
 	t.Helper()
 	s, err := sensor.Open(sensor.Options{})
@@ -240,34 +277,7 @@ func testSourceForcedFails(t *testing.T, bin, dir, source string, wants []string
 // that scans, after the scan's events: three of them after the process
 // ended mean at least two scans published what they had.
 func TestSourceEBPFPublishesOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and runs processes")
-	}
-	if why := canSense(t); why != "" {
-		t.Skip("the eBPF sensor cannot run here (CI runs this as root): " + why)
-	}
-	dir := t.TempDir()
-	broker := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/daemoneye-broker")
-	bin := testproc.Build(t, dir, "github.com/daemoneye/daemoneye/cmd/procmond")
-	sock := filepath.Join(dir, "run", "eventbus.sock")
-	testproc.StartBroker(t, broker, sock)
-	watch, err := client.Dial(t.Context(), sock, client.Options{Name: "watch"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Close()
-	all, err := watch.Subscribe(t.Context(), "#", 1<<16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm := exec.Command(bin, "--socket", sock, "--source", "ebpf", "--interval", "100ms", "--heartbeat", "100ms")
-	stderr, _ := pm.StderrPipe()
-	if err := pm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pm.Process.Kill(); pm.Wait() }()
-	logs := testproc.Lines(stderr)
-	testproc.ExpectLine(t, logs, "procmond", "using the eBPF process sensor")
+	all := startEBPF(t, "#", "--interval", "100ms", "--heartbeat", "100ms")
 
 	prog := copyBinary(t, "/bin/sleep")
 	cmd := exec.Command(prog, "0.5") // five scans
