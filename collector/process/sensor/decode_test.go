@@ -31,6 +31,8 @@ func TestLayout(t *testing.T) {
 			"gid": 36, "egid": 40, "loginuid": 44, "tty_major": 48, "tty_minor": 52, "pidns": 56,
 			"mntns": 60, "nspid": 64, "flags": 68, "start": 72, "cgroup": 80, "path_len": 88,
 			"cwd_len": 90, "filename_len": 92, "args_len": 94, "args_total": 96, "pad": 100,
+			"exe_ino": 104, "exe_size": 112, "exe_mtime_sec": 120, "exe_mtime_nsec": 128, "exe_dev": 132,
+			"vm_pages": 136, "rss_pages": 144,
 		}},
 	} {
 		var st *btf.Struct
@@ -62,6 +64,9 @@ type execRecord struct {
 	uid, euid, gid, egid, loginUID                uint32
 	ttyMajor, ttyMinor, pidNS, mntNS, nsPID       uint32
 	flags, argsTotal                              uint32
+	exeIno, exeSize, vmPages, rssPages            uint64
+	exeMtimeSec                                   int64
+	exeMtimeNsec, exeDev                          uint32
 	path, cwd                                     []string // leaf first
 	filename                                      string
 	args                                          string // raw, NULs included
@@ -91,6 +96,13 @@ func (r execRecord) bytes() []byte {
 	ne.PutUint64(b[72:], r.start)
 	ne.PutUint64(b[80:], r.cgroup)
 	put32(96, r.argsTotal)
+	ne.PutUint64(b[104:], r.exeIno)
+	ne.PutUint64(b[112:], r.exeSize)
+	ne.PutUint64(b[120:], uint64(r.exeMtimeSec))
+	put32(128, r.exeMtimeNsec)
+	put32(132, r.exeDev)
+	ne.PutUint64(b[136:], r.vmPages)
+	ne.PutUint64(b[144:], r.rssPages)
 	section := func(parts []string) []byte {
 		var s []byte
 		for _, p := range parts {
@@ -140,6 +152,29 @@ func TestDecodeExec(t *testing.T) {
 			}
 			if e.Exec.TTYMajor() != 136 || e.Exec.TTYMinor() != 3 {
 				t.Errorf("tty %d:%d", e.Exec.TTYMajor(), e.Exec.TTYMinor())
+			}
+		},
+	}, {
+		name: "file identity and memory",
+		mod: func(r *execRecord) {
+			r.exeIno, r.exeSize, r.exeMtimeSec, r.exeMtimeNsec, r.exeDev = 42, 1234, 1700000000, 5, 8<<20|3
+			r.vmPages, r.rssPages, r.flags = 10, 3, kMemory
+		},
+		check: func(t *testing.T, e *Event) {
+			x := &e.Exec
+			want := FileID{Dev: 8<<20 | 3, Ino: 42, Size: 1234, ModTime: 1700000000*1e9 + 5}
+			if x.File != want || x.File.StatDev() != 0x803 {
+				t.Errorf("file %+v (stat dev %#x), want %+v", x.File, x.File.StatDev(), want)
+			}
+			if !x.HasMemory || x.VMBytes != 10*pageSize || x.RSSBytes != 3*pageSize || x.Flags != 0 {
+				t.Errorf("memory %v %d %d flags %v", x.HasMemory, x.VMBytes, x.RSSBytes, x.Flags)
+			}
+		},
+	}, {
+		name: "no memory read",
+		check: func(t *testing.T, e *Event) {
+			if e.Exec.HasMemory || e.Exec.VMBytes != 0 {
+				t.Errorf("memory %v %d", e.Exec.HasMemory, e.Exec.VMBytes)
 			}
 		},
 	}, {

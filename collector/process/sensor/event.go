@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -173,6 +174,39 @@ type Exec struct {
 	// NSPID is the process id in its own pid namespace (equal to the PID in
 	// the initial namespace).
 	NSPID uint32
+	// File identifies the executed file (the interpreter for a #! script)
+	// as it was at the exec: a cache of hashes keyed by it needs no system
+	// call to tell a file it has hashed.
+	File FileID
+	// HasMemory says VMBytes and RSSBytes were read.
+	HasMemory bool
+	// VMBytes is the new image's virtual memory size (mm->total_vm).
+	VMBytes uint64
+	// RSSBytes is its resident memory: file, anonymous and shared pages.
+	// Since Linux 6.2 the kernel keeps these counts per CPU and folds them
+	// in batches, so right after an exec this may be low by up to a batch
+	// (32 pages or more) per CPU.
+	RSSBytes uint64
+}
+
+// FileID identifies a file's content as the kernel saw it: its file
+// system's device, its inode, size and modification time.
+type FileID struct {
+	// Dev is the file system's device number, in the kernel's encoding
+	// (major<<20 | minor, not the stat(2) encoding): see StatDev.
+	Dev uint32
+	// Ino is the inode number.
+	Ino uint64
+	// Size is the size in bytes.
+	Size int64
+	// ModTime is the modification time in nanoseconds since the epoch.
+	ModTime int64
+}
+
+// StatDev returns Dev in the encoding stat(2) reports as st_dev.
+func (f FileID) StatDev() uint64 {
+	major, minor := uint64(f.Dev>>20), uint64(f.Dev&(1<<20-1))
+	return minor&0xff | major&0xfff<<8 | (minor&^0xff)<<12 | (major&^0xfff)<<32
 }
 
 // TTYMajor returns the major number of the controlling terminal.
@@ -237,7 +271,7 @@ var errMalformed = errors.New("malformed sensor record")
 // Record layouts of bpf/process.bpf.c (struct exec_event, fork_event,
 // exit_event).
 const (
-	execHeaderSize = 104
+	execHeaderSize = 152
 	forkSize       = 32
 	exitSize       = 32
 )
@@ -252,6 +286,7 @@ const (
 	kCwdUnlinked   = 0x20
 	kFilenameTrunc = 0x40
 	kImageReplaced = 0x80
+	kMemory        = 0x100
 )
 
 // decoder turns ring-buffer records into Events. Its zero value is not
@@ -262,6 +297,9 @@ type decoder struct {
 }
 
 var ne = binary.NativeEndian
+
+// pageSize converts the kernel's page counts to bytes.
+var pageSize = uint64(os.Getpagesize())
 
 // decode fills e from one record. It allocates only for an exec: one
 // string holding the path, cwd, filename and argv, and the Args slice.
@@ -339,6 +377,17 @@ func (d *decoder) decodeExec(raw []byte, x *Exec) error {
 		Start:     time.Duration(ne.Uint64(raw[72:])),
 		CgroupID:  ne.Uint64(raw[80:]),
 		ArgsBytes: ne.Uint32(raw[96:]),
+		File: FileID{
+			Ino:     ne.Uint64(raw[104:]),
+			Size:    int64(ne.Uint64(raw[112:])),
+			ModTime: int64(ne.Uint64(raw[120:]))*1e9 + int64(ne.Uint32(raw[128:])),
+			Dev:     ne.Uint32(raw[132:]),
+		},
+	}
+	if kflags&kMemory != 0 {
+		x.HasMemory = true
+		x.VMBytes = ne.Uint64(raw[136:]) * pageSize
+		x.RSSBytes = ne.Uint64(raw[144:]) * pageSize
 	}
 	if major := ne.Uint32(raw[48:]); major != 0 {
 		x.TTY = major<<20 | ne.Uint32(raw[52:])&(1<<20-1)

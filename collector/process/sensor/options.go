@@ -29,6 +29,10 @@ type Options struct {
 	// reader for every event it writes while the reader waits: the lowest
 	// latency, at that cost. 0 means DefaultWakeup.
 	Wakeup time.Duration
+	// NoForks leaves the fork tracepoint unattached: no KindFork events,
+	// and no cost at each fork. procmond, which publishes execs and exits
+	// only, sets it.
+	NoForks bool
 	// MaxArgs bounds Exec.Args; 0 means DefaultMaxArgs.
 	MaxArgs int
 	// Logger receives what the sensor attached, and malformed records (at

@@ -102,7 +102,11 @@ func Open(opts Options) (*Sensor, error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, loadError(err)
 	}
-	for _, p := range []*ebpf.Program{s.objs.SchedProcessExec, s.objs.SchedProcessFork, s.objs.SchedProcessExit} {
+	progs := []*ebpf.Program{s.objs.SchedProcessExec, s.objs.SchedProcessExit}
+	if !opts.NoForks {
+		progs = append(progs, s.objs.SchedProcessFork)
+	}
+	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			s.release()

@@ -270,6 +270,17 @@ func TestExec(t *testing.T) {
 			if d := time.Since(e.Time); d < 0 || d > time.Minute {
 				t.Errorf("event time %v is %v from now", e.Time, d)
 			}
+			var st unix.Stat_t
+			if err := unix.Stat(truePath, &st); err != nil {
+				t.Fatal(err)
+			}
+			want := FileID{Ino: st.Ino, Size: st.Size, ModTime: st.Mtim.Nano()}
+			if got := x.File; got.Ino != want.Ino || got.Size != want.Size || got.ModTime != want.ModTime || got.StatDev() != st.Dev {
+				t.Errorf("file %+v (stat dev %#x): want %+v, stat dev %#x", got, got.StatDev(), want, st.Dev)
+			}
+			if !x.HasMemory || x.VMBytes < uint64(st.Size) {
+				t.Errorf("memory known %v, virtual size %d: want at least the image's %d bytes", x.HasMemory, x.VMBytes, st.Size)
+			}
 		},
 	}, {
 		name: "symlink",
@@ -718,6 +729,33 @@ func TestFork(t *testing.T) {
 	})
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoForks checks that with Options.NoForks no fork event comes, while
+// the exec and the exit of the same process do.
+func TestNoForks(t *testing.T) {
+	s := live(t, Options{NoForks: true})
+	token := fmt.Sprintf("daemoneye-sensor-%d-noforks", os.Getpid())
+	cmd := exec.Command("/bin/true", token)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid, self := uint32(cmd.Process.Pid), uint32(os.Getpid())
+	var forks int
+	collect(t, s, 20*time.Second, func(e *Event) bool {
+		if e.Kind == KindFork && e.PID == self {
+			forks++
+		}
+		return e.PID == pid && e.Kind != KindFork
+	}, func(kept []Event) bool {
+		return len(kept) == 2 // the exec and the exit
+	})
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if forks != 0 {
+		t.Errorf("%d fork events from this process with NoForks", forks)
 	}
 }
 

@@ -111,8 +111,37 @@ struct path {
 	struct dentry *dentry;
 } __attribute__((preserve_access_index));
 
+struct super_block {
+	u32 s_dev; /* dev_t: major << 20 | minor */
+} __attribute__((preserve_access_index));
+
+struct timespec64 {
+	s64 tv_sec;
+	long tv_nsec;
+} __attribute__((preserve_access_index));
+
+/* The modification time moved twice: i_mtime (a timespec64) until 6.6,
+ * __i_mtime in 6.7 to 6.10, i_mtime_sec and i_mtime_nsec since 6.11. The
+ * ___flavour suffixes name the older layouts; CO-RE ignores them. */
+struct inode {
+	struct super_block *i_sb;
+	unsigned long i_ino;
+	s64 i_size;
+	s64 i_mtime_sec;
+	u32 i_mtime_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v67 {
+	struct timespec64 __i_mtime;
+} __attribute__((preserve_access_index));
+
+struct inode___v66 {
+	struct timespec64 i_mtime;
+} __attribute__((preserve_access_index));
+
 struct file {
 	struct path f_path;
+	struct inode *f_inode;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {
@@ -120,9 +149,25 @@ struct linux_binprm {
 	const char *filename;
 } __attribute__((preserve_access_index));
 
+/* The resident-page counters: percpu_counters since 6.2 (count is their
+ * folded sum, without the per-CPU deltas), atomics before. */
+struct percpu_counter {
+	s64 count;
+} __attribute__((preserve_access_index));
+
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	unsigned long total_vm;
+	struct percpu_counter rss_stat[4];
+} __attribute__((preserve_access_index));
+
+struct mm_rss_stat___v61 {
+	long count[4];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___v61 {
+	struct mm_rss_stat___v61 rss_stat;
 } __attribute__((preserve_access_index));
 
 struct fs_struct {

@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define F_CWD_UNLINKED 0x20    // the cwd was removed
 #define F_FILENAME_TRUNC 0x40  // bprm->filename filled FILENAME_MAX bytes
 #define F_IMAGE_REPLACED 0x80  // the process had exec'd before since its fork
+#define F_MEMORY 0x100         // vm_pages and rss_pages were read
 
 #define DATA_SIZE 16384          // power of two: offsets are masked with DATA_MASK
 #define DATA_MASK (DATA_SIZE - 1)
@@ -67,7 +68,14 @@ struct exec_event {
 	u16 args_len;   // 94: argv bytes copied
 	u32 args_total; // 96: argv bytes the process has (capped at 2^32-1)
 	u32 pad;        // 100
-	// 104: path, cwd, filename, args
+	u64 exe_ino;    // 104: the executed file's inode number
+	u64 exe_size;   // 112: its size in bytes
+	s64 exe_mtime_sec; // 120: its modification time
+	u32 exe_mtime_nsec; // 128
+	u32 exe_dev;    // 132: its file system's dev_t (major << 20 | minor)
+	u64 vm_pages;   // 136: mm->total_vm after the exec
+	u64 rss_pages;  // 144: file, anonymous and shmem resident pages
+	// 152: path, cwd, filename, args
 };
 
 struct exec_buf {
@@ -215,6 +223,71 @@ static __always_inline bool d_unlinked(struct dentry *d)
 	return !pprev && parent != d;
 }
 
+// read_file_id records the executed file's identity (device, inode, size,
+// modification time), with which user space finds its hash in a cache
+// without a system call.
+static __always_inline void read_file_id(struct exec_event *e, struct file *file)
+{
+	struct inode *ino = NULL;
+	struct super_block *sb = NULL;
+	e->exe_ino = 0;
+	e->exe_size = 0;
+	e->exe_mtime_sec = 0;
+	e->exe_mtime_nsec = 0;
+	e->exe_dev = 0;
+	CORE_READ_INTO(ino, file->f_inode);
+	if (!ino)
+		return;
+	CORE_READ_INTO(e->exe_ino, ino->i_ino);
+	CORE_READ_INTO(e->exe_size, ino->i_size);
+	CORE_READ_INTO(sb, ino->i_sb);
+	CORE_READ_INTO(e->exe_dev, sb->s_dev);
+	if (CORE_FIELD_EXISTS(ino->i_mtime_sec)) {
+		CORE_READ_INTO(e->exe_mtime_sec, ino->i_mtime_sec);
+		CORE_READ_INTO(e->exe_mtime_nsec, ino->i_mtime_nsec);
+		return;
+	}
+	struct timespec64 ts = {};
+	struct inode___v67 *i67 = (void *)ino;
+	struct inode___v66 *i66 = (void *)ino;
+	if (CORE_FIELD_EXISTS(i67->__i_mtime))
+		CORE_READ_INTO(ts, i67->__i_mtime);
+	else if (CORE_FIELD_EXISTS(i66->i_mtime))
+		CORE_READ_INTO(ts, i66->i_mtime);
+	e->exe_mtime_sec = ts.tv_sec;
+	e->exe_mtime_nsec = ts.tv_nsec;
+}
+
+// read_memory records the new image's virtual size and resident pages
+// (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES). Since 6.2 the resident
+// counters are per-CPU and their folded count lags by up to a batch per
+// CPU, as Falco's figure does.
+static __always_inline void read_memory(struct exec_buf *b, struct mm_struct *mm)
+{
+	struct exec_event *e = &b->e;
+	e->vm_pages = 0;
+	e->rss_pages = 0;
+	if (!mm)
+		return;
+	CORE_READ_INTO(e->vm_pages, mm->total_vm);
+	s64 file = 0, anon = 0, shmem = 0;
+	struct mm_struct___v61 *old = (void *)mm;
+	if (CORE_FIELD_EXISTS(mm->rss_stat)) {
+		CORE_READ_INTO(file, mm->rss_stat[0].count);
+		CORE_READ_INTO(anon, mm->rss_stat[1].count);
+		CORE_READ_INTO(shmem, mm->rss_stat[3].count);
+	} else if (CORE_FIELD_EXISTS(old->rss_stat)) {
+		CORE_READ_INTO(file, old->rss_stat.count[0]);
+		CORE_READ_INTO(anon, old->rss_stat.count[1]);
+		CORE_READ_INTO(shmem, old->rss_stat.count[3]);
+	} else {
+		return;
+	}
+	s64 rss = file + anon + shmem;
+	e->rss_pages = rss > 0 ? rss : 0;
+	FLAGS |= F_MEMORY;
+}
+
 SEC("tp_btf/sched_process_exec")
 int sched_process_exec(u64 *ctx)
 {
@@ -318,6 +391,7 @@ int sched_process_exec(u64 *ctx)
 	CORE_READ_INTO(vm, file->f_path.mnt);
 	if (d_unlinked(d))
 		FLAGS |= F_PATH_UNLINKED;
+	read_file_id(e, file);
 	walk_path(b, d, vm, root_d, root_mnt, F_PATH_TRUNC, F_PATH_DETACHED);
 	e->path_len = CURSOR;
 
@@ -347,6 +421,7 @@ int sched_process_exec(u64 *ctx)
 	CORE_READ_INTO(mm, task->mm);
 	CORE_READ_INTO(arg_start, mm->arg_start);
 	CORE_READ_INTO(arg_end, mm->arg_end);
+	read_memory(b, mm);
 	u64 total = arg_end > arg_start ? arg_end - arg_start : 0;
 	u32 len = total;
 	if (total > ARGS_MAX) {
