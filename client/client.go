@@ -386,26 +386,67 @@ func (c *Conn) RespondMsg(m, reply *Msg) error {
 // latency matters more than batching).
 // value travels only in process (eventbus.Message.Value).
 func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eventbus.Priority, ack wire.AckMode, ackID uint64, inline bool) error {
+	wasEmpty, connected, err := c.queuePublish(name, replyTo, payload, value, prio, ack, ackID)
+	switch {
+	case err != nil:
+		return err
+	case inline && connected:
+		c.flushInline()
+	case wasEmpty && connected:
+		c.signal()
+	}
+	return nil
+}
+
+// PublishMsgs publishes each of ms in order, as PublishMsg does, and wakes
+// the connection's writer once for all of them rather than for the first
+// of each batch it takes: a caller that has several messages at once (the
+// events of one read from the kernel) saves a wakeup of the writer and a
+// write per message. It returns how many were published; on an error, the
+// messages before ms[n] were published, ms[n] failed with err, and the
+// rest were not tried. Safe for concurrent use, like PublishMsg.
+func (c *Conn) PublishMsgs(ms []*Msg) (n int, err error) {
+	wake := false
+	defer func() {
+		if wake {
+			c.signal()
+		}
+	}()
+	for i, m := range ms {
+		wasEmpty, connected, err := c.queuePublish(m.Topic, m.Reply, m.Payload, m.Value, m.Priority, wire.AckNone, 0)
+		if err != nil {
+			return i, err
+		}
+		wake = wake || wasEmpty && connected
+	}
+	return len(ms), nil
+}
+
+// queuePublish puts a publish frame in the buffer, waiting for room while
+// connected (up to WriteTimeout), and says whether the buffer was empty
+// before and the connection is up: then the writer must be woken. In
+// process it delivers the message at once and returns false, false.
+func (c *Conn) queuePublish(name, replyTo string, payload []byte, value any, prio eventbus.Priority, ack wire.AckMode, ackID uint64) (wasEmpty, connected bool, err error) {
 	if err := c.opts.Policy.Validate(name); err != nil {
-		return fmt.Errorf("client: publish: %w", err)
+		return false, false, fmt.Errorf("client: publish: %w", err)
 	}
 	if prio > eventbus.PriorityCritical {
-		return fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
+		return false, false, fmt.Errorf("client: publish: %w: %d", eventbus.ErrInvalidPriority, prio)
 	}
 	if c.ip != nil {
-		return c.ip.publish(c, name, replyTo, payload, value, prio)
+		return false, false, c.ip.publish(c, name, replyTo, payload, value, prio)
 	}
 	if payload == nil && value != nil {
 		// Over a socket a value must be encoded (eventbus.Message.Value).
 		enc, err := wire.EncodeValue(value)
 		if err != nil {
-			return fmt.Errorf("client: publish to %q: %w", name, err)
+			return false, false, fmt.Errorf("client: publish to %q: %w", name, err)
 		}
 		defer enc.Release()
 		payload = enc.Bytes() // the frame copies it before publish returns
 	}
 	if max := c.MaxPayload(); len(payload) > max {
-		return fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
+		return false, false, fmt.Errorf("%w: %d bytes to %q; the server accepts at most %d", eventbus.ErrPayloadTooLarge, len(payload), name, max)
 	}
 	var timer *time.Timer
 	defer func() {
@@ -418,7 +459,7 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
-			return err
+			return false, false, err
 		}
 		limit := c.opts.MaxBuffered
 		if c.sess != nil {
@@ -431,12 +472,14 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 			waiting := c.buf.Len()
 			c.mu.Unlock()
 			c.bufferFull.Add(1)
-			return fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
+			return false, false, fmt.Errorf("%w: %d bytes are waiting for the broker to come back (MaxBuffered); message to %q not sent",
 				ErrBufferFull, waiting, name)
 		}
-		// Connected but the writer is behind: wait for it to take a batch.
+		// Connected but the writer is behind: wait for it to take a batch
+		// (woken here, as PublishMsgs wakes it only at its end).
 		room := c.buf.Room()
 		c.mu.Unlock()
+		c.signal()
 		if timer == nil {
 			timer = time.NewTimer(c.opts.WriteTimeout)
 		}
@@ -444,23 +487,17 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 		case <-room:
 		case <-timer.C:
 			c.bufferFull.Add(1)
-			return fmt.Errorf("%w: the broker did not take %d buffered bytes within %v; message to %q not sent",
+			return false, false, fmt.Errorf("%w: the broker did not take %d buffered bytes within %v; message to %q not sent",
 				ErrBufferFull, c.opts.MaxBuffered, c.opts.WriteTimeout, name)
 		}
 		c.mu.Lock()
 	}
-	wasEmpty := c.buf.Queued(wire.AppendPublishMsg(c.buf.Frames(), uint8(prio), ack, ackID, name, replyTo, payload))
+	wasEmpty = c.buf.Queued(wire.AppendPublishMsg(c.buf.Frames(), uint8(prio), ack, ackID, name, replyTo, payload))
 	c.outMsgs++
-	connected := c.sess != nil
+	connected = c.sess != nil
 	c.mu.Unlock()
 	c.published.Add(1)
-	switch {
-	case inline && connected:
-		c.flushInline()
-	case wasEmpty && connected:
-		c.signal()
-	}
-	return nil
+	return wasEmpty, connected, nil
 }
 
 // Flush waits until the server has handled everything sent before it. If

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"log/slog"
@@ -233,5 +234,56 @@ func TestReceiveOnlyClientStaysConnected(t *testing.T) {
 	}
 	if _, ok := <-s.C(); ok {
 		t.Error("channel open after Unsubscribe")
+	}
+}
+
+// TestPublishMsgs publishes batches: every message arrives in order, a
+// batch larger than the send buffer completes (the writer is woken while
+// the batch waits for room), and a bad message stops the batch there.
+func TestPublishMsgs(t *testing.T) {
+	path, _ := startBroker(t)
+	sub := dialT(t, path)
+	pub, err := Dial(t.Context(), "unix://"+path, Options{Name: "batch", MaxBuffered: 4096, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 2000
+	s, err := sub.Subscribe(t.Context(), "events.#", n+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := make([]*Msg, n)
+	for i := range ms {
+		ms[i] = &Msg{Topic: "events.batch", Payload: fmt.Appendf(make([]byte, 0, 100), "%0100d", i)}
+	}
+	if got, err := pub.PublishMsgs(ms); got != n || err != nil {
+		t.Fatalf("PublishMsgs of %d messages through a %d-byte buffer: %d, %v", n, 4096, got, err)
+	}
+	bad := []*Msg{{Topic: "events.batch", Payload: []byte("last")}, {Topic: "events.Bad"}, {Topic: "events.batch", Payload: []byte("never")}}
+	if got, err := pub.PublishMsgs(bad); got != 1 || !errors.Is(err, topic.ErrInvalidTopic) {
+		t.Fatalf("PublishMsgs with a bad topic second: %d, %v; want 1, ErrInvalidTopic", got, err)
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n + 1 {
+		want := fmt.Sprintf("%0100d", i)
+		if i == n {
+			want = "last"
+		}
+		select {
+		case m := <-s.C():
+			if string(m.Payload) != want {
+				t.Fatalf("message %d: %q, want %q", i, m.Payload, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d did not arrive", i)
+		}
+	}
+	select {
+	case m := <-s.C():
+		t.Fatalf("unexpected message %q", m.Payload)
+	default:
 	}
 }

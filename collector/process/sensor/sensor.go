@@ -146,6 +146,15 @@ func loadError(err error) error {
 // closed (ErrClosed). fn must not keep e, which Run reuses; what e holds
 // (strings, Args) may be kept. Run allocates only what exec events hold.
 func (s *Sensor) Run(ctx context.Context, fn func(e *Event) error) error {
+	return s.RunBatches(ctx, fn, nil)
+}
+
+// RunBatches is Run, and also calls caughtUp, when it is not nil, each
+// time fn has been given every event the ring buffer held, before Run
+// waits for more: a caller that batches its work for the events of one
+// wakeup (publishing them in one write) completes the batch there. An
+// error from caughtUp ends the run as one from fn does.
+func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caughtUp func() error) error {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if s.rd == nil {
@@ -194,11 +203,16 @@ func (s *Sensor) Run(ctx context.Context, fn func(e *Event) error) error {
 			if s.malformed.Add(1) == 1 {
 				s.log.Warn("eBPF process sensor: a record could not be decoded; further ones are only counted", "err", err)
 			}
-			continue
+		} else {
+			s.events.Add(1)
+			if err := fn(&e); err != nil {
+				return err
+			}
 		}
-		s.events.Add(1)
-		if err := fn(&e); err != nil {
-			return err
+		if caughtUp != nil && s.rd.AvailableBytes() == 0 {
+			if err := caughtUp(); err != nil {
+				return err
+			}
 		}
 	}
 }

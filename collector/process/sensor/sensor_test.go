@@ -855,6 +855,45 @@ func TestCloseInterruptsRun(t *testing.T) {
 	}
 }
 
+// TestRunBatchesCaughtUp checks that RunBatches calls caughtUp once it has
+// handed over what the ring buffer held: the exit of a process is in a
+// batch that is completed without another event after it.
+func TestRunBatchesCaughtUp(t *testing.T) {
+	s := live(t, Options{NoForks: true})
+	cmd := exec.Command("/bin/true", fmt.Sprintf("daemoneye-sensor-%d-batch", os.Getpid()))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var pending, batches int
+	exited := false
+	done := errors.New("done")
+	err := s.RunBatches(ctx, func(e *Event) error {
+		pending++
+		exited = exited || e.Kind == KindExit && e.PID == pid
+		return nil
+	}, func() error {
+		if pending == 0 {
+			t.Error("caughtUp without an event since the last call")
+		}
+		pending = 0
+		batches++
+		if exited {
+			return done
+		}
+		return nil
+	})
+	if err != done {
+		t.Fatalf("RunBatches: %v, want the batch with the exit of %d completed", err, pid)
+	}
+	t.Logf("%d batches", batches)
+}
+
 // TestRunContext cancels Run's context from its callback and while it
 // waits: Run returns context.Canceled both times, and the Sensor can run
 // again.
