@@ -378,6 +378,26 @@ func (c *Collector) publish(ch Change, byPID map[uint32]*eventbusv1.ProcessRecor
 // publishAt publishes one change with its parent's context (nil: none).
 // It is safe for concurrent use.
 func (c *Collector) publishAt(ch Change, parent *eventbusv1.ProcessTreeContext, now time.Time) {
+	m := c.message(ch, parent, now)
+	c.counted(m, c.conn.PublishMsg(m))
+}
+
+// publishAll publishes ms as one batch (client.Conn.PublishMsgs): the
+// events of one read from the kernel cost one write to the broker.
+func (c *Collector) publishAll(ms []*client.Msg) {
+	for len(ms) > 0 {
+		n, err := c.conn.PublishMsgs(ms)
+		c.published.Add(uint64(n))
+		ms = ms[n:]
+		if err != nil {
+			c.counted(ms[0], err)
+			ms = ms[1:]
+		}
+	}
+}
+
+// message is the envelope of one change, with its parent's context.
+func (c *Collector) message(ch Change, parent *eventbusv1.ProcessTreeContext, now time.Time) *client.Msg {
 	topic, prio := topicOf(ch.Subtype)
 	data := &eventbusv1.ProcessEventData{Process: ch.Record, Subtype: ch.Subtype, TreeContext: parent}
 	if len(ch.Changed) > 0 {
@@ -388,7 +408,11 @@ func (c *Collector) publishAt(ch Change, parent *eventbusv1.ProcessTreeContext, 
 	msg.Metadata.SourceId = c.opts.ID
 	msg.Metadata.Priority = eventbusv1.Priority(prio)
 	msg.Correlation = envelope.NewRoot()
-	err := c.conn.PublishMsg(&client.Msg{Topic: topic, Priority: prio, Value: envelope.Lazy{M: msg}})
+	return &client.Msg{Topic: topic, Priority: prio, Value: envelope.Lazy{M: msg}}
+}
+
+// counted counts the outcome of publishing m.
+func (c *Collector) counted(m *client.Msg, err error) {
 	switch {
 	case err == nil:
 		c.published.Add(1)
@@ -399,7 +423,7 @@ func (c *Collector) publishAt(ch Change, parent *eventbusv1.ProcessTreeContext, 
 		}
 	default:
 		c.errs.Add(1)
-		c.log.Warn("procmond: publish failed", "topic", topic, "err", err)
+		c.log.Warn("procmond: publish failed", "topic", m.Topic, "err", err)
 	}
 }
 

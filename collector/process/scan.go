@@ -744,6 +744,24 @@ func (h *HashCache) Sum(path string, fi os.FileInfo) ([]byte, error) {
 	}
 	sum := d.Sum(nil)
 	h.mu.Lock()
+	h.hashed++
+	h.mu.Unlock()
+	h.store(id, sum)
+	return sum, nil
+}
+
+// lookup returns the sum cached for the file identity id.
+func (h *HashCache) lookup(id fileID) ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sum, ok := h.sums[id]
+	return sum, ok
+}
+
+// store caches sum under id, forgetting an entry at random when the cache
+// is full.
+func (h *HashCache) store(id fileID, sum []byte) {
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.sums == nil {
 		h.sums = map[fileID][]byte{}
@@ -752,15 +770,13 @@ func (h *HashCache) Sum(path string, fi os.FileInfo) ([]byte, error) {
 	if limit <= 0 {
 		limit = 4096
 	}
-	if len(h.sums) >= limit {
-		for k := range h.sums { // forget one at random
+	if _, ok := h.sums[id]; !ok && len(h.sums) >= limit {
+		for k := range h.sums {
 			delete(h.sums, k)
 			break
 		}
 	}
 	h.sums[id] = sum
-	h.hashed++
-	return sum, nil
 }
 
 // Hashed returns how many files the cache has hashed (its misses).

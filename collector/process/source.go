@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -84,7 +84,7 @@ func (c *Collector) openSource() error {
 	}
 	var why string
 	if c.opts.Source != SourceConnector {
-		s, err := sensor.Open(sensor.Options{Logger: c.log, RingBytes: c.opts.SensorRingBytes})
+		s, err := sensor.Open(sensor.Options{Logger: c.log, RingBytes: c.opts.SensorRingBytes, NoForks: true})
 		if err == nil {
 			c.sensor, c.source, c.sourceNote = s, SourceEBPF, "eBPF process sensor attached"
 			c.log.Info("procmond: using the eBPF process sensor; the /proc scan resyncs every interval", "interval", c.interval())
@@ -114,18 +114,30 @@ func (c *Collector) openSource() error {
 	return nil
 }
 
-// readSensor hands the sensor's exec and exit events to handleSensor, in
-// its own goroutine, until ctx ends or the sensor is closed.
+// readSensor publishes the sensor's exec and exit events, in its own
+// goroutine, until ctx ends or the sensor is closed. The events of one
+// read of the ring buffer are published as one batch.
 func (c *Collector) readSensor(ctx context.Context) error {
-	err := c.sensor.Run(ctx, func(e *sensor.Event) error {
+	var batch []*client.Msg
+	err := c.sensor.RunBatches(ctx, func(e *sensor.Event) error {
+		var m *client.Msg
 		switch e.Kind {
 		case sensor.KindExec:
-			c.onExec(e)
+			m = c.onExec(e)
 		case sensor.KindExit:
-			c.onExit(e)
+			m = c.onExit(e)
+		}
+		if m != nil {
+			batch = append(batch, m)
 		}
 		return nil
+	}, func() error {
+		c.publishAll(batch)
+		clear(batch)
+		batch = batch[:0]
+		return nil
 	})
+	c.publishAll(batch) // what was read before ctx ended
 	if err == nil || ctx.Err() != nil || errors.Is(err, sensor.ErrClosed) {
 		return nil
 	}
@@ -139,9 +151,9 @@ type sensorRec struct {
 	gen uint64 // c.scans when it was published
 }
 
-// onExec publishes an exec as CREATED, with the kernel's data enriched
-// from /proc while the process exists.
-func (c *Collector) onExec(e *sensor.Event) {
+// onExec returns the message of an exec, CREATED, with the kernel's data
+// enriched (see execRecord), or nil when the scan published it already.
+func (c *Collector) onExec(e *sensor.Event) *client.Msg {
 	x := &e.Exec
 	key := Key{PID: e.PID, Start: ticksOf(x.Start)}
 	c.mu.Lock()
@@ -153,20 +165,21 @@ func (c *Collector) onExec(e *sensor.Event) {
 	if old, ok := c.cur[key]; ok && !pub && old.GetExecutablePath() == r.GetExecutablePath() && slices.Equal(old.GetCommandLine(), r.GetCommandLine()) {
 		// The scan read this process after its exec, and published it.
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	c.sensorRecs[key] = sensorRec{rec: r, gen: c.scans}
 	c.sensorByPID[key.PID] = r
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
 	c.sensorCreated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r,
+	return c.message(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_CREATED, Record: r,
 		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXEC, ImageReplaced: x.Flags&sensor.ImageReplaced != 0}, parent, e.Time)
 }
 
-// onExit publishes TERMINATED for a process the sensor published or the
-// scan knows, and makes the scan skip its own TERMINATED for it.
-func (c *Collector) onExit(e *sensor.Event) {
+// onExit returns the message TERMINATED for a process the sensor published
+// or the scan knows (else nil), and makes the scan skip its own TERMINATED
+// for it.
+func (c *Collector) onExit(e *sensor.Event) *client.Msg {
 	key := Key{PID: e.PID, Start: ticksOf(e.Exit.Start)}
 	c.mu.Lock()
 	r := c.cur[key]
@@ -181,13 +194,13 @@ func (c *Collector) onExit(e *sensor.Event) {
 		// A process that never exec'd while the sensor ran and that no
 		// scan saw: nothing was published of it.
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	c.exited[key] = struct{}{}
 	parent := c.parentLocked(r.GetPpid())
 	c.mu.Unlock()
 	c.sensorTerminated.Add(1)
-	c.publishAt(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r,
+	return c.message(Change{Subtype: eventbusv1.ProcessEventSubtype_PROCESS_EVENT_SUBTYPE_TERMINATED, Record: r,
 		KernelEvent: eventbusv1.ProcessKernelEvent_PROCESS_KERNEL_EVENT_EXIT, ExitStatus: e.Exit.Status}, parent, e.Time)
 }
 
@@ -203,11 +216,14 @@ func (c *Collector) parentLocked(ppid uint32) *eventbusv1.ProcessTreeContext {
 	return &eventbusv1.ProcessTreeContext{ParentName: p.GetName(), ParentExecutablePath: p.GetExecutablePath()}
 }
 
-// execRecord builds a process's record from an exec event, and enriches
-// it from /proc (memory, the executable's hash, whether its path still
-// exists) while the process is the one the event describes. When it is
-// not (it ended, or its pid was reused), the record says accessible=false
-// and has the kernel's data only.
+// execRecord builds a process's record from an exec event. The kernel's
+// data covers the record but for the executable's hash and, for a cgroup
+// not seen before, its path: the hash comes from a cache keyed by the
+// file's identity as the kernel saw it (device, inode, size, modification
+// time), so that a binary that ran before costs no system call. Only what
+// the caches lack is read from /proc, while the process is the one the
+// event describes; when it is not (it ended, or its pid was reused), the
+// record says accessible=false and lacks those fields.
 func (c *Collector) execRecord(e *sensor.Event, key Key, hash bool) *eventbusv1.ProcessRecord {
 	x := &e.Exec
 	uid, gid := x.UID, x.GID
@@ -216,17 +232,38 @@ func (c *Collector) execRecord(e *sensor.Event, key Key, hash bool) *eventbusv1.
 		StartTime: timestamppb.New(c.bootTime.Add(time.Duration(key.Start) * (time.Second / userHZ))),
 		Uid:       &uid, Gid: &gid, UserName: c.userName(uid),
 		ExecutableDeleted: x.Flags&(sensor.Deleted|sensor.MemFD) != 0,
-		CollectionTime:    timestamppb.New(e.Time),
+		// The kernel had just opened the file by this path (relative to the
+		// process's root: a chroot's files are not at it).
+		FileExists:     x.Flags&(sensor.Deleted|sensor.MemFD|sensor.Detached) == 0,
+		CollectionTime: timestamppb.New(e.Time),
+		Accessible:     true,
 	}
 	if r.CommandLine == nil {
 		r.CommandLine = []string{}
 	}
+	if x.HasMemory {
+		rss, vms := x.RSSBytes, x.VMBytes
+		r.MemoryRssBytes, r.MemoryVmsBytes = &rss, &vms
+	}
 	setExecContext(r, x)
 	cg, cgKnown := c.cgroups.get(x.CgroupID)
 	r.CgroupPath, r.ContainerId = cg.path, cg.container
+	kernID := fileID{dev: x.File.StatDev(), ino: x.File.Ino, size: x.File.Size, mtime: x.File.ModTime}
+	needHash := false
+	if hash {
+		if sum, ok := c.hashes.lookup(kernID); ok && x.File.Ino != 0 {
+			r.ExecutableHash, r.HashAlgorithm = sum, eventbusv1.HashAlgorithm_HASH_ALGORITHM_SHA256
+		} else {
+			needHash = true
+		}
+	}
+	if !needHash && (cgKnown || x.CgroupID == 0) {
+		return r
+	}
+
 	dir := filepath.Join(c.opts.ProcRoot, strconv.FormatUint(uint64(e.PID), 10))
-	st, ok := c.statOf(dir, key)
-	if !ok {
+	if _, ok := c.statOf(dir, key); !ok {
+		r.Accessible = false
 		c.enrichMissed.Add(1)
 		return r
 	}
@@ -234,28 +271,30 @@ func (c *Collector) execRecord(e *sensor.Event, key Key, hash bool) *eventbusv1.
 	if !cgKnown && x.CgroupID != 0 {
 		cgRead, _ = os.ReadFile(filepath.Join(dir, "cgroup"))
 	}
-	rss, vms := uint64(max(st.rss, 0))*uint64(os.Getpagesize()), st.vsize
-	r.MemoryRssBytes, r.MemoryVmsBytes = &rss, &vms
-	if !r.ExecutableDeleted {
-		var fst syscall.Stat_t
-		r.FileExists = syscall.Stat(x.Path, &fst) == nil
-	}
-	accessible := true
-	if hash {
+	var sum []byte
+	if needHash {
 		image := filepath.Join(dir, "exe")
-		if fi, err := os.Stat(image); err != nil {
-			accessible = false
-		} else if sum, err := c.hashes.Sum(image, fi); err == nil {
-			r.ExecutableHash, r.HashAlgorithm = sum, eventbusv1.HashAlgorithm_HASH_ALGORITHM_SHA256
+		fi, err := os.Stat(image)
+		if err != nil {
+			r.Accessible = false
+		} else if sum, err = c.hashes.Sum(image, fi); err != nil {
+			sum = nil
 		}
 	}
 	// The pid may have been reused while the executable was read.
-	if _, still := c.statOf(dir, key); !still || !accessible {
-		r.ExecutableHash, r.HashAlgorithm = nil, eventbusv1.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED
+	if _, still := c.statOf(dir, key); !still || !r.Accessible {
+		r.Accessible = false
 		c.enrichMissed.Add(1)
 		return r
 	}
-	r.Accessible = true
+	if sum != nil {
+		r.ExecutableHash, r.HashAlgorithm = sum, eventbusv1.HashAlgorithm_HASH_ALGORITHM_SHA256
+		if x.File.Ino != 0 {
+			// Under the kernel's identity too: on btrfs and overlayfs it is
+			// not the one stat gives.
+			c.hashes.store(kernID, sum)
+		}
+	}
 	if len(cgRead) > 0 {
 		r.CgroupPath, r.ContainerId = parseCgroup(cgRead)
 		c.cgroups.put(x.CgroupID, cgroupInfo{r.CgroupPath, r.ContainerId})
