@@ -42,6 +42,7 @@ type Sensor struct {
 	statsMu   sync.Mutex
 	lastStats Stats // the kernel counters last read, for after Close
 
+	closing   chan struct{} // closed by Close: a polled Run returns
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -85,7 +86,7 @@ func Open(opts Options) (*Sensor, error) {
 		return nil, fmt.Errorf("sensor: the embedded BPF object: %w", err)
 	}
 	spec.Maps[processMapEvents].MaxEntries = uint32(ringBytes)
-	s := &Sensor{log: log, dec: decoder{maxArgs: maxArgs}, poll: opts.Wakeup}
+	s := &Sensor{log: log, dec: decoder{maxArgs: maxArgs}, poll: opts.Wakeup, closing: make(chan struct{})}
 	if s.poll == 0 {
 		s.poll = DefaultWakeup
 	}
@@ -160,6 +161,9 @@ func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caught
 	if s.rd == nil {
 		return ErrClosed
 	}
+	if s.poll > 0 {
+		return s.runPolled(ctx, fn, caughtUp)
+	}
 
 	// Cancellation flushes the reader, which wakes a blocked ReadInto.
 	// The callback runs on its own goroutine only once ctx is done; Run
@@ -176,9 +180,6 @@ func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caught
 		}
 	}()
 
-	if s.poll > 0 {
-		s.rd.SetDeadline(time.Now().Add(s.poll))
-	}
 	var e Event
 	for {
 		select {
@@ -188,10 +189,6 @@ func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caught
 		}
 		if err := s.rd.ReadInto(&s.rec); err != nil {
 			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				// The poll: the ring buffer is empty again.
-				s.rd.SetDeadline(time.Now().Add(s.poll))
-				continue
 			case errors.Is(err, ringbuf.ErrFlushed):
 				continue // ctx is done (checked above), or a stale flush
 			case errors.Is(err, ringbuf.ErrClosed):
@@ -213,6 +210,62 @@ func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caught
 			if err := caughtUp(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// runPolled is RunBatches with a positive Options.Wakeup: it reads what
+// the ring buffer holds, then sleeps for the wakeup interval on a Go timer,
+// not in a system call. A goroutine blocked in epoll_wait keeps the Go
+// runtime's monitor thread waking up every 20 µs to 10 ms; one parked on a
+// timer lets an idle process sleep.
+func (s *Sensor) runPolled(ctx context.Context, fn func(e *Event) error, caughtUp func() error) error {
+	s.rd.SetDeadline(time.Unix(1, 0)) // in the past: ReadInto never waits
+	timer := time.NewTimer(s.poll)
+	defer timer.Stop()
+	var e Event
+	for {
+		n := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			default:
+			}
+			err := s.rd.ReadInto(&s.rec)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
+					break // read all there was
+				}
+				if errors.Is(err, ringbuf.ErrClosed) {
+					return ErrClosed
+				}
+				return fmt.Errorf("sensor: reading the ring buffer: %w", err)
+			}
+			if err := s.dec.decode(s.rec.RawSample, &e); err != nil {
+				if s.malformed.Add(1) == 1 {
+					s.log.Warn("eBPF process sensor: a record could not be decoded; further ones are only counted", "err", err)
+				}
+				continue
+			}
+			s.events.Add(1)
+			n++
+			if err := fn(&e); err != nil {
+				return err
+			}
+		}
+		if n > 0 && caughtUp != nil {
+			if err := caughtUp(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closing:
+			return ErrClosed
+		case <-timer.C:
+			timer.Reset(s.poll)
 		}
 	}
 }
@@ -267,6 +320,7 @@ func (s *Sensor) Stats() Stats {
 // for it. It may be called more than once and from any goroutine.
 func (s *Sensor) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.closing)
 		s.Stats() // keep the final loss counts
 		if err := s.rd.Close(); err != nil {
 			s.closeErr = fmt.Errorf("sensor: closing the ring buffer: %w", err)
