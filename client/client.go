@@ -398,18 +398,20 @@ func (c *Conn) publish(name, replyTo string, payload []byte, value any, prio eve
 	return nil
 }
 
-// PublishMsgs publishes each of ms in order, as PublishMsg does, and wakes
-// the connection's writer once for all of them rather than for the first
-// of each batch it takes: a caller that has several messages at once (the
-// events of one read from the kernel) saves a wakeup of the writer and a
-// write per message. It returns how many were published; on an error, the
-// messages before ms[n] were published, ms[n] failed with err, and the
-// rest were not tried. Safe for concurrent use, like PublishMsg.
+// PublishMsgs publishes each of ms in order, as PublishMsg does, and then
+// writes them in one write: from the calling goroutine when no write is in
+// progress and what is buffered is at most 16 KiB, else by waking the
+// connection's writer once. A caller that has several messages at once
+// (the events of one read from the kernel) so saves a wakeup of the
+// writer per message, and often the wakeup altogether. It returns how many
+// were published; on an error, the messages before ms[n] were published,
+// ms[n] failed with err, and the rest were not tried. Safe for concurrent
+// use, like PublishMsg.
 func (c *Conn) PublishMsgs(ms []*Msg) (n int, err error) {
 	wake := false
 	defer func() {
 		if wake {
-			c.signal()
+			c.flushInline()
 		}
 	}()
 	for i, m := range ms {

@@ -158,8 +158,10 @@ func (s *Sensor) Run(ctx context.Context, fn func(e *Event) error) error {
 func (s *Sensor) RunBatches(ctx context.Context, fn func(e *Event) error, caughtUp func() error) error {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
-	if s.rd == nil {
+	select {
+	case <-s.closing:
 		return ErrClosed
+	default:
 	}
 	if s.poll > 0 {
 		return s.runPolled(ctx, fn, caughtUp)
@@ -230,7 +232,12 @@ func (s *Sensor) runPolled(ctx context.Context, fn func(e *Event) error, caughtU
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-s.closing:
+				return ErrClosed
 			default:
+			}
+			if s.rd.AvailableBytes() == 0 {
+				break // an atomic load: no system call when there is nothing
 			}
 			err := s.rd.ReadInto(&s.rec)
 			if err != nil {
@@ -322,13 +329,21 @@ func (s *Sensor) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.Stats() // keep the final loss counts
+		if s.poll > 0 {
+			// A polled Run returns at the closing channel; the reader is
+			// closed once it has.
+			s.runMu.Lock()
+			defer s.runMu.Unlock()
+		}
 		if err := s.rd.Close(); err != nil {
 			s.closeErr = fmt.Errorf("sensor: closing the ring buffer: %w", err)
 		}
-		// Run returns once the reader is closed; wait for it so that
-		// nothing uses the maps below.
-		s.runMu.Lock()
-		defer s.runMu.Unlock()
+		if s.poll <= 0 {
+			// A blocked Run returns once the reader is closed; wait for it
+			// so that nothing uses the maps below.
+			s.runMu.Lock()
+			defer s.runMu.Unlock()
+		}
 		s.statsMu.Lock()
 		defer s.statsMu.Unlock()
 		if err := s.release(); err != nil && s.closeErr == nil {

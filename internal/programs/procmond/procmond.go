@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,13 @@ const Version = "0.4.0"
 // with backoff until ctx ends (see connect), so a supervisor does not see
 // the collector crash for it.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
+	if os.Getenv("GOMAXPROCS") == "" {
+		// procmond's work is serial (one reader of the kernel's events, a
+		// scan now and then): a second P only has the Go scheduler wake a
+		// spinning thread at each wakeup, context switches that cost more
+		// than the work itself on a VM.
+		runtime.GOMAXPROCS(1)
+	}
 	fs := flag.NewFlagSet("procmond", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", "", "broker socket (env DAEMONEYE_SOCKET; default "+client.DefaultSocketPath()+")")
