@@ -34,8 +34,9 @@
 // The events reach user space through one BPF ring buffer shared by all
 // CPUs (Options.RingBytes). The programs do not wake the reader for each
 // event, which would cost more than the rest of a fork or exit program:
-// the reader polls every Options.Wakeup (10 ms by default), and is woken
-// early only when a quarter of the ring buffer is unread. On a 2-vCPU VM
+// the reader polls every Options.Wakeup (20 ms by default, sleeping on a
+// Go timer), and every 1 ms while it finds the ring buffer more than a
+// sixteenth full. On a 2-vCPU VM
 // the three programs then take about 9 µs of kernel time per exec'd
 // process (fork, exec and exit), against about 44 µs with a wakeup per
 // event. When it is full an event is lost: the kernel
