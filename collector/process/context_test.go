@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/internal/testutil/wait"
+
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"golang.org/x/sys/unix"
@@ -208,6 +210,14 @@ func TestScanReadsContext(t *testing.T) {
 		t.Fatalf("the shell said %q, %v", line, err)
 	}
 	pid := cmd.Process.Pid
+	// "ready" comes before the shell's exec of sleep: the scans must not
+	// see that exec.
+	wait.For(t, 10*time.Second, "the shell to become sleep", func() error {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || string(comm) != "sleep\n" {
+			return fmt.Errorf("comm %q, %v", comm, err)
+		}
+		return nil
+	})
 	var cgStat syscall.Stat_t
 	if err := syscall.Stat(cg, &cgStat); err != nil {
 		t.Fatal(err)
