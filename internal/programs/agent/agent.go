@@ -45,7 +45,8 @@ func AlertTopic(s eventbusv1.AlertSeverity) string { return topics.Alert(detect.
 type CollectorSpec struct {
 	// ID names it; its topics end with it.
 	ID string `yaml:"id"`
-	// Kind is the collector program; "procmond" is the one there is.
+	// Kind is the collector program: procmond, or another of the kinds
+	// the agent knows (see defaultCollectors).
 	Kind string `yaml:"kind"`
 	// Interval between its scans; 0: its default.
 	Interval time.Duration `yaml:"-"`
@@ -62,7 +63,8 @@ type CollectorSpec struct {
 type Options struct {
 	// Socket is the broker's UNIX socket. Default: server.DefaultSocketPath.
 	Socket string
-	// Collectors to run. Default: procmond.
+	// Collectors to run. Default: procmond, and the kernel-sensor
+	// collectors where the agent is root on a kernel with BTF.
 	Collectors []CollectorSpec
 	// Rules are the detection rules. Nil: the built-in rules.
 	Rules []*detect.Rule
@@ -121,14 +123,14 @@ func (o *Options) defaults() error {
 		o.Socket = server.DefaultSocketPath()
 	}
 	if o.Collectors == nil {
-		o.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}
+		o.Collectors = defaultCollectors()
 	}
 	for _, c := range o.Collectors {
 		if err := collector.ValidateID(c.ID); err != nil {
 			return err
 		}
-		if c.Kind != "procmond" {
-			return fmt.Errorf("agent: collector %s: unknown kind %q (procmond is the one there is)", c.ID, c.Kind)
+		if _, ok := kinds[c.Kind]; !ok {
+			return fmt.Errorf("agent: collector %s: unknown kind %q (the kinds are %s)", c.ID, c.Kind, kindNames())
 		}
 	}
 	for i := range o.Collectors {

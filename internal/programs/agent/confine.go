@@ -72,20 +72,24 @@ const (
 // needs CAP_NET_ADMIN; auto (the default) tries both, so it gets all three.
 // With --source poll it gets none of them.
 func kindCaps(kind string, args []string) []uintptr {
-	switch kind {
-	case "procmond":
-		read := []uintptr{capDACReadSearch, capSysPtrace}
-		switch procmondSource(args) {
-		case "poll":
-			return read
-		case "ebpf":
-			return append(read, capBPF, capPerfmon)
-		case "connector":
-			return append(read, capNetAdmin)
-		}
-		return append(read, capBPF, capPerfmon, capNetAdmin)
+	if k, ok := kinds[kind]; ok {
+		return k.caps(args)
 	}
 	return nil
+}
+
+// procmondCaps are procmond's capabilities (see kindCaps).
+func procmondCaps(args []string) []uintptr {
+	read := []uintptr{capDACReadSearch, capSysPtrace}
+	switch procmondSource(args) {
+	case "poll":
+		return read
+	case "ebpf":
+		return append(read, capBPF, capPerfmon)
+	case "connector":
+		return append(read, capNetAdmin)
+	}
+	return append(read, capBPF, capPerfmon, capNetAdmin)
 }
 
 // procmondUsesBPF reports whether procmond with these args may open the
@@ -192,14 +196,15 @@ func (h *handover) close() {
 }
 
 // confineCollector is what collector mode does first: no_new_privs on
-// every thread, then the seccomp filter (confineSyscalls), which lets
-// procmond call bpf only when its args (without the program name) ask for
-// the eBPF sensor. The collector does not run if either fails.
-func confineCollector(args []string) error {
+// every thread, then the seccomp filter (confineSyscalls), which lets the
+// collector call bpf only when allowBPF (procmond when its args ask for
+// the eBPF sensor; the kernel-sensor collectors). The collector does not
+// run if either fails.
+func confineCollector(allowBPF bool) error {
 	if err := noNewPrivs(); err != nil {
 		return err
 	}
-	return confineSyscalls(procmondUsesBPF(args))
+	return confineSyscalls(allowBPF)
 }
 
 // noNewPrivs sets no_new_privs on every thread of this process: nothing

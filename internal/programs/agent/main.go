@@ -12,7 +12,6 @@ import (
 	"github.com/daemoneye/daemoneye/detect"
 	"github.com/daemoneye/daemoneye/internal/programs/command"
 	"github.com/daemoneye/daemoneye/internal/programs/config"
-	"github.com/daemoneye/daemoneye/internal/programs/procmond"
 	"github.com/daemoneye/daemoneye/server"
 )
 
@@ -87,15 +86,16 @@ type File struct {
 // returns the exit code: 0, 1 on failure, 2 on a usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "collector" {
-		if args[1] != "procmond" {
-			fmt.Fprintf(stderr, "daemoneye-agent: unknown collector %q (procmond is the one there is)\n", args[1])
+		k, ok := kinds[args[1]]
+		if !ok {
+			fmt.Fprintf(stderr, "daemoneye-agent: unknown collector %q (the kinds are %s)\n", args[1], kindNames())
 			return 2
 		}
-		if err := confineCollector(args[2:]); err != nil {
+		if err := confineCollector(k.bpf(args[2:])); err != nil {
 			fmt.Fprintf(stderr, "daemoneye-agent: collector %s: %v\n", args[1], err)
 			return 1
 		}
-		return procmond.Main(ctx, args[2:], stderr)
+		return k.main(ctx, args[2:], stderr)
 	}
 	opts, code, ok := parseArgs(args, stdout, stderr)
 	if !ok {
@@ -213,7 +213,7 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 			Heartbeat: time.Duration(c.Heartbeat), Args: c.Args})
 	}
 	if opts.Collectors == nil {
-		opts.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}
+		opts.Collectors = defaultCollectors()
 	}
 	if set["interval"] {
 		for i := range opts.Collectors {

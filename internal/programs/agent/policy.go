@@ -66,9 +66,8 @@ func collectorGrant(id, kind string) server.Grant {
 
 // kindDomain is the event domain of a collector kind.
 func kindDomain(kind string) string {
-	switch kind {
-	case "procmond", "process":
-		return "process"
+	if k, ok := kinds[kind]; ok {
+		return k.domain
 	}
 	return kind
 }

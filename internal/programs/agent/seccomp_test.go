@@ -49,7 +49,7 @@ func seccompChild(target string) int {
 			done <- err
 		}()
 	}
-	if err := confineCollector([]string{"--source", os.Getenv(seccompSourceEnv)}); err != nil {
+	if err := confineCollector(procmondUsesBPF([]string{"--source", os.Getenv(seccompSourceEnv)})); err != nil {
 		fmt.Println("confine", err)
 		return 1
 	}
