@@ -10,8 +10,7 @@ import (
 // execs it without a dynamic loader and it makes no other system call, so
 // a fork, an exec and an exit are all it costs: benchmarks use it to spawn
 // processes as fast as the machine can. On other architectures it returns
-// nil. (collector/process/sensor, which imports nothing of the module,
-// has a copy in its benchmarks.)
+// nil.
 func TinyELF() []byte {
 	if runtime.GOARCH != "amd64" {
 		return nil
