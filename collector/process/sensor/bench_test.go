@@ -9,32 +9,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 )
-
-// spawnOnce forks and execs bin with no arguments nor environment and
-// waits for it.
-func spawnOnce(bin string) error {
-	pid, err := syscall.ForkExec(bin, []string{bin}, &syscall.ProcAttr{})
-	if err != nil {
-		return err
-	}
-	var ws syscall.WaitStatus
-	for {
-		_, err = syscall.Wait4(pid, &ws, 0, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err == nil && ws.ExitStatus() != 0 {
-		err = fmt.Errorf("%s exited with %v", bin, ws)
-	}
-	return err
-}
 
 // BenchmarkExecRate spawns a program as fast as this machine can, with
 // the sensor open at its defaults (2 MiB ring, 10 ms wakeup) and read in
@@ -124,7 +103,7 @@ func benchExecRate(b *testing.B, bin, kind string, spawners int, on bool) {
 			}
 		}()
 	}
-	if err := spawnOnce(bin); err != nil { // warm the page cache
+	if err := testproc.Spawn(bin); err != nil { // warm the page cache
 		b.Fatal(err)
 	}
 	var lostBefore uint64
@@ -143,7 +122,7 @@ func benchExecRate(b *testing.B, bin, kind string, spawners int, on bool) {
 		for range spawners {
 			wg.Go(func() {
 				for range jobs {
-					if err := spawnOnce(bin); err != nil {
+					if err := testproc.Spawn(bin); err != nil {
 						errs <- err
 						for range jobs {
 						}
