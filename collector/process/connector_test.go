@@ -260,15 +260,7 @@ func TestConnectorAckTimeout(t *testing.T) {
 // message.
 func startCollector(t *testing.T, opts Options) (*Collector, *client.Subscription) {
 	t.Helper()
-	path, _, _ := testbroker.Start(t, server.Options{})
-	dial := func(name string) *client.Conn {
-		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := startBroker(t)
 	all, err := dial("watch").Subscribe(t.Context(), "#", 1<<17)
 	if err != nil {
 		t.Fatal(err)

@@ -116,6 +116,23 @@ func copySleep(t *testing.T, dir string) string {
 	return dst
 }
 
+// startBroker starts a broker on a UNIX socket until the test ends, and
+// returns a function that dials it as a client named name; the test's
+// cleanup closes each client.
+func startBroker(t *testing.T) func(name string) *client.Conn {
+	t.Helper()
+	path, _, _ := testbroker.Start(t, server.Options{})
+	return func(name string) *client.Conn {
+		t.Helper()
+		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
 func startChild(t *testing.T, bin string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "30")
@@ -224,15 +241,7 @@ func TestScannerFollowsARealProcess(t *testing.T) {
 // procmond over the bus: the events of a child process, a snapshot, health,
 // configuration, and a shutdown over RPC.
 func TestCollectorOverTheBus(t *testing.T) {
-	path, _, _ := testbroker.Start(t, server.Options{})
-	dial := func(name string) *client.Conn {
-		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := startBroker(t)
 	watch := dial("watch")
 	events, err := watch.Subscribe(t.Context(), "events.process.#", 1<<16)
 	if err != nil {
