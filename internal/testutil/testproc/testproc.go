@@ -98,3 +98,28 @@ func StartBroker(t testing.TB, bin, sock string, args ...string) *exec.Cmd {
 	ExpectLine(t, Lines(stderr), "the broker", "listening")
 	return b
 }
+
+// CopyProgram copies the program src to dst, with permissions perm, and
+// returns dst: a test runs its own copy, as an intruder's dropper would,
+// so that the path tells its processes' events from every other's. It
+// skips the test when src cannot be opened (no such program here) and
+// fails it on any other error.
+func CopyProgram(t testing.TB, src, dst string, perm os.FileMode) string {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Skipf("no %s: %v", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, perm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
