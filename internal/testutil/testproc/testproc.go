@@ -87,16 +87,24 @@ func ExpectLine(t testing.TB, ch <-chan string, what, want string) string {
 func StartBroker(t testing.TB, bin, sock string, args ...string) *exec.Cmd {
 	t.Helper()
 	b := exec.Command(bin, append([]string{"--socket", sock}, args...)...)
-	stderr, err := b.StderrPipe()
+	ExpectLine(t, Lines(Start(t, b, b.StderrPipe)), "the broker", "listening")
+	return b
+}
+
+// Start opens a pipe from cmd with pipe (cmd.StdoutPipe or
+// cmd.StderrPipe), starts cmd, and returns the pipe's end to read; the
+// test's cleanup kills cmd and waits for it.
+func Start(t testing.TB, cmd *exec.Cmd, pipe func() (io.ReadCloser, error)) io.ReadCloser {
+	t.Helper()
+	r, err := pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Process.Kill(); b.Wait() })
-	ExpectLine(t, Lines(stderr), "the broker", "listening")
-	return b
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return r
 }
 
 // CopyProgram copies the program src to dst, with permissions perm, and
