@@ -141,30 +141,6 @@ func TestSetExecContext(t *testing.T) {
 	}
 }
 
-// openPTS opens a new pseudo-terminal and returns its slave and its name
-// ("pts/N").
-func openPTS(t *testing.T) (*os.File, string) {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pts.Close() })
-	return pts, fmt.Sprintf("pts/%d", n)
-}
-
 // A process with its own working directory, login uid, pid namespace and
 // controlling terminal, in a cgroup named as Docker names a
 // container's: the scan reads them when it first sees the process, and
@@ -194,7 +170,8 @@ func TestScanReadsContext(t *testing.T) {
 	// becomes the sleep.
 	cmd := exec.Command("/bin/sh", "-c", `echo 4321 > /proc/self/loginuid && echo $$ > "$1/cgroup.procs" && echo ready && exec sleep 30`, "sh", cg)
 	cmd.Dir = dir
-	pts, ptsName := openPTS(t)
+	pts, n := testproc.OpenPTS(t)
+	ptsName := fmt.Sprintf("pts/%d", n)
 	cmd.Stdin = pts // a new session, whose controlling terminal it is
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true, Setctty: true, Ctty: 0}
 	out := testproc.Start(t, cmd, cmd.StdoutPipe)

@@ -1,10 +1,12 @@
 // Package testproc builds the project's binaries, watches the output of
-// processes and makes the socketpairs that connect them, for tests that
-// run real processes. For tests only.
+// processes, makes the socketpairs that connect them and the
+// pseudo-terminals they run on, for tests that run real processes. For
+// tests only.
 package testproc
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Socketpair returns the two ends of a connected UNIX stream socket pair,
@@ -130,4 +134,30 @@ func CopyProgram(t testing.TB, src, dst string, perm os.FileMode) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// OpenPTS opens a new pseudo-terminal and returns its slave, opened
+// without becoming the caller's controlling terminal, and its number N
+// (/dev/pts/N). It skips the test when the machine has no
+// pseudo-terminals; the test's cleanup closes both ends.
+func OpenPTS(t testing.TB) (*os.File, int) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return pts, n
 }
