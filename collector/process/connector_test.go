@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/server"
 	"google.golang.org/protobuf/proto"
@@ -260,15 +260,7 @@ func TestConnectorAckTimeout(t *testing.T) {
 // message.
 func startCollector(t *testing.T, opts Options) (*Collector, *client.Subscription) {
 	t.Helper()
-	path, _, _ := testbroker.Start(t, server.Options{})
-	dial := func(name string) *client.Conn {
-		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := startBroker(t)
 	all, err := dial("watch").Subscribe(t.Context(), "#", 1<<17)
 	if err != nil {
 		t.Fatal(err)
@@ -307,23 +299,7 @@ func startCollector(t *testing.T, opts Options) (*Collector, *client.Subscriptio
 // copyTrue copies /bin/true into a new private directory.
 func copyTrue(t *testing.T) string {
 	t.Helper()
-	in, err := os.Open("/bin/true")
-	if err != nil {
-		t.Skip("no /bin/true: ", err)
-	}
-	defer in.Close()
-	dst := filepath.Join(t.TempDir(), "dropped")
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return testproc.CopyProgram(t, "/bin/true", filepath.Join(t.TempDir(), "dropped"), 0o755)
 }
 
 // connectorRuns is how many short processes TestConnectorSeesShortProcesses runs.

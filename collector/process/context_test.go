@@ -17,6 +17,7 @@ import (
 
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -142,30 +143,6 @@ func TestSetExecContext(t *testing.T) {
 	}
 }
 
-// openPTS opens a new pseudo-terminal and returns its slave and its name
-// ("pts/N").
-func openPTS(t *testing.T) (*os.File, string) {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pts.Close() })
-	return pts, fmt.Sprintf("pts/%d", n)
-}
-
 // A process with its own working directory, login uid, pid namespace and
 // controlling terminal, in a cgroup named as Docker names a
 // container's: the scan reads them when it first sees the process, and
@@ -195,17 +172,11 @@ func TestScanReadsContext(t *testing.T) {
 	// becomes the sleep.
 	cmd := exec.Command("/bin/sh", "-c", `echo 4321 > /proc/self/loginuid && echo $$ > "$1/cgroup.procs" && echo ready && exec sleep 30`, "sh", cg)
 	cmd.Dir = dir
-	pts, ptsName := openPTS(t)
+	pts, n := testproc.OpenPTS(t)
+	ptsName := fmt.Sprintf("pts/%d", n)
 	cmd.Stdin = pts // a new session, whose controlling terminal it is
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true, Setctty: true, Ctty: 0}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := testproc.Start(t, cmd, cmd.StdoutPipe)
 	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
 		t.Fatalf("the shell said %q, %v", line, err)
 	}

@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector"
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
-	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/rpc"
-	"github.com/daemoneye/daemoneye/server"
 	"github.com/daemoneye/daemoneye/topics"
 	"google.golang.org/protobuf/proto"
 )
@@ -57,15 +54,7 @@ func TestSensorLossReported(t *testing.T) {
 	} else {
 		s.Close()
 	}
-	path, _, _ := testbroker.Start(t, server.Options{})
-	dial := func(name string) *client.Conn {
-		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := startBroker(t)
 	watch := dial("watch")
 	beats, err := watch.Subscribe(t.Context(), topics.Heartbeat(DefaultID), 1024)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/daemoneye/daemoneye/envelope"
 	eventbusv1 "github.com/daemoneye/daemoneye/gen/daemoneye/eventbus/v1"
 	"github.com/daemoneye/daemoneye/internal/testutil/testbroker"
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"github.com/daemoneye/daemoneye/internal/testutil/wait"
 	"github.com/daemoneye/daemoneye/rpc"
 	"github.com/daemoneye/daemoneye/server"
@@ -97,23 +97,24 @@ func copySleep(t *testing.T, dir string) string {
 	if err != nil {
 		t.Skip("no sleep binary")
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
+	return testproc.CopyProgram(t, src, filepath.Join(dir, "sleepy"), 0o755)
+}
+
+// startBroker starts a broker on a UNIX socket until the test ends, and
+// returns a function that dials it as a client named name; the test's
+// cleanup closes each client.
+func startBroker(t *testing.T) func(name string) *client.Conn {
+	t.Helper()
+	path, _, _ := testbroker.Start(t, server.Options{})
+	return func(name string) *client.Conn {
+		t.Helper()
+		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
-	defer in.Close()
-	dst := filepath.Join(dir, "sleepy")
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
 }
 
 func startChild(t *testing.T, bin string) *exec.Cmd {
@@ -224,15 +225,7 @@ func TestScannerFollowsARealProcess(t *testing.T) {
 // procmond over the bus: the events of a child process, a snapshot, health,
 // configuration, and a shutdown over RPC.
 func TestCollectorOverTheBus(t *testing.T) {
-	path, _, _ := testbroker.Start(t, server.Options{})
-	dial := func(name string) *client.Conn {
-		c, err := client.Dial(t.Context(), path, client.Options{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := startBroker(t)
 	watch := dial("watch")
 	events, err := watch.Subscribe(t.Context(), "events.process.#", 1<<16)
 	if err != nil {

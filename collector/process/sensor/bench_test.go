@@ -2,76 +2,18 @@ package sensor
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 )
-
-// tinyELF returns the smallest static program there is for amd64: one
-// loadable segment whose three instructions call exit_group(0). The kernel
-// execs it without a dynamic loader and it makes no other system call, so
-// its fork, exec and exit are all it costs. On other architectures it
-// returns nil.
-func tinyELF() []byte {
-	if runtime.GOARCH != "amd64" {
-		return nil
-	}
-	const base, hdr = 0x400000, 64 + 56
-	code := []byte{
-		0x31, 0xff, // xor edi, edi
-		0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
-		0x0f, 0x05, // syscall
-	}
-	le := binary.LittleEndian
-	b := make([]byte, hdr, hdr+len(code))
-	copy(b, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1}) // 64-bit, little endian, version 1
-	le.PutUint16(b[16:], 2)                       // ET_EXEC
-	le.PutUint16(b[18:], 0x3e)                    // EM_X86_64
-	le.PutUint32(b[20:], 1)                       // EV_CURRENT
-	le.PutUint64(b[24:], base+hdr)                // entry
-	le.PutUint64(b[32:], 64)                      // program headers' offset
-	le.PutUint16(b[52:], 64)                      // ELF header size
-	le.PutUint16(b[54:], 56)                      // program header size
-	le.PutUint16(b[56:], 1)                       // one program header
-	ph := b[64:]
-	le.PutUint32(ph[0:], 1)                      // PT_LOAD
-	le.PutUint32(ph[4:], 5)                      // PF_R | PF_X
-	le.PutUint64(ph[16:], base)                  // vaddr
-	le.PutUint64(ph[24:], base)                  // paddr
-	le.PutUint64(ph[32:], uint64(hdr+len(code))) // filesz
-	le.PutUint64(ph[40:], uint64(hdr+len(code))) // memsz
-	le.PutUint64(ph[48:], 0x1000)                // align
-	return append(b, code...)
-}
-
-// spawnOnce forks and execs bin with no arguments nor environment and
-// waits for it.
-func spawnOnce(bin string) error {
-	pid, err := syscall.ForkExec(bin, []string{bin}, &syscall.ProcAttr{})
-	if err != nil {
-		return err
-	}
-	var ws syscall.WaitStatus
-	for {
-		_, err = syscall.Wait4(pid, &ws, 0, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err == nil && ws.ExitStatus() != 0 {
-		err = fmt.Errorf("%s exited with %v", bin, ws)
-	}
-	return err
-}
 
 // BenchmarkExecRate spawns a program as fast as this machine can, with
 // the sensor open at its defaults (2 MiB ring, 20 ms wakeup) and read in
@@ -88,7 +30,7 @@ func spawnOnce(bin string) error {
 //   - ring-lost (sensor=on): the kernel's count of events of any process
 //     that did not fit in the ring while this ran.
 //
-// The program is either the tiny static ELF of tinyELF (amd64), the
+// The program is either the tiny static ELF of testproc.TinyELF (amd64), the
 // cheapest exec there is, or a copy of /bin/true (dynamically linked: the
 // loader maps libc).
 func BenchmarkExecRate(b *testing.B) {
@@ -103,7 +45,7 @@ func BenchmarkExecRate(b *testing.B) {
 				b.Run(name, func(b *testing.B) {
 					var data []byte
 					if p.src == "" {
-						if data = tinyELF(); data == nil {
+						if data = testproc.TinyELF(); data == nil {
 							b.Skip("the tiny program is for amd64")
 						}
 					} else {
@@ -161,7 +103,7 @@ func benchExecRate(b *testing.B, bin, kind string, spawners int, on bool) {
 			}
 		}()
 	}
-	if err := spawnOnce(bin); err != nil { // warm the page cache
+	if err := testproc.Spawn(bin); err != nil { // warm the page cache
 		b.Fatal(err)
 	}
 	var lostBefore uint64
@@ -180,7 +122,7 @@ func benchExecRate(b *testing.B, bin, kind string, spawners int, on bool) {
 		for range spawners {
 			wg.Go(func() {
 				for range jobs {
-					if err := spawnOnce(bin); err != nil {
+					if err := testproc.Spawn(bin); err != nil {
 						errs <- err
 						for range jobs {
 						}

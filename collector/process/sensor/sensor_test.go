@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daemoneye/daemoneye/internal/testutil/testproc"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -344,29 +345,13 @@ func TestExec(t *testing.T) {
 		cmd: func(t *testing.T, dir, token string) *exec.Cmd {
 			// A pts other than number 0, so that a minor number that
 			// ignored the index would show.
-			var ptmx *os.File
-			var n int
+			var pts *os.File
 			for range 2 {
-				var err error
-				if ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0); err != nil {
-					t.Skipf("no pseudo-terminals here: %v", err)
-				}
-				t.Cleanup(func() { ptmx.Close() })
-				if n, err = unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN); err != nil {
-					t.Fatal(err)
-				}
-				if n != 0 {
+				var n int
+				if pts, n = testproc.OpenPTS(t); n != 0 {
 					break
 				}
 			}
-			if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-				t.Fatal(err)
-			}
-			pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { pts.Close() })
 			var st unix.Stat_t
 			if err := unix.Fstat(int(pts.Fd()), &st); err != nil {
 				t.Fatal(err)

@@ -118,15 +118,7 @@ func startDemo(t *testing.T, sock, instance string) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "DAEMONEYE_TEST_COLLECTOR="+sock, "DAEMONEYE_TEST_INSTANCE="+instance)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testproc.ExpectLine(t, testproc.Lines(out), "demo collector "+instance, "serving")
+	testproc.ExpectLine(t, testproc.Lines(testproc.Start(t, cmd, cmd.StdoutPipe)), "demo collector "+instance, "serving")
 	return cmd
 }
 

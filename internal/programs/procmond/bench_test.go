@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -120,21 +119,6 @@ func bpfRun(b *testing.B, progs []*ebpf.Program) (time.Duration, uint64) {
 	return d, n
 }
 
-// run forks and execs bin and waits for it.
-func run(bin string) error {
-	pid, err := syscall.ForkExec(bin, []string{bin}, &syscall.ProcAttr{})
-	if err != nil {
-		return err
-	}
-	var ws syscall.WaitStatus
-	for {
-		_, err = syscall.Wait4(pid, &ws, 0, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
-}
-
 // pacedRate is the exec rate of BenchmarkSensorCPU, per second.
 const pacedRate = 1000
 
@@ -228,7 +212,7 @@ func benchSensorCPU(b *testing.B, data []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := run(prog); err != nil { // the page cache, the hash
+	if err := testproc.Spawn(prog); err != nil { // the page cache, the hash
 		b.Fatal(err)
 	}
 
@@ -240,7 +224,7 @@ func benchSensorCPU(b *testing.B, data []byte) {
 	for range 8 {
 		wg.Go(func() {
 			for range jobs {
-				if err := run(prog); err != nil {
+				if err := testproc.Spawn(prog); err != nil {
 					select {
 					case errs <- err:
 					default:

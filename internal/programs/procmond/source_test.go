@@ -2,7 +2,6 @@ package procmond
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,23 +74,7 @@ func canSense(t *testing.T) string {
 // intruder's dropper would, and returns its path.
 func copyBinary(t *testing.T, src string) string {
 	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Skipf("no %s: %v", src, err)
-	}
-	defer in.Close()
-	dst := filepath.Join(t.TempDir(), "dropped")
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o700)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return testproc.CopyProgram(t, src, filepath.Join(t.TempDir(), "dropped"), 0o700)
 }
 
 // procmond as its own process with each --source, publishing to a broker:

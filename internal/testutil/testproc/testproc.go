@@ -1,10 +1,12 @@
 // Package testproc builds the project's binaries, watches the output of
-// processes and makes the socketpairs that connect them, for tests that
-// run real processes. For tests only.
+// processes, makes the socketpairs that connect them and the
+// pseudo-terminals they run on, for tests that run real processes. For
+// tests only.
 package testproc
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Socketpair returns the two ends of a connected UNIX stream socket pair,
@@ -87,14 +91,73 @@ func ExpectLine(t testing.TB, ch <-chan string, what, want string) string {
 func StartBroker(t testing.TB, bin, sock string, args ...string) *exec.Cmd {
 	t.Helper()
 	b := exec.Command(bin, append([]string{"--socket", sock}, args...)...)
-	stderr, err := b.StderrPipe()
+	ExpectLine(t, Lines(Start(t, b, b.StderrPipe)), "the broker", "listening")
+	return b
+}
+
+// Start opens a pipe from cmd with pipe (cmd.StdoutPipe or
+// cmd.StderrPipe), starts cmd, and returns the pipe's end to read; the
+// test's cleanup kills cmd and waits for it.
+func Start(t testing.TB, cmd *exec.Cmd, pipe func() (io.ReadCloser, error)) io.ReadCloser {
+	t.Helper()
+	r, err := pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Process.Kill(); b.Wait() })
-	ExpectLine(t, Lines(stderr), "the broker", "listening")
-	return b
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return r
+}
+
+// CopyProgram copies the program src to dst, with permissions perm, and
+// returns dst: a test runs its own copy, as an intruder's dropper would,
+// so that the path tells its processes' events from every other's. It
+// skips the test when src cannot be opened (no such program here) and
+// fails it on any other error.
+func CopyProgram(t testing.TB, src, dst string, perm os.FileMode) string {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Skipf("no %s: %v", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, perm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// OpenPTS opens a new pseudo-terminal and returns its slave, opened
+// without becoming the caller's controlling terminal, and its number N
+// (/dev/pts/N). It skips the test when the machine has no
+// pseudo-terminals; the test's cleanup closes both ends.
+func OpenPTS(t testing.TB) (*os.File, int) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return pts, n
 }
