@@ -50,4 +50,3 @@ func BenchmarkEventRate(b *testing.B) {
 	b.ReportMetric(float64(n.Load())/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(s.Stats().LostUDPSend), "lost")
 }
-
