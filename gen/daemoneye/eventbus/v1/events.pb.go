@@ -759,8 +759,20 @@ type NetworkRecord struct {
 	BytesReceived uint64 `protobuf:"varint,12,opt,name=bytes_received,json=bytesReceived" json:"bytes_received,omitempty"`
 	// When the collector read this record.
 	CollectionTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=collection_time,json=collectionTime" json:"collection_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Owning process's executable path (/proc/<pid>/exe), when readable.
+	ExecutablePath string `protobuf:"bytes,14,opt,name=executable_path,json=executablePath" json:"executable_path,omitempty"`
+	// Owning thread's cgroup v2 id (the inode of its cgroup directory).
+	CgroupId uint64 `protobuf:"varint,15,opt,name=cgroup_id,json=cgroupId" json:"cgroup_id,omitempty"`
+	// Container id (64 hex digits) of the owning process, read from its
+	// cgroup path; empty outside a container.
+	ContainerId string `protobuf:"bytes,16,opt,name=container_id,json=containerId" json:"container_id,omitempty"`
+	// Address family: 4 (IPv4) or 6 (IPv6; an IPv6 socket talking to an
+	// IPv4 peer has IPv4-mapped addresses).
+	IpVersion uint32 `protobuf:"varint,17,opt,name=ip_version,json=ipVersion" json:"ip_version,omitempty"`
+	// Owning process's start time, which with pid identifies it.
+	ProcessStartTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=process_start_time,json=processStartTime" json:"process_start_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *NetworkRecord) Reset() {
@@ -880,6 +892,41 @@ func (x *NetworkRecord) GetBytesReceived() uint64 {
 func (x *NetworkRecord) GetCollectionTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CollectionTime
+	}
+	return nil
+}
+
+func (x *NetworkRecord) GetExecutablePath() string {
+	if x != nil {
+		return x.ExecutablePath
+	}
+	return ""
+}
+
+func (x *NetworkRecord) GetCgroupId() uint64 {
+	if x != nil {
+		return x.CgroupId
+	}
+	return 0
+}
+
+func (x *NetworkRecord) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *NetworkRecord) GetIpVersion() uint32 {
+	if x != nil {
+		return x.IpVersion
+	}
+	return 0
+}
+
+func (x *NetworkRecord) GetProcessStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProcessStartTime
 	}
 	return nil
 }
@@ -1798,7 +1845,7 @@ const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"filesystem\x18\x03 \x01(\v2*.daemoneye.eventbus.v1.FilesystemEventDataH\x00R\n" +
 	"filesystem\x12O\n" +
 	"\vperformance\x18\x04 \x01(\v2+.daemoneye.eventbus.v1.PerformanceEventDataH\x00R\vperformanceB\a\n" +
-	"\x05event\"\x85\x04\n" +
+	"\x05event\"\xd7\x05\n" +
 	"\rNetworkRecord\x12B\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2&.daemoneye.eventbus.v1.NetworkProtocolR\bprotocol\x12#\n" +
 	"\rlocal_address\x18\x02 \x01(\tR\flocalAddress\x12\x1d\n" +
@@ -1816,7 +1863,13 @@ const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"bytes_sent\x18\v \x01(\x04R\tbytesSent\x12%\n" +
 	"\x0ebytes_received\x18\f \x01(\x04R\rbytesReceived\x12C\n" +
-	"\x0fcollection_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\"\xf5\x01\n" +
+	"\x0fcollection_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\x12'\n" +
+	"\x0fexecutable_path\x18\x0e \x01(\tR\x0eexecutablePath\x12\x1b\n" +
+	"\tcgroup_id\x18\x0f \x01(\x04R\bcgroupId\x12!\n" +
+	"\fcontainer_id\x18\x10 \x01(\tR\vcontainerId\x12\x1d\n" +
+	"\n" +
+	"ip_version\x18\x11 \x01(\rR\tipVersion\x12H\n" +
+	"\x12process_start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x10processStartTime\"\xf5\x01\n" +
 	"\x19NetworkConnectionMetadata\x129\n" +
 	"\n" +
 	"first_seen\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x125\n" +
@@ -2011,37 +2064,38 @@ var file_daemoneye_eventbus_v1_events_proto_depIdxs = []int32{
 	0,  // 4: daemoneye.eventbus.v1.NetworkRecord.protocol:type_name -> daemoneye.eventbus.v1.NetworkProtocol
 	1,  // 5: daemoneye.eventbus.v1.NetworkRecord.state:type_name -> daemoneye.eventbus.v1.ConnectionState
 	24, // 6: daemoneye.eventbus.v1.NetworkRecord.collection_time:type_name -> google.protobuf.Timestamp
-	24, // 7: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
-	25, // 8: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
-	10, // 9: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
-	2,  // 10: daemoneye.eventbus.v1.NetworkEventData.subtype:type_name -> daemoneye.eventbus.v1.NetworkEventSubtype
-	11, // 11: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
-	12, // 12: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
-	24, // 13: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
-	4,  // 14: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
-	24, // 15: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
-	26, // 16: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
-	25, // 17: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
-	14, // 18: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
-	3,  // 19: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
-	15, // 20: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
-	16, // 21: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
-	6,  // 22: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
-	22, // 23: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
-	24, // 24: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
-	7,  // 25: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
-	25, // 26: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
-	8,  // 27: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
-	25, // 28: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
-	18, // 29: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
-	5,  // 30: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
-	19, // 31: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
-	20, // 32: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	24, // 7: daemoneye.eventbus.v1.NetworkRecord.process_start_time:type_name -> google.protobuf.Timestamp
+	24, // 8: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
+	25, // 9: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
+	10, // 10: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
+	2,  // 11: daemoneye.eventbus.v1.NetworkEventData.subtype:type_name -> daemoneye.eventbus.v1.NetworkEventSubtype
+	11, // 12: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
+	12, // 13: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
+	24, // 14: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
+	24, // 16: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
+	26, // 17: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
+	25, // 18: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
+	14, // 19: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
+	3,  // 20: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
+	15, // 21: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
+	16, // 22: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
+	6,  // 23: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
+	22, // 24: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
+	24, // 25: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
+	7,  // 26: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
+	25, // 27: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
+	8,  // 28: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
+	25, // 29: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
+	18, // 30: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
+	5,  // 31: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
+	19, // 32: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
+	20, // 33: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_events_proto_init() }
