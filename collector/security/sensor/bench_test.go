@@ -1,0 +1,65 @@
+//go:build linux
+
+package sensor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkBPFCost measures what the two programs cost in the kernel, from
+// the kernel's own statistics (BPF_ENABLE_STATS, enabled for the run
+// only): per system call that is not watched (getppid), and per
+// memfd_create that is reported (its sys_exit builds and writes an event).
+// Metrics: ns per program run (enter-ns/run, exit-ns/run) and per call.
+func BenchmarkBPFCost(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		call func()
+	}{
+		{"unwatched", func() { unix.Getppid() }},
+		{"memfd", func() {
+			fd, _ := unix.MemfdCreate("bench", 0)
+			unix.Close(fd)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := live(b, Options{RingBytes: 64 << 20})
+			stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+			if err != nil {
+				b.Fatalf("enable bpf_stats: %v", err)
+			}
+			defer stats.Close()
+			enter, exit := s.coll.Programs["sys_enter"], s.coll.Programs["sys_exit"]
+			st0, _ := enter.Stats()
+			sx0, _ := exit.Stats()
+			calls := 0
+			for b.Loop() {
+				tc.call()
+				calls++
+			}
+			st1, _ := enter.Stats()
+			sx1, _ := exit.Stats()
+			en, xn := st1.RunCount-st0.RunCount, sx1.RunCount-sx0.RunCount
+			ed, xd := st1.Runtime-st0.Runtime, sx1.Runtime-sx0.Runtime
+			if en > 0 && xn > 0 {
+				b.ReportMetric(float64(ed)/float64(en), "enter-ns/run")
+				b.ReportMetric(float64(xd)/float64(xn), "exit-ns/run")
+			}
+			// Every syscall of the machine runs the programs; per call of
+			// ours is an upper bound (other processes' calls included).
+			b.ReportMetric(float64(ed+xd)/float64(calls), "bpf-ns/call")
+			// Drain what the ring buffer holds, and check nothing was lost.
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			_ = s.Run(ctx, func(*Event) error { return nil })
+			if st := s.Stats(); st.Lost != 0 {
+				b.Logf("lost %d", st.Lost)
+			}
+		})
+	}
+}
