@@ -20,7 +20,9 @@ import (
 	"github.com/daemoneye/daemoneye/client"
 	"github.com/daemoneye/daemoneye/collector/process"
 	"github.com/daemoneye/daemoneye/collector/process/sensor"
+	"github.com/daemoneye/daemoneye/collector/security"
 	"github.com/daemoneye/daemoneye/internal/programs/command"
+	"github.com/daemoneye/daemoneye/topics"
 )
 
 // Version is reported in procmond's capabilities.
@@ -45,6 +47,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "read the broker token from this file (mode 0400 or 0600)")
 	tokenFD := fs.Int("token-fd", -1, "read the broker token from this inherited file descriptor")
 	connFD := fs.Int("conn-fd", -1, "use the connected socket on this inherited file descriptor instead of dialling (the agent passes it); when it breaks, procmond exits")
+	secFlag := fs.Bool("security", true, "with the eBPF sources (--source ebpf, or auto where eBPF works), also report kernel security events (ptrace, module loads, credential changes, memfd_create, bpf, mounts, setns and unshare, /proc/<pid>/mem writes) on events.process.anomaly.*")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if code, ok := command.ParseFlags(fs, args, stderr); !ok {
 		return code
@@ -121,13 +124,30 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer conn.Close()
-	c, err := process.New(conn, process.Options{ID: *id, Interval: *interval, HeartbeatInterval: *heartbeat, NoHash: *noHash,
-		SoftwareVersion: Version, Logger: log, Source: src})
+	sec := openSecurity(*secFlag, src, *id, log)
+	opts := process.Options{ID: *id, Interval: *interval, HeartbeatInterval: *heartbeat, NoHash: *noHash,
+		SoftwareVersion: Version, Logger: log, Source: src}
+	if sec != nil {
+		defer sec.Close()
+		opts.Health = sec.Health
+	}
+	c, err := process.New(conn, opts)
 	if err != nil {
 		log.Error("procmond: " + err.Error())
 		return 2
 	}
 	log.Info("procmond: collecting", "broker", addr, "interval", *interval, "identity", conn.Identity())
+	if sec != nil {
+		secCtx, stop := context.WithCancel(ctx)
+		secDone := make(chan error, 1)
+		go func() { secDone <- sec.Run(secCtx, conn.PublishMsg) }()
+		defer func() {
+			stop()
+			if err := <-secDone; err != nil {
+				log.Warn("procmond: the security sensor stopped", "err", err)
+			}
+		}()
+	}
 	err = c.Run(ctx)
 	if cause := context.Cause(ctx); errors.Is(cause, errLostAgent) {
 		err = cause
@@ -142,6 +162,25 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// openSecurity opens the eBPF security sensor when enabled and the source
+// is ebpf or auto; nil when it is off or cannot run (said in the log).
+func openSecurity(enabled bool, src process.Source, id string, log *slog.Logger) *security.Runner {
+	if !enabled || src != process.SourceEBPF && src != process.SourceAuto {
+		return nil
+	}
+	r, err := security.Open(security.Options{SourceID: id, Logger: log})
+	if err != nil {
+		level := slog.LevelWarn
+		if src == process.SourceAuto && errors.Is(err, security.ErrUnsupported) {
+			level = slog.LevelInfo
+		}
+		log.Log(context.Background(), level, "procmond: no kernel security events: "+err.Error()+"; run procmond as root for them, or --security=false to silence this")
+		return nil
+	}
+	log.Info("procmond: using the eBPF security sensor", "topics", topics.AllSecurity)
+	return r
 }
 
 // The backoff between attempts to connect at start: connectWait doubling
