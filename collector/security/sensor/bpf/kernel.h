@@ -29,6 +29,7 @@ typedef _Bool bool;
 #define NULL ((void *)0)
 
 #define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_ANY 0

@@ -184,9 +184,10 @@ struct {
 } syscalls SEC(".maps");
 
 // The credentials of each thread inside a credential-changing system
-// call, from its entry to its exit.
+// call, from its entry to its exit (LRU: a thread killed in between
+// leaves an entry that ages out).
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, u32);
 	__type(value, struct cred_ids);
