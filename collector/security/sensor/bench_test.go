@@ -63,3 +63,21 @@ func BenchmarkBPFCost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSyscallOverhead is what an unwatched system call (getppid)
+// costs without the sensor and with it attached: with it, every task takes
+// the kernel's slow system call path (the raw_syscalls tracepoints) and
+// runs both programs. Run it with -count and compare the two.
+func BenchmarkSyscallOverhead(b *testing.B) {
+	b.Run("off", func(b *testing.B) {
+		for b.Loop() {
+			unix.Getppid()
+		}
+	})
+	b.Run("on", func(b *testing.B) {
+		live(b, Options{})
+		for b.Loop() {
+			unix.Getppid()
+		}
+	})
+}
