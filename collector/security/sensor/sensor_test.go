@@ -203,6 +203,37 @@ func TestPtraceAttachAndPoke(t *testing.T) {
 	}
 }
 
+func TestPtraceSeize(t *testing.T) {
+	s := live(t, Options{})
+	child := sleeper(t)
+	pid := child.Process.Pid
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.PtraceSeize(pid); err != nil {
+		t.Fatal(err)
+	}
+	// A seized tracee runs on; detaching needs it stopped, so the test
+	// ends the child instead (its cleanup kills it).
+	e := await(t, s, "PTRACE_SEIZE", func(e *Event) bool {
+		return e.Kind == KindPtrace && e.Ptrace.TargetPID == uint32(pid) && e.Ptrace.Request == PtraceSeize
+	})
+	checkHeader(t, e, KindPtrace, os.Getpid())
+	if e.Result != 0 {
+		t.Errorf("seize result %d", e.Result)
+	}
+	// A refused attach (the tracee is already traced) is reported with its
+	// error.
+	if err := unix.PtraceAttach(pid); err == nil {
+		t.Fatal("a second attach succeeded")
+	}
+	e = await(t, s, "refused PTRACE_ATTACH", func(e *Event) bool {
+		return e.Kind == KindPtrace && e.Ptrace.TargetPID == uint32(pid) && e.Ptrace.Request == PtraceAttach
+	})
+	if e.Result != -int64(unix.EPERM) {
+		t.Errorf("refused attach result %d, want %d", e.Result, -int64(unix.EPERM))
+	}
+}
+
 // firstMapping returns the start of pid's first mapping.
 func firstMapping(t *testing.T, pid int) uintptr {
 	t.Helper()
