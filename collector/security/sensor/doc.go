@@ -19,7 +19,12 @@
 // tracepoints sys_enter and sys_exit. A map filled from user space with
 // this architecture's system call numbers (golang.org/x/sys/unix's SYS_*)
 // says which calls matter; every other system call costs one array lookup
-// in each program (see the package benchmark for the figure).
+// in each program. The price is paid by every system call of the machine:
+// with the tracepoints attached, every task takes the kernel's slow system
+// call path. On the 2-core VM this was written on, a getppid took 1,010 ns
+// without the sensor and 1,165 ns with it (BenchmarkSyscallOverhead), of
+// which the programs themselves ran about 85 ns at entry and 55 ns at exit
+// (BenchmarkBPFCost, from BPF_ENABLE_STATS).
 //
 // The obvious hooks would be fentry programs on the kernel functions every
 // path to an event goes through (commit_creds, security_sb_mount,
