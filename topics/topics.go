@@ -61,7 +61,7 @@ const (
 	// SecurityNamespace: setns and unshare calls.
 	SecurityNamespace = ProcessAnomaly + ".namespace"
 	// SecurityProcMem: another process's /proc/<pid>/mem opened for
-	// writing.
+	// writing, and the writes through it.
 	SecurityProcMem = ProcessAnomaly + ".procmem"
 	// AllSecurity matches every kernel security event (and any other
 	// events.process.anomaly subtopic).

@@ -233,7 +233,9 @@ func Convert(e *sensor.Event, exe string) *eventbusv1.SecurityEventData {
 	case sensor.KindNamespace:
 		d.Namespace = &eventbusv1.SecurityNamespace{Syscall: e.Namespace.Syscall.String(), Flags: e.Namespace.Flags, Fd: e.Namespace.FD}
 	case sensor.KindProcMem:
-		d.ProcMem = &eventbusv1.SecurityProcMem{TargetPid: e.ProcMem.TargetPID, OpenFlags: e.ProcMem.OpenFlags}
+		p := e.ProcMem
+		d.ProcMem = &eventbusv1.SecurityProcMem{TargetPid: p.TargetPID, OpenFlags: p.OpenFlags, Syscall: p.Syscall.String(),
+			Count: p.Count, Pos: p.Pos}
 	}
 	return d
 }

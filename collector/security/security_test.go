@@ -86,9 +86,10 @@ func TestTopicAndConvert(t *testing.T) {
 		}},
 		{"procmem", func(e *sensor.Event) {
 			e.Kind = sensor.KindProcMem
-			e.ProcMem = sensor.ProcMem{TargetPID: 42, OpenFlags: unix.O_RDWR}
+			e.ProcMem = sensor.ProcMem{Syscall: sensor.SysPwrite64, TargetPID: 42, OpenFlags: unix.O_RDWR, Count: 8, Pos: 0x1000}
 		}, topics.SecurityProcMem, eventbus.PriorityHigh, func(d *eventbusv1.SecurityEventData) bool {
-			return d.GetProcMem().GetTargetPid() == 42 && d.GetProcMem().GetOpenFlags() == unix.O_RDWR
+			p := d.GetProcMem()
+			return p.GetTargetPid() == 42 && p.GetOpenFlags() == unix.O_RDWR && p.GetSyscall() == "pwrite64" && p.GetCount() == 8 && p.GetPos() == 0x1000
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

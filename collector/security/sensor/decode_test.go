@@ -123,10 +123,13 @@ type oNS struct {
 }
 
 type oProcMem struct {
-	H      oHeader
-	Target uint32
-	FD     int32
-	Flags  uint64
+	H       oHeader
+	Target  uint32
+	FD      int32
+	Flags   uint64
+	Op, Pad uint32
+	Count   uint64
+	Pos     int64
 }
 
 // ostr is the oracle's string: b's first n bytes up to a NUL; ok is false
@@ -220,7 +223,7 @@ func oracle(raw []byte) (Event, bool) {
 		if !read(&r) {
 			return e, false
 		}
-		e.ProcMem = ProcMem{TargetPID: r.Target, FD: r.FD, OpenFlags: r.Flags}
+		e.ProcMem = ProcMem{Syscall: Syscall(r.Op), TargetPID: r.Target, FD: r.FD, OpenFlags: r.Flags, Count: r.Count, Pos: r.Pos}
 	default:
 		return e, false
 	}

@@ -53,8 +53,13 @@
 //     capabilities). A setuid exec is reported by the process sensor.
 //   - /proc/<pid>/mem: the open for writing (O_WRONLY or O_RDWR, through
 //     open, openat or openat2) of another process's mem file is reported,
-//     with the target's pid from the file's proc inode, as every write
-//     needs that open; the writes themselves are not followed.
+//     with the target's pid from the file's proc inode, and then each
+//     write, pwrite64, writev, pwritev and pwritev2 through that
+//     descriptor by the process that opened it, until it closes it (an LRU
+//     map by process and descriptor; until the first such open, the write
+//     and close calls of the machine cost one array lookup more, and a
+//     hash lookup after). A descriptor passed to another process or
+//     duplicated is not followed: its writes are not reported, its open is.
 //   - Module loads: init_module and finit_module (with the file's name
 //     for finit_module) are reported with their result. A kernel built
 //     without modules (as the 6.18 test kernel) answers ENOSYS.

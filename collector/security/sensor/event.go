@@ -135,12 +135,19 @@ const (
 	SysOpen        Syscall = 19
 	SysOpenat      Syscall = 20
 	SysOpenat2     Syscall = 21
-	sysMax                 = SysOpenat2
+	SysWrite       Syscall = 22
+	SysPwrite64    Syscall = 23
+	SysWritev      Syscall = 24
+	SysPwritev     Syscall = 25
+	SysPwritev2    Syscall = 26
+	SysClose       Syscall = 27
+	sysMax                 = SysClose
 )
 
 var syscallNames = [...]string{"", "ptrace", "init_module", "finit_module", "setuid", "setgid", "setreuid",
 	"setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "capset", "memfd_create", "bpf", "mount",
-	"umount2", "setns", "unshare", "open", "openat", "openat2"}
+	"umount2", "setns", "unshare", "open", "openat", "openat2", "write", "pwrite64", "writev", "pwritev", "pwritev2",
+	"close"}
 
 // String returns the system call's name ("setresuid") or "syscall(N)".
 func (c Syscall) String() string {
@@ -227,9 +234,13 @@ type Namespace struct {
 }
 
 // ProcMem is what a KindProcMem event carries: a successful open for
-// writing of another process's /proc/<pid>/mem (the open that any write to
-// it needs).
+// writing of another process's /proc/<pid>/mem (Syscall SysOpen, SysOpenat
+// or SysOpenat2), or a write through the descriptor such an open returned
+// (SysWrite, SysPwrite64, SysWritev, SysPwritev, SysPwritev2), by the
+// process that opened it, until it closes it.
 type ProcMem struct {
+	// Syscall is the open or write call.
+	Syscall Syscall
 	// TargetPID is the process whose memory file was opened (the initial
 	// pid namespace's number).
 	TargetPID uint32
@@ -237,6 +248,12 @@ type ProcMem struct {
 	FD int32
 	// OpenFlags are the open's flags (O_WRONLY or O_RDWR, ...).
 	OpenFlags uint64
+	// Count is the byte count write or pwrite64 asked for (0 otherwise;
+	// Event.Result is what was written).
+	Count uint64
+	// Pos is the offset (the target's address) of pwrite64, pwritev and
+	// pwritev2, -1 otherwise.
+	Pos int64
 }
 
 // Event is one security event. Run reuses it and its byte slices alias the
@@ -286,7 +303,7 @@ const (
 	bpfSize     = 96
 	mountSize   = 1440
 	nsSize      = 88
-	procmemSize = 88
+	procmemSize = 112
 	mountSource = 96
 	mountFSType = mountSource + MaxSourceBytes
 	mountTarget = mountFSType + MaxFSTypeBytes
@@ -366,7 +383,8 @@ func (d *decoder) decode(raw []byte, e *Event) error {
 	case KindNamespace:
 		e.Namespace = Namespace{Syscall: Syscall(ne.Uint32(raw[72:])), FD: int32(ne.Uint32(raw[76:])), Flags: ne.Uint64(raw[80:])}
 	case KindProcMem:
-		e.ProcMem = ProcMem{TargetPID: ne.Uint32(raw[72:]), FD: int32(ne.Uint32(raw[76:])), OpenFlags: ne.Uint64(raw[80:])}
+		e.ProcMem = ProcMem{TargetPID: ne.Uint32(raw[72:]), FD: int32(ne.Uint32(raw[76:])), OpenFlags: ne.Uint64(raw[80:]),
+			Syscall: Syscall(ne.Uint32(raw[88:])), Count: ne.Uint64(raw[96:]), Pos: int64(ne.Uint64(raw[104:]))}
 	}
 	return err
 }

@@ -21,6 +21,8 @@ const (
 	securityMapHeap        = "heap"
 	securityMapLost        = "lost"
 	securityMapOldCreds    = "old_creds"
+	securityMapProcmemFds  = "procmem_fds"
+	securityMapProcmemUsed = "procmem_used"
 	securityMapSyscalls    = "syscalls"
 	securityProgSysEnter   = "sys_enter"
 	securityProgSysExit    = "sys_exit"
@@ -82,6 +84,8 @@ type securityMapSpecs struct {
 	Heap        *ebpf.MapSpec `ebpf:"heap"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	OldCreds    *ebpf.MapSpec `ebpf:"old_creds"`
+	ProcmemFds  *ebpf.MapSpec `ebpf:"procmem_fds"`
+	ProcmemUsed *ebpf.MapSpec `ebpf:"procmem_used"`
 	Syscalls    *ebpf.MapSpec `ebpf:"syscalls"`
 }
 
@@ -117,6 +121,8 @@ type securityMaps struct {
 	Heap        *ebpf.Map `ebpf:"heap"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	OldCreds    *ebpf.Map `ebpf:"old_creds"`
+	ProcmemFds  *ebpf.Map `ebpf:"procmem_fds"`
+	ProcmemUsed *ebpf.Map `ebpf:"procmem_used"`
 	Syscalls    *ebpf.Map `ebpf:"syscalls"`
 }
 
@@ -127,6 +133,8 @@ func (m *securityMaps) Close() error {
 		m.Heap,
 		m.Lost,
 		m.OldCreds,
+		m.ProcmemFds,
+		m.ProcmemUsed,
 		m.Syscalls,
 	)
 }

@@ -410,13 +410,21 @@ func TestProcMemWrite(t *testing.T) {
 	}
 	fd := int(f.Fd())
 	f.Close()
-	e := await(t, s, "procmem", func(e *Event) bool {
+	e := await(t, s, "procmem open", func(e *Event) bool {
 		return e.Kind == KindProcMem && e.PID == uint32(os.Getpid())
 	})
 	checkHeader(t, e, KindProcMem, os.Getpid())
-	if e.ProcMem.TargetPID != uint32(pid) || e.ProcMem.FD != int32(fd) || e.ProcMem.OpenFlags&unix.O_ACCMODE != unix.O_WRONLY ||
-		e.Result != int64(fd) {
-		t.Errorf("procmem: %+v result %d, want target %d fd %d", e.ProcMem, e.Result, pid, fd)
+	if e.ProcMem.Syscall != SysOpenat || e.ProcMem.TargetPID != uint32(pid) || e.ProcMem.FD != int32(fd) ||
+		e.ProcMem.OpenFlags&unix.O_ACCMODE != unix.O_WRONLY || e.Result != int64(fd) {
+		t.Errorf("procmem open: %+v result %d, want target %d fd %d", e.ProcMem, e.Result, pid, fd)
+	}
+	e = await(t, s, "procmem write", func(e *Event) bool {
+		return e.Kind == KindProcMem && e.PID == uint32(os.Getpid()) && e.ProcMem.Syscall == SysPwrite64
+	})
+	checkHeader(t, e, KindProcMem, os.Getpid())
+	if e.ProcMem.TargetPID != uint32(pid) || e.ProcMem.FD != int32(fd) || e.ProcMem.Count != 1 ||
+		e.ProcMem.Pos != int64(addr) || e.Result != 1 {
+		t.Errorf("procmem write: %+v result %d, want target %d fd %d count 1 pos %#x", e.ProcMem, e.Result, pid, fd, addr)
 	}
 }
 

@@ -40,6 +40,12 @@ var syscallTable = append([]struct {
 	{unix.SYS_UNSHARE, SysUnshare},
 	{unix.SYS_OPENAT, SysOpenat},
 	{unix.SYS_OPENAT2, SysOpenat2},
+	{unix.SYS_WRITE, SysWrite},
+	{unix.SYS_PWRITE64, SysPwrite64},
+	{unix.SYS_WRITEV, SysWritev},
+	{unix.SYS_PWRITEV, SysPwritev},
+	{unix.SYS_PWRITEV2, SysPwritev2},
+	{unix.SYS_CLOSE, SysClose},
 }, openSyscalls...)
 
 // fillSyscalls writes syscallTable into the BPF syscalls map.

@@ -48,7 +48,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SC_OPEN 19
 #define SC_OPENAT 20
 #define SC_OPENAT2 21
-#define SC_MAX 21
+#define SC_WRITE 22
+#define SC_PWRITE64 23
+#define SC_WRITEV 24
+#define SC_PWRITEV 25
+#define SC_PWRITEV2 26
+#define SC_CLOSE 27
+#define SC_MAX 27
 
 #define SYSCALLS 1024 // entries of the syscalls map
 
@@ -158,9 +164,44 @@ struct ns_event {
 struct procmem_event {
 	struct header h;
 	u32 target;    // 72: the pid whose mem file was opened
-	s32 fd;        // 76: the descriptor returned
+	s32 fd;        // 76: the descriptor returned, or written to
 	u64 open_flags; // 80
-};                 // 88
+	u32 op;        // 88: SC_OPEN, SC_OPENAT, SC_OPENAT2, or a write call
+	u32 pad;       // 92
+	u64 count;     // 96: write's and pwrite64's byte count asked, else 0
+	s64 pos;       // 104: pwrite64's and pwritev's offset (the address), or -1
+};                 // 112
+
+struct procmem_key {
+	u32 tgid;
+	s32 fd;
+};
+
+struct procmem_file {
+	u32 target;
+	u32 pad;
+	u64 open_flags;
+};
+
+// The /proc/<pid>/mem files of other processes open for writing, by
+// (process, fd), from their open to their close, so that the writes to
+// them are reported too. A descriptor inherited or duplicated is not
+// followed.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct procmem_key);
+	__type(value, struct procmem_file);
+} procmem_fds SEC(".maps");
+
+// How many entries procmem_fds was given (never decreased): while 0, the
+// write and close calls of the machine cost no hash lookup.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} procmem_used SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -573,7 +614,60 @@ static __always_inline void on_open(void *regs, u32 sc, s64 ret)
 	e.target = target;
 	e.fd = ret;
 	e.open_flags = flags;
+	e.op = sc;
+	e.pad = 0;
+	e.count = 0;
+	e.pos = -1;
 	emit(&e, sizeof(e), KIND_PROCMEM);
+
+	struct procmem_key k = {.tgid = e.h.pid, .fd = ret};
+	struct procmem_file v = {.target = target, .pad = 0, .open_flags = flags};
+	bpf_map_update_elem(&procmem_fds, &k, &v, BPF_ANY);
+	u32 zero = 0;
+	u64 *used = bpf_map_lookup_elem(&procmem_used, &zero);
+	if (used)
+		__sync_fetch_and_add(used, 1);
+}
+
+static __always_inline bool procmem_any(void)
+{
+	u32 zero = 0;
+	u64 *used = bpf_map_lookup_elem(&procmem_used, &zero);
+	return used && *used;
+}
+
+// on_write reports a write to a descriptor on_open recorded; on_close
+// forgets it.
+static __always_inline void on_write(void *regs, u32 sc, s64 ret)
+{
+	if (!procmem_any())
+		return;
+	struct procmem_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (s32)arg(regs, 0)};
+	struct procmem_file *f = bpf_map_lookup_elem(&procmem_fds, &k);
+	if (!f)
+		return;
+	struct procmem_event e;
+	fill_header(&e.h, KIND_PROCMEM, ret);
+	e.target = f->target;
+	e.fd = k.fd;
+	e.open_flags = f->open_flags;
+	e.op = sc;
+	e.pad = 0;
+	e.count = 0;
+	if (sc == SC_WRITE || sc == SC_PWRITE64)
+		e.count = arg(regs, 2); // what was asked; the result says what was written
+	e.pos = -1;
+	if (sc == SC_PWRITE64 || sc == SC_PWRITEV || sc == SC_PWRITEV2)
+		e.pos = arg(regs, 3);
+	emit(&e, sizeof(e), KIND_PROCMEM);
+}
+
+static __always_inline void on_close(void *regs)
+{
+	if (!procmem_any())
+		return;
+	struct procmem_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (s32)arg(regs, 0)};
+	bpf_map_delete_elem(&procmem_fds, &k);
 }
 
 // sys_exit reports the calls that matter as they return, with their
@@ -613,6 +707,16 @@ int sys_exit(u64 *ctx)
 	case SC_OPENAT:
 	case SC_OPENAT2:
 		on_open(regs, sc, ret);
+		break;
+	case SC_WRITE:
+	case SC_PWRITE64:
+	case SC_WRITEV:
+	case SC_PWRITEV:
+	case SC_PWRITEV2:
+		on_write(regs, sc, ret);
+		break;
+	case SC_CLOSE:
+		on_close(regs);
 		break;
 	default:
 		if (sc >= SC_SETUID && sc <= SC_CAPSET)

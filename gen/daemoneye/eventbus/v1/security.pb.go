@@ -49,7 +49,7 @@ const (
 	SecurityEventKind_SECURITY_EVENT_KIND_MOUNT SecurityEventKind = 6
 	// A setns or unshare (namespace); ".namespace".
 	SecurityEventKind_SECURITY_EVENT_KIND_NAMESPACE SecurityEventKind = 7
-	// An open for writing of another process's /proc/<pid>/mem (proc_mem); ".procmem".
+	// Another process's /proc/<pid>/mem opened for writing, or written (proc_mem); ".procmem".
 	SecurityEventKind_SECURITY_EVENT_KIND_PROC_MEM SecurityEventKind = 8
 )
 
@@ -637,13 +637,23 @@ func (x *SecurityNamespace) GetFd() int32 {
 	return 0
 }
 
-// SecurityProcMem: another process's /proc/<pid>/mem opened for writing.
+// SecurityProcMem: another process's /proc/<pid>/mem opened for writing,
+// or written through the descriptor that open returned.
 type SecurityProcMem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The process whose memory file was opened.
 	TargetPid uint32 `protobuf:"varint,1,opt,name=target_pid,json=targetPid" json:"target_pid,omitempty"`
 	// The open's flags.
-	OpenFlags     uint64 `protobuf:"varint,2,opt,name=open_flags,json=openFlags" json:"open_flags,omitempty"`
+	OpenFlags uint64 `protobuf:"varint,2,opt,name=open_flags,json=openFlags" json:"open_flags,omitempty"`
+	// The call: "open", "openat", "openat2", or "write", "pwrite64",
+	// "writev", "pwritev", "pwritev2".
+	Syscall string `protobuf:"bytes,3,opt,name=syscall" json:"syscall,omitempty"`
+	// The byte count write or pwrite64 asked for (0 otherwise; result is
+	// what was written).
+	Count uint64 `protobuf:"varint,4,opt,name=count" json:"count,omitempty"`
+	// The offset (the target's address) of pwrite64, pwritev and pwritev2,
+	// -1 otherwise.
+	Pos           int64 `protobuf:"varint,5,opt,name=pos" json:"pos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,6 +698,27 @@ func (x *SecurityProcMem) GetTargetPid() uint32 {
 func (x *SecurityProcMem) GetOpenFlags() uint64 {
 	if x != nil {
 		return x.OpenFlags
+	}
+	return 0
+}
+
+func (x *SecurityProcMem) GetSyscall() string {
+	if x != nil {
+		return x.Syscall
+	}
+	return ""
+}
+
+func (x *SecurityProcMem) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *SecurityProcMem) GetPos() int64 {
+	if x != nil {
+		return x.Pos
 	}
 	return 0
 }
@@ -956,12 +987,15 @@ const file_daemoneye_eventbus_v1_security_proto_rawDesc = "" +
 	"\x11SecurityNamespace\x12\x18\n" +
 	"\asyscall\x18\x01 \x01(\tR\asyscall\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\x04R\x05flags\x12\x0e\n" +
-	"\x02fd\x18\x03 \x01(\x05R\x02fd\"O\n" +
+	"\x02fd\x18\x03 \x01(\x05R\x02fd\"\x91\x01\n" +
 	"\x0fSecurityProcMem\x12\x1d\n" +
 	"\n" +
 	"target_pid\x18\x01 \x01(\rR\ttargetPid\x12\x1d\n" +
 	"\n" +
-	"open_flags\x18\x02 \x01(\x04R\topenFlags\"\xb0\a\n" +
+	"open_flags\x18\x02 \x01(\x04R\topenFlags\x12\x18\n" +
+	"\asyscall\x18\x03 \x01(\tR\asyscall\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x10\n" +
+	"\x03pos\x18\x05 \x01(\x03R\x03pos\"\xb0\a\n" +
 	"\x11SecurityEventData\x12<\n" +
 	"\x04kind\x18\x01 \x01(\x0e2(.daemoneye.eventbus.v1.SecurityEventKindR\x04kind\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
