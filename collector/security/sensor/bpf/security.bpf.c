@@ -4,8 +4,8 @@
 // programs (tp_btf, Linux >= 5.5; the ring buffer needs >= 5.8) on the
 // raw_syscalls sys_enter and sys_exit tracepoints report ptrace attaches
 // and pokes, module loads, credential changes, memfd_create, BPF program
-// loads, mounts and unmounts, setns and unshare, and opens of another
-// process's /proc/<pid>/mem for writing into one BPF ring buffer. doc.go
+// loads, mounts and unmounts, setns and unshare, and opens of and writes
+// to another process's /proc/<pid>/mem into one BPF ring buffer. doc.go
 // says why these attach points. Which system call numbers matter is set
 // from user space in the syscalls map (the numbers differ per
 // architecture); every other call costs one array lookup. The layouts
