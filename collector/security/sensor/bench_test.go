@@ -11,17 +11,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+var devNull int
+
 // BenchmarkBPFCost measures what the two programs cost in the kernel, from
 // the kernel's own statistics (BPF_ENABLE_STATS, enabled for the run
-// only): per system call that is not watched (getppid), and per
+// only): per system call that is not watched (getppid), per write (the
+// /proc/<pid>/mem check's gate), and per
 // memfd_create that is reported (its sys_exit builds and writes an event).
 // Metrics: ns per program run (enter-ns/run, exit-ns/run) and per call.
 func BenchmarkBPFCost(b *testing.B) {
+	var err error
+	if devNull, err = unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(devNull)
 	for _, tc := range []struct {
 		name string
 		call func()
 	}{
 		{"unwatched", func() { unix.Getppid() }},
+		// A write: the gate of the /proc/<pid>/mem write check.
+		{"write", func() { unix.Write(devNull, []byte{0}) }},
 		{"memfd", func() {
 			fd, _ := unix.MemfdCreate("bench", 0)
 			unix.Close(fd)
