@@ -40,6 +40,34 @@ const (
 	AllProcess = "events.process.#"
 )
 
+// Kernel security events (CollectionEvent with a SecurityEventData), from
+// procmond's eBPF security sensor, one subtopic of ProcessAnomaly per
+// SecurityEventKind. Subscribe to AllSecurity for all of them.
+const (
+	// SecurityPtrace: ptrace attach, seize and writes to a tracee.
+	SecurityPtrace = ProcessAnomaly + ".ptrace"
+	// SecurityModule: kernel module loads (init_module, finit_module).
+	SecurityModule = ProcessAnomaly + ".module"
+	// SecurityCredentials: changes of a process's uids, gids or
+	// capabilities (setuid, setgid, capset families).
+	SecurityCredentials = ProcessAnomaly + ".credentials"
+	// SecurityMemfd: memfd_create calls.
+	SecurityMemfd = ProcessAnomaly + ".memfd"
+	// SecurityBPF: BPF program loads by processes other than DaemonEye's.
+	SecurityBPF = ProcessAnomaly + ".bpf"
+	// SecurityMount: mount and umount2 calls (bind mounts over /proc/<pid>
+	// flagged).
+	SecurityMount = ProcessAnomaly + ".mount"
+	// SecurityNamespace: setns and unshare calls.
+	SecurityNamespace = ProcessAnomaly + ".namespace"
+	// SecurityProcMem: another process's /proc/<pid>/mem opened for
+	// writing, and the writes through it.
+	SecurityProcMem = ProcessAnomaly + ".procmem"
+	// AllSecurity matches every kernel security event (and any other
+	// events.process.anomaly subtopic).
+	AllSecurity = ProcessAnomaly + ".+"
+)
+
 // Network, filesystem and performance events.
 const (
 	// NetworkConnections carries connection and listen events.

@@ -67,6 +67,9 @@ type Options struct {
 	// events sooner when procmond falls behind; the losses are counted in
 	// health and heartbeats. Tests make it tiny to cause losses.
 	SensorRingBytes int
+	// Health, when set, adds a component to each health report (procmond
+	// adds its security sensor's). It is called from RPC goroutines.
+	Health func(now time.Time, metrics bool) *eventbusv1.ComponentHealth
 
 	connector connectorOptions // tests: the process connector's buffer and subscription
 }
@@ -512,6 +515,9 @@ func (c *Collector) Health(_ context.Context, req *eventbusv1.HealthCheckRequest
 		bus.Metrics = map[string]float64{"published": float64(c.published.Load()), "dropped": float64(c.dropped.Load()), "buffered_bytes": float64(st.Buffered)}
 	}
 	comps := []*eventbusv1.ComponentHealth{scanner, bus, c.sourceHealth(now, req.GetIncludeMetrics())}
+	if c.opts.Health != nil {
+		comps = append(comps, c.opts.Health(now, req.GetIncludeMetrics()))
+	}
 	if len(req.GetComponents()) > 0 {
 		comps = slices.DeleteFunc(comps, func(h *eventbusv1.ComponentHealth) bool { return !slices.Contains(req.GetComponents(), h.GetName()) })
 	}

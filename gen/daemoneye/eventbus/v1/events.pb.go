@@ -620,6 +620,7 @@ type CollectionEvent struct {
 	//	*CollectionEvent_Network
 	//	*CollectionEvent_Filesystem
 	//	*CollectionEvent_Performance
+	//	*CollectionEvent_Security
 	Event         isCollectionEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -698,6 +699,15 @@ func (x *CollectionEvent) GetPerformance() *PerformanceEventData {
 	return nil
 }
 
+func (x *CollectionEvent) GetSecurity() *SecurityEventData {
+	if x != nil {
+		if x, ok := x.Event.(*CollectionEvent_Security); ok {
+			return x.Security
+		}
+	}
+	return nil
+}
+
 type isCollectionEvent_Event interface {
 	isCollectionEvent_Event()
 }
@@ -722,6 +732,11 @@ type CollectionEvent_Performance struct {
 	Performance *PerformanceEventData `protobuf:"bytes,4,opt,name=performance,oneof"`
 }
 
+type CollectionEvent_Security struct {
+	// From procmond's eBPF security sensor, on events.process.anomaly.*.
+	Security *SecurityEventData `protobuf:"bytes,5,opt,name=security,oneof"`
+}
+
 func (*CollectionEvent_Process) isCollectionEvent_Event() {}
 
 func (*CollectionEvent_Network) isCollectionEvent_Event() {}
@@ -729,6 +744,8 @@ func (*CollectionEvent_Network) isCollectionEvent_Event() {}
 func (*CollectionEvent_Filesystem) isCollectionEvent_Event() {}
 
 func (*CollectionEvent_Performance) isCollectionEvent_Event() {}
+
+func (*CollectionEvent_Security) isCollectionEvent_Event() {}
 
 // NetworkRecord is one socket and its owner.
 type NetworkRecord struct {
@@ -1837,14 +1854,15 @@ var File_daemoneye_eventbus_v1_events_proto protoreflect.FileDescriptor
 
 const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"daemoneye/eventbus/v1/events.proto\x12\x15daemoneye.eventbus.v1\x1a#daemoneye/eventbus/v1/process.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n" +
+	"\"daemoneye/eventbus/v1/events.proto\x12\x15daemoneye.eventbus.v1\x1a#daemoneye/eventbus/v1/process.proto\x1a$daemoneye/eventbus/v1/security.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x03\n" +
 	"\x0fCollectionEvent\x12C\n" +
 	"\aprocess\x18\x01 \x01(\v2'.daemoneye.eventbus.v1.ProcessEventDataH\x00R\aprocess\x12C\n" +
 	"\anetwork\x18\x02 \x01(\v2'.daemoneye.eventbus.v1.NetworkEventDataH\x00R\anetwork\x12L\n" +
 	"\n" +
 	"filesystem\x18\x03 \x01(\v2*.daemoneye.eventbus.v1.FilesystemEventDataH\x00R\n" +
 	"filesystem\x12O\n" +
-	"\vperformance\x18\x04 \x01(\v2+.daemoneye.eventbus.v1.PerformanceEventDataH\x00R\vperformanceB\a\n" +
+	"\vperformance\x18\x04 \x01(\v2+.daemoneye.eventbus.v1.PerformanceEventDataH\x00R\vperformance\x12F\n" +
+	"\bsecurity\x18\x05 \x01(\v2(.daemoneye.eventbus.v1.SecurityEventDataH\x00R\bsecurityB\a\n" +
 	"\x05event\"\xd7\x05\n" +
 	"\rNetworkRecord\x12B\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2&.daemoneye.eventbus.v1.NetworkProtocolR\bprotocol\x12#\n" +
@@ -2052,50 +2070,52 @@ var file_daemoneye_eventbus_v1_events_proto_goTypes = []any{
 	(*PerformanceEventData)(nil),      // 21: daemoneye.eventbus.v1.PerformanceEventData
 	nil,                               // 22: daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
 	(*ProcessEventData)(nil),          // 23: daemoneye.eventbus.v1.ProcessEventData
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 25: google.protobuf.Duration
-	(HashAlgorithm)(0),                // 26: daemoneye.eventbus.v1.HashAlgorithm
+	(*SecurityEventData)(nil),         // 24: daemoneye.eventbus.v1.SecurityEventData
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
+	(HashAlgorithm)(0),                // 27: daemoneye.eventbus.v1.HashAlgorithm
 }
 var file_daemoneye_eventbus_v1_events_proto_depIdxs = []int32{
 	23, // 0: daemoneye.eventbus.v1.CollectionEvent.process:type_name -> daemoneye.eventbus.v1.ProcessEventData
 	13, // 1: daemoneye.eventbus.v1.CollectionEvent.network:type_name -> daemoneye.eventbus.v1.NetworkEventData
 	17, // 2: daemoneye.eventbus.v1.CollectionEvent.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemEventData
 	21, // 3: daemoneye.eventbus.v1.CollectionEvent.performance:type_name -> daemoneye.eventbus.v1.PerformanceEventData
-	0,  // 4: daemoneye.eventbus.v1.NetworkRecord.protocol:type_name -> daemoneye.eventbus.v1.NetworkProtocol
-	1,  // 5: daemoneye.eventbus.v1.NetworkRecord.state:type_name -> daemoneye.eventbus.v1.ConnectionState
-	24, // 6: daemoneye.eventbus.v1.NetworkRecord.collection_time:type_name -> google.protobuf.Timestamp
-	24, // 7: daemoneye.eventbus.v1.NetworkRecord.process_start_time:type_name -> google.protobuf.Timestamp
-	24, // 8: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
-	25, // 9: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
-	10, // 10: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
-	2,  // 11: daemoneye.eventbus.v1.NetworkEventData.subtype:type_name -> daemoneye.eventbus.v1.NetworkEventSubtype
-	11, // 12: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
-	12, // 13: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
-	24, // 14: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
-	4,  // 15: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
-	24, // 16: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
-	26, // 17: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
-	25, // 18: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
-	14, // 19: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
-	3,  // 20: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
-	15, // 21: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
-	16, // 22: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
-	6,  // 23: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
-	22, // 24: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
-	24, // 25: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
-	7,  // 26: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
-	25, // 27: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
-	8,  // 28: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
-	25, // 29: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
-	18, // 30: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
-	5,  // 31: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
-	19, // 32: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
-	20, // 33: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	24, // 4: daemoneye.eventbus.v1.CollectionEvent.security:type_name -> daemoneye.eventbus.v1.SecurityEventData
+	0,  // 5: daemoneye.eventbus.v1.NetworkRecord.protocol:type_name -> daemoneye.eventbus.v1.NetworkProtocol
+	1,  // 6: daemoneye.eventbus.v1.NetworkRecord.state:type_name -> daemoneye.eventbus.v1.ConnectionState
+	25, // 7: daemoneye.eventbus.v1.NetworkRecord.collection_time:type_name -> google.protobuf.Timestamp
+	25, // 8: daemoneye.eventbus.v1.NetworkRecord.process_start_time:type_name -> google.protobuf.Timestamp
+	25, // 9: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
+	26, // 10: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
+	10, // 11: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
+	2,  // 12: daemoneye.eventbus.v1.NetworkEventData.subtype:type_name -> daemoneye.eventbus.v1.NetworkEventSubtype
+	11, // 13: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
+	12, // 14: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
+	25, // 15: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
+	4,  // 16: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
+	25, // 17: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
+	27, // 18: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
+	26, // 19: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
+	14, // 20: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
+	3,  // 21: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
+	15, // 22: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
+	16, // 23: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
+	6,  // 24: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
+	22, // 25: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
+	25, // 26: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
+	7,  // 27: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
+	26, // 28: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
+	8,  // 29: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
+	26, // 30: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
+	18, // 31: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
+	5,  // 32: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
+	19, // 33: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
+	20, // 34: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_events_proto_init() }
@@ -2104,11 +2124,13 @@ func file_daemoneye_eventbus_v1_events_proto_init() {
 		return
 	}
 	file_daemoneye_eventbus_v1_process_proto_init()
+	file_daemoneye_eventbus_v1_security_proto_init()
 	file_daemoneye_eventbus_v1_events_proto_msgTypes[0].OneofWrappers = []any{
 		(*CollectionEvent_Process)(nil),
 		(*CollectionEvent_Network)(nil),
 		(*CollectionEvent_Filesystem)(nil),
 		(*CollectionEvent_Performance)(nil),
+		(*CollectionEvent_Security)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
