@@ -65,6 +65,7 @@ var forbidden = []struct {
 	{"rpc", "rpc knows nothing of the monitor", []string{module + "/server", module + "/collector", module + "/detect", module + "/internal"}},
 	{"collector", "collectors know nothing of detection or the programs", []string{module + "/detect", module + "/server", module + "/internal/programs"}},
 	{"collector/process/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
+	{"collector/filesystem/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
 	{"detect", "detection knows nothing of connections or the programs", []string{module + "/client", module + "/server", module + "/internal/programs"}},
 	{"internal/programs", "the programs use the bus through its public packages (server, client), as any program embedding it would",
 		[]string{module + "/internal/protocol"}},
