@@ -45,9 +45,9 @@
 //     seen) and of the name of its first component; an absolute path by a
 //     longest-prefix-match trie of the watched paths as strings, in their
 //     written and their symlink-resolved forms. A path with "//", "/./" or
-//     "/../" that matches nothing is sent to user space as unresolved
-//     (Event.Match has no watch flag); the collector cleans it and checks
-//     it against the watched paths. A path that reaches a watched
+//     "/../" is sent to user space as unresolved, and Run decides on the
+//     cleaned path against the watched path strings (Stats.Unresolved
+//     counts those it drops). A path that reaches a watched
 //     directory through a symlink the trie does not know (a link in /tmp
 //     to /etc/cron.d) is not seen for these calls; an open through it is.
 //

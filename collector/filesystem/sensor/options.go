@@ -60,6 +60,10 @@ type Stats struct {
 	LostByOp [OpRead + 1]uint64
 	// Events is how many events Run and Read delivered.
 	Events uint64
+	// Unresolved is how many matches the kernel could not decide (a path
+	// with "//", "/./" or "/../" that matched nothing as written) that
+	// user space found outside the watched paths once cleaned: dropped.
+	Unresolved uint64
 	// Malformed is how many records could not be decoded (a bug: they are
 	// also logged).
 	Malformed uint64

@@ -39,7 +39,9 @@ type Sensor struct {
 	runMu sync.Mutex // held by Run and Read
 	rec   ringbuf.Record
 
-	events, malformed atomic.Uint64
+	events, malformed, unresolved atomic.Uint64
+
+	prefixList atomic.Pointer[[]prefixEntry] // the watched path strings, for unresolved events
 
 	resolveMu sync.Mutex // held by Resolve; guards cur
 	cur       plan       // what the kernel maps hold
@@ -265,6 +267,11 @@ func (s *Sensor) resolve() (Resolved, error) {
 		}
 	}
 	s.cur = plan{watched: kept, names: keptNames, prefixes: keptPrefixes, devs: next.devs}
+	list := make([]prefixEntry, 0, len(keptPrefixes))
+	for k, v := range keptPrefixes {
+		list = append(list, prefixEntry{s: string(k.Data[:k.Prefixlen/8]), flags: WatchFlags(v)})
+	}
+	s.prefixList.Store(&list)
 	res.Entries, res.Names, res.Prefixes, res.Devices = len(kept), len(keptNames), len(keptPrefixes), len(next.devs)
 	if res.Skipped > 0 {
 		s.log.Warn("eBPF filesystem sensor: the watched paths do not all fit the kernel maps; raise the maximum",
@@ -333,11 +340,52 @@ func (s *Sensor) Run(ctx context.Context, fn func(e *Event) error) error {
 			}
 			continue
 		}
+		if e.Match&(WatchWrites|WatchReads) == 0 {
+			// A path the kernel could not match through "//", "/./" or
+			// "/../": decide on the cleaned path.
+			m := s.matchPath(e.Path) | s.matchPath(e.OldPath)
+			want := WatchWrites
+			if e.Op == OpLink {
+				want |= WatchReads
+			}
+			if m&want == 0 {
+				s.unresolved.Add(1)
+				continue
+			}
+			e.Match = m & want
+		}
 		s.events.Add(1)
 		if err := fn(&e); err != nil {
 			return err
 		}
 	}
+}
+
+// prefixEntry is a watched path string: "p\x00" for p itself, "p/" for
+// below p.
+type prefixEntry struct {
+	s     string
+	flags WatchFlags
+}
+
+// matchPath returns the flags of the watched path strings that p (a clean
+// absolute path) matches.
+func (s *Sensor) matchPath(p []byte) WatchFlags {
+	list := s.prefixList.Load()
+	if list == nil || len(p) == 0 {
+		return 0
+	}
+	var m WatchFlags
+	for _, e := range *list {
+		if n := len(e.s) - 1; e.s[n] == 0 {
+			if string(p) == e.s[:n] {
+				m |= e.flags
+			}
+		} else if len(p) > len(e.s) && string(p[:len(e.s)]) == e.s {
+			m |= e.flags
+		}
+	}
+	return m
 }
 
 // errStop ends the Run that Read uses.
@@ -387,6 +435,7 @@ func (s *Sensor) Stats() Stats {
 	s.lastStats = st
 	st.Events = s.events.Load()
 	st.Malformed = s.malformed.Load()
+	st.Unresolved = s.unresolved.Load()
 	return st
 }
 

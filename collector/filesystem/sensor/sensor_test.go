@@ -269,3 +269,25 @@ func TestCloseInterruptsRun(t *testing.T) {
 		t.Errorf("Resolve after Close: %v", err)
 	}
 }
+
+// TestUnresolved: an absolute path with ".." that leads out of the watched
+// directory reaches user space as unresolved and is dropped; one that
+// leads into it is reported.
+func TestUnresolved(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	must(t, err)
+	other, err := filepath.EvalSymlinks(t.TempDir())
+	must(t, err)
+	must(t, os.WriteFile(dir+"/a", nil, 0o644))
+	must(t, os.WriteFile(other+"/b", nil, 0o644))
+	s := live(t, []Watch{{Path: dir, Flags: WatchWrites}})
+	must(t, unix.Chmod(dir+"/../"+filepath.Base(other)+"/b", 0o600)) // out of it
+	must(t, unix.Chmod(other+"/../"+filepath.Base(dir)+"/a", 0o600)) // into it
+	got := collect(t, s, dir, 1)
+	if got[0].Op != OpChmod || string(got[0].Path) != dir+"/a" || got[0].Match != WatchWrites {
+		t.Errorf("got %+v", got[0])
+	}
+	if st := s.Stats(); st.Unresolved != 1 {
+		t.Errorf("Unresolved %d, want 1", st.Unresolved)
+	}
+}

@@ -32,10 +32,10 @@
 // file system; user space adds the roots of mounts below watched
 // directories). Calls that take a path are matched by the identity of
 // their base directory (the cwd or dirfd, and its parents) for a relative
-// path, and by the prefixes trie for an absolute one. A path that matches
-// nothing but has "//", "/./" or "/../" in it is reported unresolved, for
-// user space to decide (rare). Only a match builds paths and writes an
-// event.
+// path, and by the prefixes trie for an absolute one. A path with "//",
+// "/./" or "/../" in it is reported unresolved (an absolute one always, a
+// relative one when its base matched), for user space to decide on the
+// cleaned path (rare). Only a match builds paths and writes an event.
 
 #include "kernel.h"
 
@@ -444,15 +444,17 @@ static __always_inline u32 path_match(struct fs_buf *b, struct task_struct *task
 			return 0;
 		*base = d;
 		u32 m = watch_match(b, (u64)d, (u64)p, want);
-		if (m)
-			return m;
-		return odd(b) ? W_UNRESOLVED : 0;
+		if (m && odd(b))
+			return W_UNRESOLVED; // ".." may lead out of it
+		return m;
 	}
+	if (odd(b))
+		return W_UNRESOLVED; // the trie cannot see through it
 	lk->prefixlen = (u32)n * 8;
 	u32 *f = bpf_map_lookup_elem(&prefixes, lk);
 	if (f && (*f & want))
 		return *f & want;
-	return odd(b) ? W_UNRESOLVED : 0;
+	return 0;
 }
 
 // walk_path appends the components of the path (d, vm), leaf first, each
