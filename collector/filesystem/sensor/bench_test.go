@@ -6,10 +6,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf/link"
 )
 
 // fileWorkload writes n small files in dir, reads each back, renames and
@@ -100,4 +103,61 @@ func BenchmarkWatchedEvents(b *testing.B) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Events-before.Events)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(st.Lost-before.Lost), "lost")
+}
+
+// BenchmarkOverhead alternates rounds of the workload with the sensor's
+// program detached and attached (the same loaded sensor and maps), so that
+// both see the same machine load, and reports the medians and their ratio.
+// DAEMONEYE_FS_BENCH_DIR picks the file system (default: a temp dir).
+func BenchmarkOverhead(b *testing.B) {
+	s := live(b, nil)
+	dir := b.TempDir()
+	if d := os.Getenv("DAEMONEYE_FS_BENCH_DIR"); d != "" {
+		var err error
+		if dir, err = os.MkdirTemp(d, "fsbench"); err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	attached := true
+	set := func(on bool) {
+		if on == attached {
+			return
+		}
+		if on {
+			l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.SysExit})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.links = append(s.links, l)
+		} else {
+			for _, l := range s.links {
+				l.Close()
+			}
+			s.links = nil
+		}
+		attached = on
+	}
+	var off, on []time.Duration
+	for b.Loop() {
+		for _, mode := range []bool{false, true} {
+			set(mode)
+			start := time.Now()
+			fileWorkload(b, dir, 500)
+			if mode {
+				on = append(on, time.Since(start))
+			} else {
+				off = append(off, time.Since(start))
+			}
+		}
+	}
+	set(true)
+	med := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	mOff, mOn := med(off), med(on)
+	b.ReportMetric(float64(mOff.Microseconds())/500, "µs/file-off")
+	b.ReportMetric(float64(mOn.Microseconds())/500, "µs/file-on")
+	b.ReportMetric(100*(float64(mOn)/float64(mOff)-1), "%slower")
 }

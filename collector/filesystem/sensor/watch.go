@@ -132,3 +132,19 @@ func DefaultWatches() []Watch {
 	}
 	return ws
 }
+
+// Resolved says what Resolve put in the kernel maps.
+type Resolved struct {
+	// Entries is how many files and directories are watched by identity
+	// (directories with watched names included).
+	Entries int
+	// Names is how many names in directories are watched.
+	Names int
+	// Prefixes is how many path strings are watched (for the calls that
+	// take an absolute path).
+	Prefixes int
+	// Devices is how many file systems have something watched.
+	Devices int
+	// Skipped is how many entries and names did not fit Options.MaxWatched.
+	Skipped int
+}
