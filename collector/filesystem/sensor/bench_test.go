@@ -5,6 +5,7 @@ package sensor
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // fileWorkload writes n small files in dir, reads each back, renames and
@@ -105,6 +107,78 @@ func BenchmarkWatchedEvents(b *testing.B) {
 	b.ReportMetric(float64(st.Lost-before.Lost), "lost")
 }
 
+// setAttached attaches or detaches s's program (for the benchmarks that
+// alternate).
+func setAttached(b *testing.B, s *Sensor, on bool) {
+	if on == (len(s.links) > 0) {
+		return
+	}
+	if on {
+		l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.SysExit})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.links = append(s.links, l)
+		return
+	}
+	for _, l := range s.links {
+		l.Close()
+	}
+	s.links = nil
+}
+
+// BenchmarkSyscallCost measures single system calls with the program
+// detached and attached, alternating rounds of 20,000 calls: getppid (a
+// call the program only classifies), and open+close of an unwatched file
+// on the root file system (which it filters by walking the file's parents).
+func BenchmarkSyscallCost(b *testing.B) {
+	s := live(b, nil)
+	f, err := os.CreateTemp("", "fsbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	for _, tc := range []struct {
+		name string
+		call func()
+	}{
+		{"getppid", func() { unix.Getppid() }},
+		{"open+close", func() {
+			fd, err := unix.Open(f.Name(), unix.O_RDONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			unix.Close(fd)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			const n = 20000
+			var off, on []time.Duration
+			for b.Loop() {
+				for _, mode := range []bool{false, true} {
+					setAttached(b, s, mode)
+					start := time.Now()
+					for range n {
+						tc.call()
+					}
+					d := time.Since(start) / n
+					if mode {
+						on = append(on, d)
+					} else {
+						off = append(off, d)
+					}
+				}
+			}
+			setAttached(b, s, true)
+			slices.Sort(off)
+			slices.Sort(on)
+			b.ReportMetric(float64(off[len(off)/2].Nanoseconds()), "ns/call-off")
+			b.ReportMetric(float64(on[len(on)/2].Nanoseconds()), "ns/call-on")
+		})
+	}
+}
+
 // BenchmarkOverhead alternates rounds of the workload with the sensor's
 // program detached and attached (the same loaded sensor and maps), so that
 // both see the same machine load, and reports the medians and their ratio.
@@ -119,25 +193,7 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	attached := true
-	set := func(on bool) {
-		if on == attached {
-			return
-		}
-		if on {
-			l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.SysExit})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.links = append(s.links, l)
-		} else {
-			for _, l := range s.links {
-				l.Close()
-			}
-			s.links = nil
-		}
-		attached = on
-	}
+	set := func(on bool) { setAttached(b, s, on) }
 	var off, on []time.Duration
 	for b.Loop() {
 		for _, mode := range []bool{false, true} {
@@ -159,5 +215,56 @@ func BenchmarkOverhead(b *testing.B) {
 	mOff, mOn := med(off), med(on)
 	b.ReportMetric(float64(mOff.Microseconds())/500, "µs/file-off")
 	b.ReportMetric(float64(mOn.Microseconds())/500, "µs/file-on")
+	b.ReportMetric(100*(float64(mOn)/float64(mOff)-1), "%slower")
+}
+
+// BenchmarkTarExtract extracts a tar of Go module sources
+// (DAEMONEYE_FS_BENCH_TAR, default: golang.org/x modules of the module
+// cache, built once) into an unwatched directory, alternating rounds with
+// the program detached and attached, and reports the medians.
+func BenchmarkTarExtract(b *testing.B) {
+	tarBin, err := exec.LookPath("tar")
+	if err != nil {
+		b.Skip("no tar")
+	}
+	archive := os.Getenv("DAEMONEYE_FS_BENCH_TAR")
+	if archive == "" {
+		mod := filepath.Join(os.Getenv("HOME"), "go/pkg/mod/golang.org/x")
+		if _, err := os.Stat(mod); err != nil {
+			b.Skip("no module cache to archive; set DAEMONEYE_FS_BENCH_TAR")
+		}
+		archive = filepath.Join(b.TempDir(), "mods.tar")
+		if out, err := exec.Command(tarBin, "-cf", archive, "-C", mod, ".").CombinedOutput(); err != nil {
+			b.Fatalf("tar -c: %v: %s", err, out)
+		}
+	}
+	s := live(b, nil)
+	var off, on []time.Duration
+	for b.Loop() {
+		for _, mode := range []bool{false, true} {
+			setAttached(b, s, mode)
+			dst, err := os.MkdirTemp("", "fsbench-x")
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			if out, err := exec.Command(tarBin, "-xf", archive, "-C", dst).CombinedOutput(); err != nil {
+				b.Fatalf("tar -x: %v: %s", err, out)
+			}
+			d := time.Since(start)
+			os.RemoveAll(dst)
+			if mode {
+				on = append(on, d)
+			} else {
+				off = append(off, d)
+			}
+		}
+	}
+	setAttached(b, s, true)
+	slices.Sort(off)
+	slices.Sort(on)
+	mOff, mOn := off[len(off)/2], on[len(on)/2]
+	b.ReportMetric(float64(mOff.Milliseconds()), "ms-off")
+	b.ReportMetric(float64(mOn.Milliseconds()), "ms-on")
 	b.ReportMetric(100*(float64(mOn)/float64(mOff)-1), "%slower")
 }
