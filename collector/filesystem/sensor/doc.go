@@ -54,10 +54,17 @@
 // The price of the tracepoint: enabling sys_exit makes every system call
 // of every task take the kernel's slow exit path, and runs the program
 // once per system call, which returns after one array lookup of the call
-// number for the calls it does not handle. BENCHMARKS.md has the cost on a
-// file-heavy workload. Where fentry or BPF LSM programs are allowed they
-// would cost less and see before the operation: the filter (watch_match),
-// the path walk and the record are written to move there unchanged.
+// number for the calls it does not handle. On the 2-vCPU VM it was
+// measured on (BenchmarkSyscallCost, BenchmarkOverhead,
+// BenchmarkTarExtract, alternating rounds detached and attached) that is
+// about 0.3 µs more per system call of any kind (getppid: 2.0 -> 2.35 µs),
+// about 0.5 µs per open+close of an unwatched file on a file system with
+// watched directories, 9-12% on a loop of small-file system calls on
+// tmpfs, and under 1% on extracting a tar of Go module sources to disk.
+// Where fentry or BPF LSM programs are allowed they would cost only on the
+// file operations, and see them before they happen: the filter
+// (watch_match), the path walk and the record are written to move there
+// unchanged.
 //
 // # The filter
 //
