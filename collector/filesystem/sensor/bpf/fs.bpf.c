@@ -703,6 +703,11 @@ int sys_exit(u64 *ctx)
 	if (!clsp || !*clsp)
 		return 0;
 	u32 cls = *clsp;
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 tstatus = 0;
+	CORE_READ_INTO(tstatus, task->thread_info.status);
+	if (tstatus & TS_COMPAT)
+		return 0; // an ia32 call: another numbering (see ../doc.go)
 	u32 zero = 0;
 	count(&stats, STAT_CALLS);
 	struct fs_buf *b = bpf_map_lookup_elem(&heap, &zero);
@@ -718,7 +723,6 @@ int sys_exit(u64 *ctx)
 	CORE_READ_INTO(a2, regs->dx);
 	CORE_READ_INTO(a3, regs->r10);
 	CORE_READ_INTO(a4, regs->r8);
-	struct task_struct *task = bpf_get_current_task_btf();
 
 	switch (cls) {
 	case CLS_OPEN:

@@ -172,7 +172,15 @@ struct open_how {
 	u64 resolve;
 };
 
+/* arch/x86/include/asm/thread_info.h: status has TS_COMPAT during a
+ * 32-bit (ia32) system call, whose numbers and registers differ. */
+struct thread_info {
+	u32 status;
+} __attribute__((preserve_access_index));
+#define TS_COMPAT 0x0002
+
 struct task_struct {
+	struct thread_info thread_info;
 	struct mm_struct *mm;
 	struct files_struct *files;
 	pid_t pid;
