@@ -64,8 +64,10 @@
 // BenchmarkTarExtract, alternating rounds detached and attached) that is
 // about 0.3 µs more per system call of any kind (getppid: 2.0 -> 2.35 µs),
 // about 0.5 µs per open+close of an unwatched file on a file system with
-// watched directories, 9-12% on a loop of small-file system calls on
-// tmpfs, and under 1% on extracting a tar of Go module sources to disk.
+// watched directories (the program's own part of it is about 35 ns; the
+// rest is the tracepoint), about 10% on extracting a tar of Go module
+// sources to tmpfs, and within the disk's noise (0.6% in a quiet run)
+// extracting it to ext4. See BENCHMARKS.md.
 // Where fentry or BPF LSM programs are allowed they would cost only on the
 // file operations, and see them before they happen: the filter
 // (watch_match), the path walk and the record are written to move there
