@@ -15,7 +15,9 @@
 //   - events.filesystem.access.read: read-only opens of the watched read
 //     sets (sensitive files).
 //
-// Subscribe to events.filesystem.# for all of them. The subtype is the
+// A chmod that sets the setuid or setgid bit is published wherever the
+// file is (events.filesystem.operations.chmod with setuid_set or
+// setgid_set). Subscribe to events.filesystem.# for all of them. The subtype is the
 // schema's coarse one (CREATED for create, link and symlink; MODIFIED for
 // open_write and truncate; DELETED; RENAMED; ATTRIBUTES_CHANGED for chmod
 // and chown; ACCESSED for read); FilesystemRecord.operation is the exact

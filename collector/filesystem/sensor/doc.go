@@ -75,6 +75,10 @@
 //
 // # The filter
 //
+// A chmod that sets the setuid or setgid bit (chmod u+s) is reported
+// wherever the file is, watched or not: such calls are rare, and a setuid
+// file in /tmp is what a rule looks for.
+//
 // See bpf/fs.bpf.c. User space (Resolve) turns the configured Watches into
 // four maps: watched (device, inode) -> flags for directories (with their
 // subtree) and files; names (directory identity, name) -> flags for names

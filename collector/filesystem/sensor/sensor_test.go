@@ -197,7 +197,7 @@ func TestUnwatchedStaysInKernel(t *testing.T) {
 		must(t, os.WriteFile(p, []byte("data"), 0o644))
 		_, err := os.ReadFile(p)
 		must(t, err)
-		must(t, unix.Chmod(p, 0o4755))
+		must(t, unix.Chmod(p, 0o700)) // a setuid bit would be reported anywhere
 		must(t, os.Rename(p, p+".r"))
 		must(t, os.Remove(p+".r"))
 	}
@@ -289,5 +289,26 @@ func TestUnresolved(t *testing.T) {
 	}
 	if st := s.Stats(); st.Unresolved != 1 {
 		t.Errorf("Unresolved %d, want 1", st.Unresolved)
+	}
+}
+
+// TestSetIDAnywhere: a chmod that sets the setuid or setgid bit is
+// reported outside the watched sets; other chmods there are not.
+func TestSetIDAnywhere(t *testing.T) {
+	watched := t.TempDir()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	must(t, err)
+	must(t, os.WriteFile(dir+"/x", nil, 0o755))
+	s := live(t, []Watch{{Path: watched, Flags: WatchWrites}})
+	must(t, unix.Chmod(dir+"/x", 0o700)) // not reported
+	must(t, unix.Chmod(dir+"/x", 0o4755))
+	f, err := os.Open(dir + "/x")
+	must(t, err)
+	must(t, unix.Fchmod(int(f.Fd()), 0o2755))
+	f.Close()
+	got := collect(t, s, dir, 2)
+	if got[0].Op != OpChmod || got[0].NewMode != 0o4755 || !got[0].SetUID() ||
+		got[1].Op != OpChmod || got[1].NewMode != 0o2755 || !got[1].SetGID() {
+		t.Errorf("got %+v", got)
 	}
 }

@@ -35,7 +35,9 @@
 // path, and by the prefixes trie for an absolute one. A path with "//",
 // "/./" or "/../" in it is reported unresolved (an absolute one always, a
 // relative one when its base matched), for user space to decide on the
-// cleaned path (rare). Only a match builds paths and writes an event.
+// cleaned path (rare). A chmod that sets the setuid or setgid bit is
+// reported wherever the file is. Only a match builds paths and writes an
+// event.
 
 #include "kernel.h"
 
@@ -115,6 +117,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define FMODE_CREATED (1U << 20) // include/linux/fs.h, unchanged since Linux 4.19
 #define S_IFMT 0170000
 #define S_IFREG 0100000
+#define SETID 06000 // S_ISUID | S_ISGID
 
 #define STAT_CALLS 0   // file system calls the filter examined
 #define STAT_MATCHED 1 // calls it matched (written or lost)
@@ -685,6 +688,8 @@ static __always_inline void fd_op(struct fs_buf *b, struct task_struct *task, u3
 		b->e.open_flags = oflags;
 	}
 	u32 match = watch_match(b, (u64)d, 0, want);
+	if (!match && op == OP_CHMOD && (b->e.new_mode & SETID))
+		match = W_WRITE; // setuid and setgid bits are reported anywhere
 	if (match)
 		report(b, task, op, match, inode, d, vm, NULL, NULL, NULL, NULL, NULL);
 }
@@ -842,6 +847,8 @@ int sys_exit(u64 *ctx)
 	struct dentry *base = NULL, *obase = NULL;
 	struct vfsmount *vm = NULL, *ovm = NULL;
 	u32 match = path_match(b, task, dfd, p, W_WRITE, &base, &vm);
+	if (op == OP_CHMOD && (b->e.new_mode & SETID) && match != W_WRITE)
+		match = W_WRITE; // setuid and setgid bits are reported anywhere
 	if (op_) {
 		// A new name for a watched file (a hard link of /etc/shadow made
 		// to read it elsewhere) matters as much as a new name in a
