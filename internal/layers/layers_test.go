@@ -67,6 +67,7 @@ var forbidden = []struct {
 	{"collector/process/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
 	{"collector/network/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
 	{"collector/security/sensor", "the kernel security sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
+	{"collector/filesystem/sensor", "the kernel sensor knows nothing of the bus: it hands events to its caller", []string{module + "/"}},
 	{"detect", "detection knows nothing of connections or the programs", []string{module + "/client", module + "/server", module + "/internal/programs"}},
 	{"internal/programs", "the programs use the bus through its public packages (server, client), as any program embedding it would",
 		[]string{module + "/internal/protocol"}},

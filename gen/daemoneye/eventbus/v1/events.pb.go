@@ -376,6 +376,98 @@ func (FileType) EnumDescriptor() ([]byte, []int) {
 	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
+// FileOperation is the file operation fsmond observed. Each is reported
+// when the kernel's permission checks before its security hook passed; a
+// later failure (a full disk, a rename onto a non-empty directory) does not
+// withdraw it.
+type FileOperation int32
+
+const (
+	// Not set.
+	FileOperation_FILE_OPERATION_UNSPECIFIED FileOperation = 0
+	// An existing file opened for writing (subtype MODIFIED).
+	FileOperation_FILE_OPERATION_OPEN_WRITE FileOperation = 1
+	// A file created by open(2) with O_CREAT (subtype CREATED).
+	FileOperation_FILE_OPERATION_CREATE FileOperation = 2
+	// A file truncated: open(2) with O_TRUNC or truncate(2) (subtype
+	// MODIFIED).
+	FileOperation_FILE_OPERATION_TRUNCATE FileOperation = 3
+	// A name removed by unlink(2) (subtype DELETED).
+	FileOperation_FILE_OPERATION_UNLINK FileOperation = 4
+	// A rename(2); old_path is the source (subtype RENAMED).
+	FileOperation_FILE_OPERATION_RENAME FileOperation = 5
+	// A chmod(2); new_mode, setuid_set and setgid_set say what
+	// (subtype ATTRIBUTES_CHANGED).
+	FileOperation_FILE_OPERATION_CHMOD FileOperation = 6
+	// A chown(2); new_uid and new_gid say what (subtype ATTRIBUTES_CHANGED).
+	FileOperation_FILE_OPERATION_CHOWN FileOperation = 7
+	// A hard link: path is the new name, old_path the existing file
+	// (subtype CREATED).
+	FileOperation_FILE_OPERATION_LINK FileOperation = 8
+	// A symbolic link: path is the link, link_target its contents (subtype
+	// CREATED).
+	FileOperation_FILE_OPERATION_SYMLINK FileOperation = 9
+	// A sensitive file opened for reading only (subtype ACCESSED).
+	FileOperation_FILE_OPERATION_READ FileOperation = 10
+)
+
+// Enum value maps for FileOperation.
+var (
+	FileOperation_name = map[int32]string{
+		0:  "FILE_OPERATION_UNSPECIFIED",
+		1:  "FILE_OPERATION_OPEN_WRITE",
+		2:  "FILE_OPERATION_CREATE",
+		3:  "FILE_OPERATION_TRUNCATE",
+		4:  "FILE_OPERATION_UNLINK",
+		5:  "FILE_OPERATION_RENAME",
+		6:  "FILE_OPERATION_CHMOD",
+		7:  "FILE_OPERATION_CHOWN",
+		8:  "FILE_OPERATION_LINK",
+		9:  "FILE_OPERATION_SYMLINK",
+		10: "FILE_OPERATION_READ",
+	}
+	FileOperation_value = map[string]int32{
+		"FILE_OPERATION_UNSPECIFIED": 0,
+		"FILE_OPERATION_OPEN_WRITE":  1,
+		"FILE_OPERATION_CREATE":      2,
+		"FILE_OPERATION_TRUNCATE":    3,
+		"FILE_OPERATION_UNLINK":      4,
+		"FILE_OPERATION_RENAME":      5,
+		"FILE_OPERATION_CHMOD":       6,
+		"FILE_OPERATION_CHOWN":       7,
+		"FILE_OPERATION_LINK":        8,
+		"FILE_OPERATION_SYMLINK":     9,
+		"FILE_OPERATION_READ":        10,
+	}
+)
+
+func (x FileOperation) Enum() *FileOperation {
+	p := new(FileOperation)
+	*p = x
+	return p
+}
+
+func (x FileOperation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileOperation) Descriptor() protoreflect.EnumDescriptor {
+	return file_daemoneye_eventbus_v1_events_proto_enumTypes[5].Descriptor()
+}
+
+func (FileOperation) Type() protoreflect.EnumType {
+	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[5]
+}
+
+func (x FileOperation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileOperation.Descriptor instead.
+func (FileOperation) EnumDescriptor() ([]byte, []int) {
+	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
 // PerformanceEventSubtype says why a metric was published.
 type PerformanceEventSubtype int32
 
@@ -421,11 +513,11 @@ func (x PerformanceEventSubtype) String() string {
 }
 
 func (PerformanceEventSubtype) Descriptor() protoreflect.EnumDescriptor {
-	return file_daemoneye_eventbus_v1_events_proto_enumTypes[5].Descriptor()
+	return file_daemoneye_eventbus_v1_events_proto_enumTypes[6].Descriptor()
 }
 
 func (PerformanceEventSubtype) Type() protoreflect.EnumType {
-	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[5]
+	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[6]
 }
 
 func (x PerformanceEventSubtype) Number() protoreflect.EnumNumber {
@@ -434,7 +526,7 @@ func (x PerformanceEventSubtype) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PerformanceEventSubtype.Descriptor instead.
 func (PerformanceEventSubtype) EnumDescriptor() ([]byte, []int) {
-	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 // ResourceType is the resource a metric measures.
@@ -482,11 +574,11 @@ func (x ResourceType) String() string {
 }
 
 func (ResourceType) Descriptor() protoreflect.EnumDescriptor {
-	return file_daemoneye_eventbus_v1_events_proto_enumTypes[6].Descriptor()
+	return file_daemoneye_eventbus_v1_events_proto_enumTypes[7].Descriptor()
 }
 
 func (ResourceType) Type() protoreflect.EnumType {
-	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[6]
+	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[7]
 }
 
 func (x ResourceType) Number() protoreflect.EnumNumber {
@@ -495,7 +587,7 @@ func (x ResourceType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResourceType.Descriptor instead.
 func (ResourceType) EnumDescriptor() ([]byte, []int) {
-	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 // ThresholdComparison is how a value is compared with a threshold.
@@ -535,11 +627,11 @@ func (x ThresholdComparison) String() string {
 }
 
 func (ThresholdComparison) Descriptor() protoreflect.EnumDescriptor {
-	return file_daemoneye_eventbus_v1_events_proto_enumTypes[7].Descriptor()
+	return file_daemoneye_eventbus_v1_events_proto_enumTypes[8].Descriptor()
 }
 
 func (ThresholdComparison) Type() protoreflect.EnumType {
-	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[7]
+	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[8]
 }
 
 func (x ThresholdComparison) Number() protoreflect.EnumNumber {
@@ -548,7 +640,7 @@ func (x ThresholdComparison) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ThresholdComparison.Descriptor instead.
 func (ThresholdComparison) EnumDescriptor() ([]byte, []int) {
-	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 // TrendDirection is the direction of a metric's trend.
@@ -592,11 +684,11 @@ func (x TrendDirection) String() string {
 }
 
 func (TrendDirection) Descriptor() protoreflect.EnumDescriptor {
-	return file_daemoneye_eventbus_v1_events_proto_enumTypes[8].Descriptor()
+	return file_daemoneye_eventbus_v1_events_proto_enumTypes[9].Descriptor()
 }
 
 func (TrendDirection) Type() protoreflect.EnumType {
-	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[8]
+	return &file_daemoneye_eventbus_v1_events_proto_enumTypes[9]
 }
 
 func (x TrendDirection) Number() protoreflect.EnumNumber {
@@ -605,7 +697,7 @@ func (x TrendDirection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TrendDirection.Descriptor instead.
 func (TrendDirection) EnumDescriptor() ([]byte, []int) {
-	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_daemoneye_eventbus_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 // CollectionEvent is what a collector observed: exactly one of the event
@@ -1184,8 +1276,40 @@ type FilesystemRecord struct {
 	Bytes uint64 `protobuf:"varint,6,opt,name=bytes" json:"bytes,omitempty"`
 	// When the collector saw the operation.
 	CollectionTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=collection_time,json=collectionTime" json:"collection_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Acting process's executable path, as the kernel resolved it at the
+	// operation; empty for kernel threads.
+	ExecutablePath string `protobuf:"bytes,8,opt,name=executable_path,json=executablePath" json:"executable_path,omitempty"`
+	// The operation, finer than FilesystemEventData.subtype.
+	Operation FileOperation `protobuf:"varint,9,opt,name=operation,enum=daemoneye.eventbus.v1.FileOperation" json:"operation,omitempty"`
+	// FILE_OPERATION_CHMOD: the mode requested (st_mode & 07777).
+	NewMode uint32 `protobuf:"varint,10,opt,name=new_mode,json=newMode" json:"new_mode,omitempty"`
+	// FILE_OPERATION_CHMOD: new_mode has the setuid bit (S_ISUID).
+	SetuidSet bool `protobuf:"varint,11,opt,name=setuid_set,json=setuidSet" json:"setuid_set,omitempty"`
+	// FILE_OPERATION_CHMOD: new_mode has the setgid bit (S_ISGID).
+	SetgidSet bool `protobuf:"varint,12,opt,name=setgid_set,json=setgidSet" json:"setgid_set,omitempty"`
+	// FILE_OPERATION_CHOWN: the new owner, or 4294967295 when unchanged (as
+	// chown(2)'s -1).
+	NewUid uint32 `protobuf:"varint,13,opt,name=new_uid,json=newUid" json:"new_uid,omitempty"`
+	// FILE_OPERATION_CHOWN: the new group, or 4294967295 when unchanged.
+	NewGid uint32 `protobuf:"varint,14,opt,name=new_gid,json=newGid" json:"new_gid,omitempty"`
+	// FILE_OPERATION_SYMLINK: the link's contents as given to symlink(2).
+	// FILE_OPERATION_LINK names the existing file in old_path instead.
+	LinkTarget string `protobuf:"bytes,15,opt,name=link_target,json=linkTarget" json:"link_target,omitempty"`
+	// Acting process's parent process id.
+	Ppid uint32 `protobuf:"varint,16,opt,name=ppid" json:"ppid,omitempty"`
+	// Acting process's start time; with pid it identifies the process.
+	ProcessStartTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=process_start_time,json=processStartTime" json:"process_start_time,omitempty"`
+	// Acting process's effective user id (uid is the real one).
+	Euid uint32 `protobuf:"varint,18,opt,name=euid" json:"euid,omitempty"`
+	// Acting process's cgroup v2 id.
+	CgroupId uint64 `protobuf:"varint,19,opt,name=cgroup_id,json=cgroupId" json:"cgroup_id,omitempty"`
+	// path, old_path or executable_path was cut at the collector's limits
+	// (deeper or longer than it walks): each holds the leaf-most part.
+	PathTruncated bool `protobuf:"varint,20,opt,name=path_truncated,json=pathTruncated" json:"path_truncated,omitempty"`
+	// Open operations: the open(2) flags (O_ACCMODE, O_CREAT, O_TRUNC, ...).
+	OpenFlags     uint32 `protobuf:"varint,21,opt,name=open_flags,json=openFlags" json:"open_flags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FilesystemRecord) Reset() {
@@ -1265,6 +1389,104 @@ func (x *FilesystemRecord) GetCollectionTime() *timestamppb.Timestamp {
 		return x.CollectionTime
 	}
 	return nil
+}
+
+func (x *FilesystemRecord) GetExecutablePath() string {
+	if x != nil {
+		return x.ExecutablePath
+	}
+	return ""
+}
+
+func (x *FilesystemRecord) GetOperation() FileOperation {
+	if x != nil {
+		return x.Operation
+	}
+	return FileOperation_FILE_OPERATION_UNSPECIFIED
+}
+
+func (x *FilesystemRecord) GetNewMode() uint32 {
+	if x != nil {
+		return x.NewMode
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetSetuidSet() bool {
+	if x != nil {
+		return x.SetuidSet
+	}
+	return false
+}
+
+func (x *FilesystemRecord) GetSetgidSet() bool {
+	if x != nil {
+		return x.SetgidSet
+	}
+	return false
+}
+
+func (x *FilesystemRecord) GetNewUid() uint32 {
+	if x != nil {
+		return x.NewUid
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetNewGid() uint32 {
+	if x != nil {
+		return x.NewGid
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetLinkTarget() string {
+	if x != nil {
+		return x.LinkTarget
+	}
+	return ""
+}
+
+func (x *FilesystemRecord) GetPpid() uint32 {
+	if x != nil {
+		return x.Ppid
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetProcessStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProcessStartTime
+	}
+	return nil
+}
+
+func (x *FilesystemRecord) GetEuid() uint32 {
+	if x != nil {
+		return x.Euid
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetCgroupId() uint64 {
+	if x != nil {
+		return x.CgroupId
+	}
+	return 0
+}
+
+func (x *FilesystemRecord) GetPathTruncated() bool {
+	if x != nil {
+		return x.PathTruncated
+	}
+	return false
+}
+
+func (x *FilesystemRecord) GetOpenFlags() uint32 {
+	if x != nil {
+		return x.OpenFlags
+	}
+	return 0
 }
 
 // FileMetadata describes the file after the operation.
@@ -1907,7 +2129,7 @@ const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"\anetwork\x18\x01 \x01(\v2$.daemoneye.eventbus.v1.NetworkRecordR\anetwork\x12D\n" +
 	"\asubtype\x18\x02 \x01(\x0e2*.daemoneye.eventbus.v1.NetworkEventSubtypeR\asubtype\x12a\n" +
 	"\x13connection_metadata\x18\x03 \x01(\v20.daemoneye.eventbus.v1.NetworkConnectionMetadataR\x12connectionMetadata\x12X\n" +
-	"\x10traffic_analysis\x18\x04 \x01(\v2-.daemoneye.eventbus.v1.TrafficAnalysisResultsR\x0ftrafficAnalysis\"\xe3\x01\n" +
+	"\x10traffic_analysis\x18\x04 \x01(\v2-.daemoneye.eventbus.v1.TrafficAnalysisResultsR\x0ftrafficAnalysis\"\xd1\x05\n" +
 	"\x10FilesystemRecord\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x19\n" +
 	"\bold_path\x18\x02 \x01(\tR\aoldPath\x12\x10\n" +
@@ -1915,7 +2137,26 @@ const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"\fprocess_name\x18\x04 \x01(\tR\vprocessName\x12\x10\n" +
 	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x14\n" +
 	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12C\n" +
-	"\x0fcollection_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\"\x89\x03\n" +
+	"\x0fcollection_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecollectionTime\x12'\n" +
+	"\x0fexecutable_path\x18\b \x01(\tR\x0eexecutablePath\x12B\n" +
+	"\toperation\x18\t \x01(\x0e2$.daemoneye.eventbus.v1.FileOperationR\toperation\x12\x19\n" +
+	"\bnew_mode\x18\n" +
+	" \x01(\rR\anewMode\x12\x1d\n" +
+	"\n" +
+	"setuid_set\x18\v \x01(\bR\tsetuidSet\x12\x1d\n" +
+	"\n" +
+	"setgid_set\x18\f \x01(\bR\tsetgidSet\x12\x17\n" +
+	"\anew_uid\x18\r \x01(\rR\x06newUid\x12\x17\n" +
+	"\anew_gid\x18\x0e \x01(\rR\x06newGid\x12\x1f\n" +
+	"\vlink_target\x18\x0f \x01(\tR\n" +
+	"linkTarget\x12\x12\n" +
+	"\x04ppid\x18\x10 \x01(\rR\x04ppid\x12H\n" +
+	"\x12process_start_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x10processStartTime\x12\x12\n" +
+	"\x04euid\x18\x12 \x01(\rR\x04euid\x12\x1b\n" +
+	"\tcgroup_id\x18\x13 \x01(\x04R\bcgroupId\x12%\n" +
+	"\x0epath_truncated\x18\x14 \x01(\bR\rpathTruncated\x12\x1d\n" +
+	"\n" +
+	"open_flags\x18\x15 \x01(\rR\topenFlags\"\x89\x03\n" +
 	"\fFileMetadata\x12<\n" +
 	"\tfile_type\x18\x01 \x01(\x0e2\x1f.daemoneye.eventbus.v1.FileTypeR\bfileType\x12\x1d\n" +
 	"\n" +
@@ -2008,7 +2249,20 @@ const file_daemoneye_eventbus_v1_events_proto_rawDesc = "" +
 	"\x11FILE_TYPE_SYMLINK\x10\x03\x12\x12\n" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
 	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x14\n" +
-	"\x10FILE_TYPE_DEVICE\x10\x06*\xf4\x01\n" +
+	"\x10FILE_TYPE_DEVICE\x10\x06*\xbe\x02\n" +
+	"\rFileOperation\x12\x1e\n" +
+	"\x1aFILE_OPERATION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19FILE_OPERATION_OPEN_WRITE\x10\x01\x12\x19\n" +
+	"\x15FILE_OPERATION_CREATE\x10\x02\x12\x1b\n" +
+	"\x17FILE_OPERATION_TRUNCATE\x10\x03\x12\x19\n" +
+	"\x15FILE_OPERATION_UNLINK\x10\x04\x12\x19\n" +
+	"\x15FILE_OPERATION_RENAME\x10\x05\x12\x18\n" +
+	"\x14FILE_OPERATION_CHMOD\x10\x06\x12\x18\n" +
+	"\x14FILE_OPERATION_CHOWN\x10\a\x12\x17\n" +
+	"\x13FILE_OPERATION_LINK\x10\b\x12\x1a\n" +
+	"\x16FILE_OPERATION_SYMLINK\x10\t\x12\x17\n" +
+	"\x13FILE_OPERATION_READ\x10\n" +
+	"*\xf4\x01\n" +
 	"\x17PerformanceEventSubtype\x12)\n" +
 	"%PERFORMANCE_EVENT_SUBTYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" PERFORMANCE_EVENT_SUBTYPE_SAMPLE\x10\x01\x120\n" +
@@ -2043,7 +2297,7 @@ func file_daemoneye_eventbus_v1_events_proto_rawDescGZIP() []byte {
 	return file_daemoneye_eventbus_v1_events_proto_rawDescData
 }
 
-var file_daemoneye_eventbus_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_daemoneye_eventbus_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_daemoneye_eventbus_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_daemoneye_eventbus_v1_events_proto_goTypes = []any{
 	(NetworkProtocol)(0),              // 0: daemoneye.eventbus.v1.NetworkProtocol
@@ -2051,71 +2305,74 @@ var file_daemoneye_eventbus_v1_events_proto_goTypes = []any{
 	(NetworkEventSubtype)(0),          // 2: daemoneye.eventbus.v1.NetworkEventSubtype
 	(FilesystemEventSubtype)(0),       // 3: daemoneye.eventbus.v1.FilesystemEventSubtype
 	(FileType)(0),                     // 4: daemoneye.eventbus.v1.FileType
-	(PerformanceEventSubtype)(0),      // 5: daemoneye.eventbus.v1.PerformanceEventSubtype
-	(ResourceType)(0),                 // 6: daemoneye.eventbus.v1.ResourceType
-	(ThresholdComparison)(0),          // 7: daemoneye.eventbus.v1.ThresholdComparison
-	(TrendDirection)(0),               // 8: daemoneye.eventbus.v1.TrendDirection
-	(*CollectionEvent)(nil),           // 9: daemoneye.eventbus.v1.CollectionEvent
-	(*NetworkRecord)(nil),             // 10: daemoneye.eventbus.v1.NetworkRecord
-	(*NetworkConnectionMetadata)(nil), // 11: daemoneye.eventbus.v1.NetworkConnectionMetadata
-	(*TrafficAnalysisResults)(nil),    // 12: daemoneye.eventbus.v1.TrafficAnalysisResults
-	(*NetworkEventData)(nil),          // 13: daemoneye.eventbus.v1.NetworkEventData
-	(*FilesystemRecord)(nil),          // 14: daemoneye.eventbus.v1.FilesystemRecord
-	(*FileMetadata)(nil),              // 15: daemoneye.eventbus.v1.FileMetadata
-	(*AccessPatternAnalysis)(nil),     // 16: daemoneye.eventbus.v1.AccessPatternAnalysis
-	(*FilesystemEventData)(nil),       // 17: daemoneye.eventbus.v1.FilesystemEventData
-	(*PerformanceRecord)(nil),         // 18: daemoneye.eventbus.v1.PerformanceRecord
-	(*ThresholdInfo)(nil),             // 19: daemoneye.eventbus.v1.ThresholdInfo
-	(*TrendAnalysis)(nil),             // 20: daemoneye.eventbus.v1.TrendAnalysis
-	(*PerformanceEventData)(nil),      // 21: daemoneye.eventbus.v1.PerformanceEventData
-	nil,                               // 22: daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
-	(*ProcessEventData)(nil),          // 23: daemoneye.eventbus.v1.ProcessEventData
-	(*SecurityEventData)(nil),         // 24: daemoneye.eventbus.v1.SecurityEventData
-	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
-	(HashAlgorithm)(0),                // 27: daemoneye.eventbus.v1.HashAlgorithm
+	(FileOperation)(0),                // 5: daemoneye.eventbus.v1.FileOperation
+	(PerformanceEventSubtype)(0),      // 6: daemoneye.eventbus.v1.PerformanceEventSubtype
+	(ResourceType)(0),                 // 7: daemoneye.eventbus.v1.ResourceType
+	(ThresholdComparison)(0),          // 8: daemoneye.eventbus.v1.ThresholdComparison
+	(TrendDirection)(0),               // 9: daemoneye.eventbus.v1.TrendDirection
+	(*CollectionEvent)(nil),           // 10: daemoneye.eventbus.v1.CollectionEvent
+	(*NetworkRecord)(nil),             // 11: daemoneye.eventbus.v1.NetworkRecord
+	(*NetworkConnectionMetadata)(nil), // 12: daemoneye.eventbus.v1.NetworkConnectionMetadata
+	(*TrafficAnalysisResults)(nil),    // 13: daemoneye.eventbus.v1.TrafficAnalysisResults
+	(*NetworkEventData)(nil),          // 14: daemoneye.eventbus.v1.NetworkEventData
+	(*FilesystemRecord)(nil),          // 15: daemoneye.eventbus.v1.FilesystemRecord
+	(*FileMetadata)(nil),              // 16: daemoneye.eventbus.v1.FileMetadata
+	(*AccessPatternAnalysis)(nil),     // 17: daemoneye.eventbus.v1.AccessPatternAnalysis
+	(*FilesystemEventData)(nil),       // 18: daemoneye.eventbus.v1.FilesystemEventData
+	(*PerformanceRecord)(nil),         // 19: daemoneye.eventbus.v1.PerformanceRecord
+	(*ThresholdInfo)(nil),             // 20: daemoneye.eventbus.v1.ThresholdInfo
+	(*TrendAnalysis)(nil),             // 21: daemoneye.eventbus.v1.TrendAnalysis
+	(*PerformanceEventData)(nil),      // 22: daemoneye.eventbus.v1.PerformanceEventData
+	nil,                               // 23: daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
+	(*ProcessEventData)(nil),          // 24: daemoneye.eventbus.v1.ProcessEventData
+	(*SecurityEventData)(nil),         // 25: daemoneye.eventbus.v1.SecurityEventData
+	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 27: google.protobuf.Duration
+	(HashAlgorithm)(0),                // 28: daemoneye.eventbus.v1.HashAlgorithm
 }
 var file_daemoneye_eventbus_v1_events_proto_depIdxs = []int32{
-	23, // 0: daemoneye.eventbus.v1.CollectionEvent.process:type_name -> daemoneye.eventbus.v1.ProcessEventData
-	13, // 1: daemoneye.eventbus.v1.CollectionEvent.network:type_name -> daemoneye.eventbus.v1.NetworkEventData
-	17, // 2: daemoneye.eventbus.v1.CollectionEvent.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemEventData
-	21, // 3: daemoneye.eventbus.v1.CollectionEvent.performance:type_name -> daemoneye.eventbus.v1.PerformanceEventData
-	24, // 4: daemoneye.eventbus.v1.CollectionEvent.security:type_name -> daemoneye.eventbus.v1.SecurityEventData
+	24, // 0: daemoneye.eventbus.v1.CollectionEvent.process:type_name -> daemoneye.eventbus.v1.ProcessEventData
+	14, // 1: daemoneye.eventbus.v1.CollectionEvent.network:type_name -> daemoneye.eventbus.v1.NetworkEventData
+	18, // 2: daemoneye.eventbus.v1.CollectionEvent.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemEventData
+	22, // 3: daemoneye.eventbus.v1.CollectionEvent.performance:type_name -> daemoneye.eventbus.v1.PerformanceEventData
+	25, // 4: daemoneye.eventbus.v1.CollectionEvent.security:type_name -> daemoneye.eventbus.v1.SecurityEventData
 	0,  // 5: daemoneye.eventbus.v1.NetworkRecord.protocol:type_name -> daemoneye.eventbus.v1.NetworkProtocol
 	1,  // 6: daemoneye.eventbus.v1.NetworkRecord.state:type_name -> daemoneye.eventbus.v1.ConnectionState
-	25, // 7: daemoneye.eventbus.v1.NetworkRecord.collection_time:type_name -> google.protobuf.Timestamp
-	25, // 8: daemoneye.eventbus.v1.NetworkRecord.process_start_time:type_name -> google.protobuf.Timestamp
-	25, // 9: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
-	26, // 10: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
-	10, // 11: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
+	26, // 7: daemoneye.eventbus.v1.NetworkRecord.collection_time:type_name -> google.protobuf.Timestamp
+	26, // 8: daemoneye.eventbus.v1.NetworkRecord.process_start_time:type_name -> google.protobuf.Timestamp
+	26, // 9: daemoneye.eventbus.v1.NetworkConnectionMetadata.first_seen:type_name -> google.protobuf.Timestamp
+	27, // 10: daemoneye.eventbus.v1.NetworkConnectionMetadata.duration:type_name -> google.protobuf.Duration
+	11, // 11: daemoneye.eventbus.v1.NetworkEventData.network:type_name -> daemoneye.eventbus.v1.NetworkRecord
 	2,  // 12: daemoneye.eventbus.v1.NetworkEventData.subtype:type_name -> daemoneye.eventbus.v1.NetworkEventSubtype
-	11, // 13: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
-	12, // 14: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
-	25, // 15: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
-	4,  // 16: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
-	25, // 17: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
-	27, // 18: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
-	26, // 19: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
-	14, // 20: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
-	3,  // 21: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
-	15, // 22: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
-	16, // 23: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
-	6,  // 24: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
-	22, // 25: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
-	25, // 26: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
-	7,  // 27: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
-	26, // 28: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
-	8,  // 29: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
-	26, // 30: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
-	18, // 31: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
-	5,  // 32: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
-	19, // 33: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
-	20, // 34: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	12, // 13: daemoneye.eventbus.v1.NetworkEventData.connection_metadata:type_name -> daemoneye.eventbus.v1.NetworkConnectionMetadata
+	13, // 14: daemoneye.eventbus.v1.NetworkEventData.traffic_analysis:type_name -> daemoneye.eventbus.v1.TrafficAnalysisResults
+	26, // 15: daemoneye.eventbus.v1.FilesystemRecord.collection_time:type_name -> google.protobuf.Timestamp
+	5,  // 16: daemoneye.eventbus.v1.FilesystemRecord.operation:type_name -> daemoneye.eventbus.v1.FileOperation
+	26, // 17: daemoneye.eventbus.v1.FilesystemRecord.process_start_time:type_name -> google.protobuf.Timestamp
+	4,  // 18: daemoneye.eventbus.v1.FileMetadata.file_type:type_name -> daemoneye.eventbus.v1.FileType
+	26, // 19: daemoneye.eventbus.v1.FileMetadata.modified_time:type_name -> google.protobuf.Timestamp
+	28, // 20: daemoneye.eventbus.v1.FileMetadata.hash_algorithm:type_name -> daemoneye.eventbus.v1.HashAlgorithm
+	27, // 21: daemoneye.eventbus.v1.AccessPatternAnalysis.window:type_name -> google.protobuf.Duration
+	15, // 22: daemoneye.eventbus.v1.FilesystemEventData.filesystem:type_name -> daemoneye.eventbus.v1.FilesystemRecord
+	3,  // 23: daemoneye.eventbus.v1.FilesystemEventData.subtype:type_name -> daemoneye.eventbus.v1.FilesystemEventSubtype
+	16, // 24: daemoneye.eventbus.v1.FilesystemEventData.file_metadata:type_name -> daemoneye.eventbus.v1.FileMetadata
+	17, // 25: daemoneye.eventbus.v1.FilesystemEventData.access_analysis:type_name -> daemoneye.eventbus.v1.AccessPatternAnalysis
+	7,  // 26: daemoneye.eventbus.v1.PerformanceRecord.resource:type_name -> daemoneye.eventbus.v1.ResourceType
+	23, // 27: daemoneye.eventbus.v1.PerformanceRecord.labels:type_name -> daemoneye.eventbus.v1.PerformanceRecord.LabelsEntry
+	26, // 28: daemoneye.eventbus.v1.PerformanceRecord.collection_time:type_name -> google.protobuf.Timestamp
+	8,  // 29: daemoneye.eventbus.v1.ThresholdInfo.comparison:type_name -> daemoneye.eventbus.v1.ThresholdComparison
+	27, // 30: daemoneye.eventbus.v1.ThresholdInfo.violation_duration:type_name -> google.protobuf.Duration
+	9,  // 31: daemoneye.eventbus.v1.TrendAnalysis.direction:type_name -> daemoneye.eventbus.v1.TrendDirection
+	27, // 32: daemoneye.eventbus.v1.TrendAnalysis.window:type_name -> google.protobuf.Duration
+	19, // 33: daemoneye.eventbus.v1.PerformanceEventData.performance:type_name -> daemoneye.eventbus.v1.PerformanceRecord
+	6,  // 34: daemoneye.eventbus.v1.PerformanceEventData.subtype:type_name -> daemoneye.eventbus.v1.PerformanceEventSubtype
+	20, // 35: daemoneye.eventbus.v1.PerformanceEventData.threshold_info:type_name -> daemoneye.eventbus.v1.ThresholdInfo
+	21, // 36: daemoneye.eventbus.v1.PerformanceEventData.trend_analysis:type_name -> daemoneye.eventbus.v1.TrendAnalysis
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_daemoneye_eventbus_v1_events_proto_init() }
@@ -2137,7 +2394,7 @@ func file_daemoneye_eventbus_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_daemoneye_eventbus_v1_events_proto_rawDesc), len(file_daemoneye_eventbus_v1_events_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
