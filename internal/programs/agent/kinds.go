@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/daemoneye/daemoneye/internal/programs/fsmond"
+	"github.com/daemoneye/daemoneye/internal/programs/netmond"
 	"github.com/daemoneye/daemoneye/internal/programs/procmond"
 )
 
@@ -33,7 +35,20 @@ type collectorKind struct {
 // kinds are the collector programs there are, by name.
 var kinds = map[string]collectorKind{
 	"procmond": {main: procmond.Main, domain: "process", caps: procmondCaps, bpf: procmondUsesBPF},
+	// netmond and fsmond load their eBPF sensors and read /proc of the
+	// processes their events name (executable, container).
+	"netmond": {main: netmond.Main, domain: "network", caps: sensorCaps, bpf: always, kernelSensor: true},
+	"fsmond":  {main: fsmond.Main, domain: "filesystem", caps: sensorCaps, bpf: always, kernelSensor: true},
 }
+
+// sensorCaps are the capabilities of a kernel-sensor collector: load and
+// attach its BPF programs, and read other processes' /proc entries.
+func sensorCaps([]string) []uintptr {
+	return []uintptr{capBPF, capPerfmon, capDACReadSearch, capSysPtrace}
+}
+
+// always lets a kernel-sensor collector call bpf whatever its args.
+func always([]string) bool { return true }
 
 // kindNames lists the kinds, sorted, for messages.
 func kindNames() string {
