@@ -63,7 +63,7 @@ type Options struct {
 	Source Source
 	// SensorRingBytes is the size of the eBPF sensor's ring buffer
 	// (sensor.Options.RingBytes: a power of two, a multiple of the page
-	// size); 0 means sensor.DefaultRingBytes, 2 MiB. A smaller ring loses
+	// size); 0 means sensor.DefaultRingBytes, 256 KiB. A smaller ring loses
 	// events sooner when procmond falls behind; the losses are counted in
 	// health and heartbeats. Tests make it tiny to cause losses.
 	SensorRingBytes int

@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkExecRate spawns a program as fast as this machine can, with
-// the sensor open at its defaults (2 MiB ring, 20 ms wakeup) and read in
+// the sensor open at its defaults (256 KiB ring, 20 ms wakeup) and read in
 // this process (sensor=on), or without it (sensor=off: the machine's own
 // rate). The spawners are either goroutines of this process that fork,
 // exec and wait for one process at a time each (spawner=go, one process
