@@ -140,7 +140,7 @@ func TestMainConfig(t *testing.T) {
 		t.Errorf("bad --alerts: exit %d, %q", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := Main(t.Context(), []string{"collector", "netmond"}, io.Discard, &stderr); code != 2 {
+	if code := Main(t.Context(), []string{"collector", "nosuchmond"}, io.Discard, &stderr); code != 2 {
 		t.Errorf("unknown collector kind: exit %d, %q", code, stderr.String())
 	}
 }
