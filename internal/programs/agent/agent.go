@@ -48,7 +48,8 @@ type CollectorSpec struct {
 	// Kind is the collector program: procmond, or another of the kinds
 	// the agent knows (see defaultCollectors).
 	Kind string `yaml:"kind"`
-	// Interval between its scans; 0: its default.
+	// Interval between its scans (procmond's --interval); 0: its default.
+	// Only procmond scans: for the other kinds it must be 0.
 	Interval time.Duration `yaml:"-"`
 	// Heartbeat is the interval between its heartbeats (default
 	// process.DefaultHeartbeatInterval, 5 s). The agent judges its health
@@ -131,6 +132,9 @@ func (o *Options) defaults() error {
 		}
 		if _, ok := kinds[c.Kind]; !ok {
 			return fmt.Errorf("agent: collector %s: unknown kind %q (the kinds are %s)", c.ID, c.Kind, kindNames())
+		}
+		if c.Interval > 0 && c.Kind != "procmond" {
+			return fmt.Errorf("agent: collector %s: %s does not scan: remove its interval", c.ID, c.Kind)
 		}
 	}
 	for i := range o.Collectors {

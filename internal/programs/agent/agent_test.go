@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,9 +64,15 @@ func status(t testing.TB, cli, sock string) agentapi.Collectors {
 		t.Fatalf("collectors list: %v", err)
 	}
 	var r agentapi.Collectors
-	if err := json.Unmarshal(out, &r); err != nil || len(r.Collectors) != 1 {
-		t.Fatalf("collectors list: %s (%v)", out, err)
+	if err := json.Unmarshal(out, &r); err != nil || len(r.Collectors) != len(defaultCollectors()) {
+		t.Fatalf("collectors list: %s (%v), want %d collectors", out, err, len(defaultCollectors()))
 	}
+	// procmond first: the tests look at it.
+	i := slices.IndexFunc(r.Collectors, func(c agentapi.CollectorStatus) bool { return c.ID == "procmond" })
+	if i < 0 {
+		t.Fatalf("collectors list: %s: no procmond", out)
+	}
+	r.Collectors[0], r.Collectors[i] = r.Collectors[i], r.Collectors[0]
 	return r
 }
 
@@ -221,9 +228,18 @@ func startAgent(t testing.TB, agentBin, cli, sock string, args ...string) (ag *e
 	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
 	alerts, logs = testproc.Lines(stdout), testproc.Lines(stderr)
 	testproc.ExpectLine(t, logs, "the agent", "watching the processes")
-	wait.Until(t, 15*time.Second, "procmond running and healthy", func() bool {
-		c := status(t, cli, sock).Collectors[0]
-		return c.State == StateRunning && c.Health == HealthHealthy
+	// Every default collector: procmond, and netmond and fsmond as root
+	// on a kernel with BTF.
+	var last agentapi.Collectors
+	wait.Until(t, 30*time.Second, "the collectors running and healthy", func() bool {
+		last = status(t, cli, sock)
+		for _, c := range last.Collectors {
+			if c.State != StateRunning || c.Health != HealthHealthy {
+				t.Logf("%s: %s, %s", c.ID, c.State, c.Health)
+				return false
+			}
+		}
+		return true
 	})
 	return ag, alerts, logs
 }

@@ -224,7 +224,7 @@ func TestForwardRefusals(t *testing.T) {
 		target error
 		want   string
 	}{
-		{topics.AgentForwardPrefix + "health.nobody", rpc.ErrNotFound, `the agent runs no collector "nobody" (it runs procmond)`},
+		{topics.AgentForwardPrefix + "health.nobody", rpc.ErrNotFound, `the agent runs no collector "nobody" (it runs procmond`},
 		{topics.AgentForwardPrefix + "bogus.procmond", rpc.ErrInvalidArgument, "names no collector operation"},
 		{topics.AgentForwardPrefix + "health.procmond.extra", rpc.ErrInvalidArgument, "names no collector operation"},
 	} {

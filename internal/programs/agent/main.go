@@ -217,7 +217,9 @@ func settings(fs *flag.FlagSet, configPath string, stdout, stderr io.Writer, log
 	}
 	if set["interval"] {
 		for i := range opts.Collectors {
-			opts.Collectors[i].Interval = flagValue("interval").Get().(time.Duration)
+			if opts.Collectors[i].Kind == "procmond" { // the one that scans
+				opts.Collectors[i].Interval = flagValue("interval").Get().(time.Duration)
+			}
 		}
 	}
 	builtin := file.BuiltinRules == nil || *file.BuiltinRules

@@ -58,6 +58,11 @@ func runAgentWith(t *testing.T, opts Options, ready func(*Agent)) *Agent {
 	if opts.Socket == "" {
 		opts.Socket = filepath.Join(t.TempDir(), "eventbus.sock")
 	}
+	if opts.Collectors == nil {
+		// These tests supervise one collector; the default set (netmond
+		// and fsmond too, as root) is tested through the binary.
+		opts.Collectors = []CollectorSpec{{ID: "procmond", Kind: "procmond"}}
+	}
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
