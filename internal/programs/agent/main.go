@@ -17,12 +17,13 @@ import (
 
 const usage = `daemoneye-agent watches the processes of this host and raises alerts.
 
-It hosts the event bus on a UNIX socket, starts procmond, runs the detection
-rules on its events and prints the alerts. Stop it with Ctrl-C.
+It hosts the event bus on a UNIX socket, starts procmond (and, as root on a
+kernel with BTF, netmond and fsmond), runs the detection rules on their
+events and prints the alerts. Stop it with Ctrl-C.
 
 Usage:
   daemoneye-agent [flags]
-  daemoneye-agent collector procmond [procmond flags]   (how the agent runs its collectors)
+  daemoneye-agent collector KIND [its flags]   (how the agent runs its collectors: procmond, netmond, fsmond)
 
 Flags:
 `
